@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Stage commands in dvc.yaml call `python`: make it the venv's.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: repro test lint bench clean-venv
 

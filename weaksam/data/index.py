@@ -1,0 +1,216 @@
+"""COCO-format split index: the one in-memory form of every data set (synthetic, VOC, COCO).
+
+A split is one COCO-format JSON (docs/contracts.md, "data"): ``images[]`` (id, file_name,
+width, height), ``categories[]`` (id, name), ``annotations[]`` (id, image_id, category_id,
+bbox xywh in pixels, area, iscrowd, segmentation, difficult) and ``info.image_root``, the folder
+``file_name`` is relative to (relative to the repository root = the working directory, or
+absolute).
+
+Shorthand: C classes, N instances of one image. Category ids are the data set's own (1..C for
+synthetic and VOC, sparse for COCO); ``cat_index`` maps them to contiguous 0..C-1 in sorted id
+order. ``gt_boxes`` returns ``(N, 4)`` float64 xyxy in pixels (x2, y2 exclusive).
+
+Training code must not use this class on training splits: it reads them through
+:class:`weaksam.data.weak.WeakView`, which exposes image-level labels only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from weaksam.errors import InputError
+from weaksam.utils.boxes import xywh_to_xyxy
+
+
+@dataclass
+class CocoIndex:
+    """One split in COCO format, validated by :func:`load_index`."""
+
+    path: Path
+    image_root: Path
+    images: list[dict[str, Any]]
+    categories: list[dict[str, Any]]
+    annotations: list[dict[str, Any]]
+    _by_image: dict[int, dict[str, Any]] = field(init=False, repr=False, compare=False)
+    _anns: dict[int, list[dict[str, Any]]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self.image_root = Path(self.image_root)
+        self._by_image = {int(im["id"]): im for im in self.images}
+        self._anns = {i: [] for i in self._by_image}
+        for a in self.annotations:
+            self._anns.setdefault(int(a["image_id"]), []).append(a)
+
+    @cached_property
+    def category_ids(self) -> list[int]:
+        """Sorted category ids (length C)."""
+        return sorted(int(c["id"]) for c in self.categories)
+
+    @cached_property
+    def category_names(self) -> list[str]:
+        """Category names in ``category_ids`` order."""
+        names = {int(c["id"]): str(c["name"]) for c in self.categories}
+        return [names[i] for i in self.category_ids]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.category_ids)
+
+    @cached_property
+    def cat_index(self) -> dict[int, int]:
+        """Category id -> contiguous index 0..C-1."""
+        return {cid: k for k, cid in enumerate(self.category_ids)}
+
+    @property
+    def image_ids(self) -> list[int]:
+        """Image ids in split (file) order."""
+        return [int(im["id"]) for im in self.images]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image(self, image_id: int) -> dict[str, Any]:
+        """The ``images[]`` record of ``image_id`` (KeyError if absent)."""
+        return self._by_image[int(image_id)]
+
+    def image_path(self, image_id: int) -> Path:
+        """Path of the image file of ``image_id``."""
+        return self.image_root / str(self.image(image_id)["file_name"])
+
+    def anns_of(self, image_id: int) -> list[dict[str, Any]]:
+        """Annotations of ``image_id`` (file order)."""
+        if int(image_id) not in self._by_image:
+            raise KeyError(image_id)
+        return self._anns.get(int(image_id), [])
+
+    def labels_of(self, image_id: int) -> list[int]:
+        """Sorted category ids present in ``image_id`` (difficult instances included, as VOC)."""
+        return sorted({int(a["category_id"]) for a in self.anns_of(image_id)})
+
+    def gt_boxes(self, image_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ground truth of ``image_id``: ((N, 4) float64 xyxy px, (N,) int64 category ids,
+        (N,) bool difficult)."""
+        anns = self.anns_of(image_id)
+        if not anns:
+            return np.zeros((0, 4)), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+        boxes = xywh_to_xyxy(np.array([a["bbox"] for a in anns], dtype=np.float64))
+        cats = np.array([int(a["category_id"]) for a in anns], dtype=np.int64)
+        diff = np.array([bool(a.get("difficult", 0)) for a in anns], dtype=bool)
+        return boxes, cats, diff
+
+    def to_json(self, image_root: str | None = None) -> dict[str, Any]:
+        """The COCO-format dict of this split (``info.image_root`` as given, else as loaded)."""
+        return {
+            "info": {"image_root": str(self.image_root if image_root is None else image_root)},
+            "images": self.images,
+            "categories": self.categories,
+            "annotations": self.annotations,
+        }
+
+
+def resolve_image_root(root: str | Path, json_path: str | Path) -> Path:
+    """Resolve ``info.image_root``: absolute as is; relative against the working directory
+    (the repository root when stages run), else against the nearest ancestor of the JSON file
+    where it exists (so an index loaded from elsewhere still finds its images)."""
+    root = Path(root)
+    if root.is_absolute():
+        return root
+    cand = Path.cwd() / root
+    if cand.exists():
+        return cand
+    for anc in Path(json_path).resolve().parents:
+        if (anc / root).exists():
+            return anc / root
+    return cand
+
+
+def _require(cond: bool, path: Path, problem: str) -> None:
+    if not cond:
+        raise InputError(path, problem)
+
+
+def index_from_dict(data: Any, path: str | Path, image_root: str | Path | None = None) -> CocoIndex:
+    """Validate a COCO-format dict and build the index (errors name ``path``).
+
+    ``image_root`` overrides ``info.image_root``. Checks: the three lists exist, ids are unique,
+    every annotation's category and image exist, the split has at least one image, bboxes have
+    4 finite non-negative-size numbers.
+    """
+    path = Path(path)
+    _require(isinstance(data, dict), path, "expected a JSON object at the top level")
+    for key in ("images", "categories"):
+        _require(isinstance(data.get(key), list), path, f"missing or non-list '{key}'")
+    anns = data.get("annotations", [])
+    _require(isinstance(anns, list), path, "non-list 'annotations'")
+    images, cats = data["images"], data["categories"]
+    _require(len(images) > 0, path, "empty split: no images")
+    _require(len(cats) > 0, path, "no categories")
+    try:
+        img_ids = [int(im["id"]) for im in images]
+        for im in images:
+            str(im["file_name"])
+            int(im["width"]), int(im["height"])
+        cat_ids = [int(c["id"]) for c in cats]
+        [str(c["name"]) for c in cats]
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(path, f"malformed image or category record ({e!r})") from e
+    _require(len(set(img_ids)) == len(img_ids), path, "duplicate image ids")
+    _require(len(set(cat_ids)) == len(cat_ids), path, "duplicate category ids")
+    img_set, cat_set = set(img_ids), set(cat_ids)
+    for a in anns:
+        try:
+            aid, iid, cid = a["id"], int(a["image_id"]), int(a["category_id"])
+            bbox = [float(v) for v in a["bbox"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(path, f"malformed annotation {a.get('id')!r} ({e!r})") from e
+        _require(cid in cat_set, path, f"annotation {aid}: unknown category_id {cid}")
+        _require(iid in img_set, path, f"annotation {aid}: unknown image_id {iid}")
+        _require(
+            len(bbox) == 4 and all(np.isfinite(bbox)) and bbox[2] >= 0 and bbox[3] >= 0,
+            path,
+            f"annotation {aid}: bad bbox {a['bbox']!r}",
+        )
+    if image_root is None:
+        info = data.get("info") or {}
+        _require(isinstance(info, dict) and "image_root" in info, path, "missing info.image_root")
+        image_root = resolve_image_root(info["image_root"], path)
+    return CocoIndex(path=path, image_root=Path(image_root), images=images, categories=cats,
+                     annotations=anns)
+
+
+def load_index(path: str | Path, image_root: str | Path | None = None) -> CocoIndex:
+    """Load and validate one split's COCO-format JSON (``data/annotations/{split}.json``).
+
+    Raises InputError naming ``path`` on a missing file, bad JSON, an annotation with an unknown
+    category or image, or an empty split.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "annotation file not found")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(path, f"not valid JSON ({e})") from e
+    return index_from_dict(data, path, image_root=image_root)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` uint8 RGB; missing or corrupt -> InputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "image file not found")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            arr = np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise InputError(path, f"corrupt or unreadable image ({e})") from e
+    return np.ascontiguousarray(arr, dtype=np.uint8)
