@@ -1,0 +1,63 @@
+"""COCO reader (``instances_*.json``, COCO 2014 / 2017) into the :class:`CocoIndex`.
+
+Paper Sec. 4.1: WSOD trains on COCO 2014 train and tests on val; WSIS on COCO 2017. The
+annotations keep their masks (polygons, or RLE for crowds; RLE ``counts`` given as bytes are
+stored as str) and the data set's own sparse category ids (1..90 for 80 classes), which COCO
+results files must use; ``CocoIndex.cat_index`` maps them to contiguous 0..C-1.
+
+VOC-style evaluation has no crowd notion: a crowd annotation (``iscrowd = 1``) is marked
+``difficult = 1`` so it is ignored there, as in VOC, unless the file already has ``difficult``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from weaksam.data.index import CocoIndex, index_from_dict
+from weaksam.errors import InputError
+
+
+def _normalise_ann(a: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    out["iscrowd"] = int(a.get("iscrowd", 0))
+    out["difficult"] = int(a.get("difficult", out["iscrowd"]))
+    seg = a.get("segmentation")
+    if isinstance(seg, dict) and isinstance(seg.get("counts"), bytes):
+        out["segmentation"] = {**seg, "counts": seg["counts"].decode("ascii")}
+    if "area" not in out and "bbox" in out:
+        out["area"] = float(out["bbox"][2]) * float(out["bbox"][3])
+    return out
+
+
+def load_coco(json_path: str | Path, image_root: str | Path) -> CocoIndex:
+    """Read a COCO instances JSON; ``image_root`` is the folder of its images (e.g.
+    ``coco/train2014``), stored as ``info.image_root``. InputError naming the file on a
+    missing file, bad JSON, unknown category or image in an annotation, or no images."""
+    json_path = Path(json_path)
+    if not json_path.is_file():
+        raise InputError(json_path, "annotation file not found")
+    try:
+        data = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(json_path, f"not valid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise InputError(json_path, "expected a JSON object at the top level")
+    anns = data.get("annotations", [])
+    if not isinstance(anns, list) or not all(isinstance(a, dict) for a in anns):
+        raise InputError(json_path, "'annotations' must be a list of objects")
+    image_root = Path(image_root)
+    if not image_root.is_dir():
+        raise InputError(image_root, f"image folder of {json_path.name} not found")
+    cats = [{"id": int(c["id"]), "name": str(c["name"]),
+             **({"supercategory": c["supercategory"]} if "supercategory" in c else {})}
+            for c in data.get("categories", []) if isinstance(c, dict) and "id" in c
+            and "name" in c]
+    out = {
+        "info": {**(data.get("info") or {}), "image_root": str(image_root)},
+        "images": data.get("images"),
+        "categories": cats if cats or "categories" in data else None,
+        "annotations": [_normalise_ann(a) for a in anns],
+    }
+    return index_from_dict(out, json_path, image_root=image_root)

@@ -1,0 +1,168 @@
+"""PASCAL VOC 2007 / 2012 reader (VOCdevkit layout) into the COCO-format :class:`CocoIndex`.
+
+Layout of ``root`` (e.g. ``VOCdevkit/VOC2007``)::
+
+    Annotations/{name}.xml        one per image: size, objects (name, difficult, bndbox)
+    JPEGImages/{name}.jpg         the images (``<filename>`` in the XML names the file)
+    ImageSets/Main/{split}.txt    image names of the split, one per line
+
+Coordinates: VOC ``bndbox`` is 1-based and inclusive (``xmin = 1`` is the first column,
+``xmax`` the last covered column). The index uses 0-based xyxy with x2/y2 exclusive
+(docs/contracts.md), so ``[xmin - 1, ymin - 1, xmax, ymax]``; COCO ``bbox`` is then
+``[xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1]``. :mod:`weaksam.data.export` applies
+the inverse. Paper Sec. 4.1: VOC 2007 trains on trainval (5011 images) and tests on test
+(4952), VOC 2012 trains on trainval; 20 classes; VOC AP ignores ``difficult`` objects.
+
+Image ids: a name of digits (``000005``) becomes that integer; VOC 2012 names
+``2008_000008`` drop the underscore (2008000008). Category ids are 1..20 in ``VOC_CLASSES``
+order.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from weaksam.data.index import CocoIndex, index_from_dict
+from weaksam.errors import InputError
+
+VOC_CLASSES: tuple[str, ...] = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)
+
+
+def voc_image_id(name: str) -> int:
+    """Integer image id of a VOC image name (``000005`` -> 5, ``2008_000008`` -> 2008000008)."""
+    digits = name.replace("_", "")
+    if not digits.isdigit():
+        raise ValueError(f"VOC image name {name!r} is not of the form digits[_digits]")
+    return int(digits)
+
+
+def read_split_names(root: str | Path, split: str) -> list[str]:
+    """Image names listed in ``ImageSets/Main/{split}.txt`` (InputError if missing or empty)."""
+    path = Path(root) / "ImageSets" / "Main" / f"{split}.txt"
+    if not path.is_file():
+        raise InputError(path, f"split file of '{split}' not found")
+    names = [ln.split()[0] for ln in path.read_text().splitlines() if ln.strip()]
+    if not names:
+        raise InputError(path, "empty split: no image names")
+    return names
+
+
+def _text(node: ET.Element, tag: str, path: Path) -> str:
+    child = node.find(tag)
+    if child is None or child.text is None:
+        raise InputError(path, f"missing <{tag}>")
+    return child.text.strip()
+
+
+def parse_voc_xml(path: str | Path, classes: tuple[str, ...] = VOC_CLASSES) -> dict[str, Any]:
+    """Parse one VOC annotation XML.
+
+    Returns ``{"filename", "width", "height", "objects": [{"name", "category_id" (1-based
+    index into ``classes``), "difficult" (0/1), "box": [x1, y1, x2, y2] 0-based exclusive}]}``;
+    width/height are 0 when ``<size>`` is absent. InputError naming ``path`` when missing,
+    unparsable, with an unknown class name or a malformed box.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "annotation file not found")
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as e:
+        raise InputError(path, f"not valid XML ({e})") from e
+    cat_of = {n: i + 1 for i, n in enumerate(classes)}
+    size = root.find("size")
+    try:
+        width = int(float(_text(size, "width", path))) if size is not None else 0
+        height = int(float(_text(size, "height", path))) if size is not None else 0
+        objects = []
+        for obj in root.findall("object"):
+            name = _text(obj, "name", path)
+            if name not in cat_of:
+                raise InputError(path, f"unknown class name {name!r}")
+            diff_node = obj.find("difficult")
+            difficult = int(diff_node.text.strip()) if diff_node is not None and diff_node.text \
+                else 0
+            bb = obj.find("bndbox")
+            if bb is None:
+                raise InputError(path, f"object {name!r} has no <bndbox>")
+            xmin, ymin, xmax, ymax = (float(_text(bb, t, path))
+                                      for t in ("xmin", "ymin", "xmax", "ymax"))
+            if xmax < xmin or ymax < ymin:
+                raise InputError(path, f"object {name!r}: inverted box "
+                                       f"({xmin}, {ymin}, {xmax}, {ymax})")
+            objects.append({"name": name, "category_id": cat_of[name],
+                            "difficult": 1 if difficult else 0,
+                            "box": [xmin - 1.0, ymin - 1.0, xmax, ymax]})
+    except ValueError as e:
+        raise InputError(path, f"malformed number ({e})") from e
+    fn = root.find("filename")
+    filename = fn.text.strip() if fn is not None and fn.text else ""
+    return {"filename": filename, "width": width, "height": height, "objects": objects}
+
+
+def load_voc(
+    root: str | Path,
+    split: str,
+    *,
+    classes: tuple[str, ...] = VOC_CLASSES,
+    image_ext: str = ".jpg",
+    progress: bool = True,
+) -> CocoIndex:
+    """Read split ``split`` of a VOC folder into a :class:`CocoIndex` (no masks).
+
+    ``info.image_root`` is ``root/JPEGImages`` (images are not copied). The image file is the
+    XML's ``<filename>``, else ``{name}{image_ext}``; a missing image file, or a missing
+    ``<size>`` (then read from the image header), is checked here; corrupt pixels are caught
+    by :func:`weaksam.data.index.read_image` when read.
+    """
+    root = Path(root)
+    names = read_split_names(root, split)
+    img_dir = root / "JPEGImages"
+    images, anns = [], []
+    for name in tqdm(names, desc=f"VOC {split}", disable=None if progress else True):
+        xml_path = root / "Annotations" / f"{name}.xml"
+        rec = parse_voc_xml(xml_path, classes)
+        file_name = rec["filename"] or f"{name}{image_ext}"
+        img_path = img_dir / file_name
+        if not img_path.is_file():
+            alt = img_dir / f"{name}{image_ext}"
+            if not alt.is_file():
+                raise InputError(img_path, f"image of {xml_path.name} not found")
+            file_name, img_path = alt.name, alt
+        w, h = rec["width"], rec["height"]
+        if w <= 0 or h <= 0:
+            try:
+                with Image.open(img_path) as im:
+                    w, h = im.size
+            except (UnidentifiedImageError, OSError) as e:
+                raise InputError(img_path, f"corrupt or unreadable image ({e})") from e
+        try:
+            image_id = voc_image_id(name)
+        except ValueError as e:
+            raise InputError(root / "ImageSets" / "Main" / f"{split}.txt", str(e)) from e
+        images.append({"id": image_id, "file_name": file_name, "width": w, "height": h,
+                       "voc_name": name})
+        for o in rec["objects"]:
+            x1, y1, x2, y2 = o["box"]
+            anns.append({
+                "id": len(anns) + 1,
+                "image_id": image_id,
+                "category_id": o["category_id"],
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "area": (x2 - x1) * (y2 - y1),
+                "iscrowd": 0,
+                "difficult": o["difficult"],
+            })
+    cats = [{"id": i + 1, "name": n} for i, n in enumerate(classes)]
+    data = {"info": {"image_root": str(img_dir), "source": f"VOC {root} {split}"},
+            "images": images, "categories": cats, "annotations": anns}
+    return index_from_dict(data, root / "ImageSets" / "Main" / f"{split}.txt", image_root=img_dir)
