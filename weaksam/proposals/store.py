@@ -13,7 +13,9 @@ Arrays (P proposals over M images):
 
 from __future__ import annotations
 
+import io
 import pickle
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +68,9 @@ class ProposalSet:
         keep_names = list(keep_names)
         unknown = set(keep_names) - set(self.source_names)
         if unknown:
-            raise ValueError(f"unknown proposal sources {sorted(unknown)}; have {self.source_names}")
+            raise ValueError(
+                f"unknown proposal sources {sorted(unknown)}; have {self.source_names}"
+            )
         idx = np.array([self.source_names.index(n) for n in keep_names], dtype=np.uint8)
         out = ProposalSet(list(self.source_names))
         for iid, p in self.images.items():
@@ -85,16 +89,29 @@ def save_proposals(path: str | Path, props: ProposalSet) -> None:
         arrs = [np.asarray(getattr(p, attr), dtype=dtype).reshape(-1, *shape) for p in plist]
         return np.concatenate(arrs) if arrs else np.zeros((0, *shape), dtype)
 
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(
-            f,
-            image_ids=ids,
-            offsets=offsets,
-            boxes=cat("boxes", (4,), np.float32),
-            scores=cat("scores", (), np.float32),
-            sources=cat("sources", (), np.uint8),
-            source_names=np.array(props.source_names, dtype=str),
-        )
+    arrays = {
+        "image_ids": ids,
+        "offsets": offsets,
+        "boxes": cat("boxes", (4,), np.float32),
+        "scores": cat("scores", (), np.float32),
+        "sources": cat("sources", (), np.uint8),
+        "source_names": np.array(props.source_names, dtype=str),
+    }
+    with atomic_path(path) as tmp:
+        _write_npz(tmp, arrays)
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez_compressed`` with fixed zip timestamps, so the same arrays give the same bytes
+    (numpy stamps each member with the current time, which made reruns differ for DVC)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, arr in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asanyarray(arr), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buf.getvalue())
 
 
 def load_proposals(path: str | Path) -> ProposalSet:
@@ -115,6 +132,10 @@ def load_proposals(path: str | Path) -> ProposalSet:
         raise InputError(path, "offsets do not match image_ids and boxes")
     if d["boxes"].ndim != 2 or d["boxes"].shape[1] != 4:
         raise InputError(path, f"boxes have shape {d['boxes'].shape}, expected (P, 4)")
+    if not len(d["scores"]) == len(d["sources"]) == len(d["boxes"]):
+        raise InputError(path, "boxes, scores and sources differ in length")
+    if len(d["sources"]) and int(d["sources"].max()) >= len(d["source_names"]):
+        raise InputError(path, "a source index is out of range of source_names")
     out = ProposalSet([str(s) for s in d["source_names"]])
     for i, iid in enumerate(d["image_ids"].tolist()):
         s, e = int(off[i]), int(off[i + 1])

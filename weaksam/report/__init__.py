@@ -1,0 +1,19 @@
+"""Report tables: paper numbers beside this run's (docs/contracts.md, "reports").
+
+``TABLES`` maps a table name to its builder ``builder(metrics_dir) -> markdown``; the ``report``
+stage writes ``reports/tables/{name}.md`` for every entry. Add a table with one import and one
+entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from weaksam.report import table4, table6, table8
+
+TABLES: dict[str, Callable[[Path], str]] = {
+    "table4": table4.build,
+    "table6": table6.build,
+    "table8": table8.build,
+}
