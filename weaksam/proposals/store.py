@@ -13,9 +13,7 @@ Arrays (P proposals over M images):
 
 from __future__ import annotations
 
-import io
 import pickle
-import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from weaksam.errors import InputError
-from weaksam.utils.atomic import atomic_path
+from weaksam.utils.atomic import atomic_path, write_npz
 
 
 @dataclass
@@ -98,20 +96,7 @@ def save_proposals(path: str | Path, props: ProposalSet) -> None:
         "source_names": np.array(props.source_names, dtype=str),
     }
     with atomic_path(path) as tmp:
-        _write_npz(tmp, arrays)
-
-
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez_compressed`` with fixed zip timestamps, so the same arrays give the same bytes
-    (numpy stamps each member with the current time, which made reruns differ for DVC)."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, arr in arrays.items():
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.asanyarray(arr), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, buf.getvalue())
+        write_npz(tmp, arrays)
 
 
 def load_proposals(path: str | Path) -> ProposalSet:
