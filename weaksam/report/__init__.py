@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from weaksam.report import table4, table6, table8
+from weaksam.report import table1, table4, table6, table7, table8
 
 TABLES: dict[str, Callable[[Path], str]] = {
+    "table1": table1.build,
     "table4": table4.build,
     "table6": table6.build,
+    "table7": table7.build,
     "table8": table8.build,
 }

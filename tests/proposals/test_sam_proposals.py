@@ -1,0 +1,160 @@
+"""WeakSAM proposals (weaksam/proposals/sam.py): boxes from low-res logits, prompt policy,
+duplicate removal per source, batching invariance, empty images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from weaksam.proposals.sam import (
+    PromptingConfig,
+    SamPromptProposer,
+    boxes_from_lowres,
+    dedup_and_sort,
+    prepare_points,
+)
+from weaksam.sam.model import SmallSamConfig, build_small_sam
+
+TINY = SmallSamConfig(img_size=64, patch_size=8, encoder_width=32, encoder_depth=1,
+                      encoder_heads=2, prompt_dim=32, decoder_depth=1, decoder_heads=2,
+                      decoder_mlp_dim=32, iou_head_hidden=16)
+
+
+def test_boxes_from_lowres_block_and_scale():
+    # frame 8, low-res 4 (factor 2): logits positive on low-res cells rows 1..2, col 1.
+    low = torch.full((1, 2, 4, 4), -10.0)
+    low[0, 0, 1:3, 1] = 10.0
+    # input 8x8 == original 8x8: bilinear upsampling of a +-10 step crosses 0 midway between
+    # cell centres, so cells 1..2 (pixels 2..5) map to rows 2..5 and column 1 to pixels 2..3.
+    boxes, valid = boxes_from_lowres(low, (8, 8), (8, 8), frame=8)
+    assert valid.tolist() == [[True, False]]
+    assert boxes[0, 0].tolist() == [2.0, 2.0, 4.0, 6.0]
+    assert boxes[0, 1].tolist() == [0.0, 0.0, 0.0, 0.0]
+    # the same logits, input frame 8 x 4 (w=4) of an original 16 x 12 image: crop, then scale
+    # x by 12/4 = 3 and y by 16/8 = 2.
+    boxes, _ = boxes_from_lowres(low, (8, 4), (16, 12), frame=8)
+    assert boxes[0, 0].tolist() == [6.0, 4.0, 12.0, 12.0]
+
+
+def test_boxes_from_lowres_batch_invariant():
+    g = torch.Generator().manual_seed(0)
+    low = torch.randn(37, 2, 16, 16, generator=g) * 3
+    full, _ = boxes_from_lowres(low, (30, 25), (61, 50), frame=32)
+    parts = torch.cat([boxes_from_lowres(low[i : i + 5], (30, 25), (61, 50), 32)[0]
+                       for i in range(0, 37, 5)])
+    assert torch.equal(full, parts)
+
+
+def test_prepare_points_clip_and_drop():
+    pts = np.array([[5, 5], [-3, 2], [10, 30], [np.nan, 1]], np.float32)
+    p, keep = prepare_points(pts, width=10, height=20, outside="clip")
+    assert keep.tolist() == [True, True, True, False]
+    assert p.tolist() == [[5, 5], [0, 2], [9, 19]]
+    p, keep = prepare_points(pts, width=10, height=20, outside="drop")
+    assert keep.tolist() == [True, False, False, False]
+    assert p.tolist() == [[5, 5]]
+
+
+def test_dedup_keeps_best_per_source_and_orders():
+    boxes = np.array([[0, 0, 4, 4], [0, 0, 4, 4], [0, 0, 4, 4], [1, 1, 5, 5]], np.float32)
+    scores = np.array([0.5, 0.9, 0.7, 0.6], np.float32)
+    sources = np.array([0, 0, 1, 0], np.uint8)
+    out = dedup_and_sort(boxes, scores, sources, nms_iou=0.0)
+    # source 0: the duplicate keeps 0.9; the other box 0.6. Source 1 keeps its own copy.
+    assert out.sources.tolist() == [0, 0, 1]
+    assert out.scores.tolist() == pytest.approx([0.9, 0.6, 0.7])
+    assert out.boxes.tolist() == [[0, 0, 4, 4], [1, 1, 5, 5], [0, 0, 4, 4]]
+    # NMS at 0.5: IoU([0,0,4,4], [1,1,5,5]) = 9 / 23 < 0.5 keeps both; at 0.3 drops 0.6.
+    assert len(dedup_and_sort(boxes, scores, sources, nms_iou=0.5)) == 3
+    out = dedup_and_sort(boxes, scores, sources, nms_iou=0.3)
+    assert out.scores.tolist() == pytest.approx([0.9, 0.7])
+
+
+def test_dedup_empty():
+    out = dedup_and_sort(np.zeros((0, 4)), np.zeros(0), np.zeros(0), 0.0)
+    assert len(out) == 0 and out.boxes.shape == (0, 4)
+
+
+@pytest.fixture(scope="module")
+def tiny_sam():
+    torch.manual_seed(0)
+    sam = build_small_sam(TINY)
+    with torch.no_grad():  # make masks depend on the prompt: random, larger decoder weights
+        for p in sam.mask_decoder.parameters():
+            p.mul_(3.0)
+    return sam
+
+
+def _image_and_points(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)
+    pts = np.stack([rng.uniform(0, 70, 23), rng.uniform(0, 50, 23)], 1).astype(np.float32)
+    src = rng.integers(0, 4, 23).astype(np.uint8)
+    cls = np.where(src == 0, -1, rng.integers(1, 3, 23))
+    return img, pts, src, cls
+
+
+def test_batch_size_does_not_change_boxes(tiny_sam):
+    img, pts, src, _ = _image_and_points()
+    a = SamPromptProposer(tiny_sam, PromptingConfig(batch_size=1)).propose(img, pts, src)
+    b = SamPromptProposer(tiny_sam, PromptingConfig(batch_size=64)).propose(img, pts, src)
+    assert len(a) > 0
+    np.testing.assert_array_equal(a.boxes, b.boxes)
+    np.testing.assert_array_equal(a.sources, b.sources)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+    # boxes inside the image, each source's boxes unique
+    assert (a.boxes[:, [0, 1]] >= 0).all() and (a.boxes[:, 2] <= 70).all()
+    assert (a.boxes[:, 3] <= 50).all()
+    for s in range(4):
+        bs = a.boxes[a.sources == s]
+        assert len(np.unique(bs, axis=0)) == len(bs)
+
+
+def test_prompt_order_does_not_matter(tiny_sam):
+    img, pts, src, _ = _image_and_points(1)
+    perm = np.random.default_rng(2).permutation(len(pts))
+    prop = SamPromptProposer(tiny_sam, PromptingConfig(batch_size=8))
+    a = prop.propose(img, pts, src)
+    b = prop.propose(img, pts[perm], src[perm])
+    np.testing.assert_array_equal(a.boxes, b.boxes)
+    np.testing.assert_array_equal(a.sources, b.sources)
+
+
+def test_each_source_is_a_filter_of_one_run(tiny_sam):
+    # Running only the dense prompts gives exactly the dense boxes of the full run.
+    img, pts, src, _ = _image_and_points(3)
+    prop = SamPromptProposer(tiny_sam, PromptingConfig(batch_size=16))
+    full = prop.propose(img, pts, src)
+    only = prop.propose(img, pts[src == 0], src[src == 0])
+    np.testing.assert_array_equal(full.boxes[full.sources == 0], only.boxes)
+
+
+def test_no_prompts_and_all_outside(tiny_sam):
+    img, _, _, _ = _image_and_points()
+    prop = SamPromptProposer(tiny_sam, PromptingConfig(outside="drop"))
+    assert len(prop.propose(img, np.zeros((0, 2)), np.zeros(0, np.uint8))) == 0
+    out = prop.propose(img, np.array([[-5.0, 3.0], [80.0, 10.0]]), np.array([0, 1], np.uint8))
+    assert len(out) == 0
+    clip = SamPromptProposer(tiny_sam, PromptingConfig(outside="clip"))
+    assert len(clip.propose(img, np.array([[-5.0, 3.0]]), np.array([1], np.uint8))) > 0
+
+
+def test_classwise_groups_points_of_a_class(tiny_sam):
+    img, pts, src, cls = _image_and_points(4)
+    prop = SamPromptProposer(tiny_sam, PromptingConfig(classwise=True, mask_indices=(2,)))
+    groups = prop._prompt_groups(pts, src, cls)
+    n_dense = int((cls < 0).sum())
+    n_groups = len({(int(s), int(c)) for s, c in zip(src, cls, strict=True) if c >= 0})
+    assert len(groups) == n_dense + n_groups
+    out = prop.propose(img, pts, src, cls)
+    assert 0 < len(out) <= n_dense + n_groups  # one kept mask per prompt, minus duplicates
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        PromptingConfig(mask_indices=(3,))
+    with pytest.raises(ValueError):
+        PromptingConfig(outside="wrap")
+    with pytest.raises(ValueError):
+        PromptingConfig(batch_size=0)

@@ -1,0 +1,90 @@
+"""Pre-training corpus and loop of the small SAM (weaksam/sam/corpus.py, weaksam/sam/train.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from weaksam.sam.corpus import generate_sample
+from weaksam.sam.model import SmallSamConfig, build_small_sam
+from weaksam.sam.train import (
+    PretrainConfig,
+    evaluate,
+    lowres_targets,
+    mask_iou,
+    mask_losses,
+    pretrain,
+)
+
+TINY = SmallSamConfig(img_size=64, patch_size=8, encoder_width=32, encoder_depth=1,
+                      encoder_heads=2, prompt_dim=32, decoder_depth=1, decoder_heads=2,
+                      decoder_mlp_dim=32, iou_head_hidden=16)
+
+
+def test_corpus_deterministic_and_well_formed():
+    a, b = generate_sample(7, 3, size=96), generate_sample(7, 3, size=96)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.masks, b.masks)
+    assert not np.array_equal(a.image, generate_sample(7, 4, size=96).image)
+    for i in range(10):
+        s = generate_sample(0, i, size=96, min_area=12)
+        h, w = s.image.shape[:2]
+        assert max(h, w) == 96 and s.image.dtype == np.uint8
+        assert s.masks.shape[1:] == (h, w)
+        assert (s.masks.reshape(len(s.masks), -1).sum(1) >= 12).all()
+        # visible masks: any two are disjoint or nested (a part inside its whole)
+        for j in range(len(s.masks)):
+            for k in range(j + 1, len(s.masks)):
+                inter = (s.masks[j] & s.masks[k]).sum()
+                assert inter in (0, s.masks[j].sum(), s.masks[k].sum())
+
+
+def test_mask_losses_hand_computed():
+    logits = torch.zeros(1, 1, 2, 2)  # p = 0.5 everywhere
+    gt = torch.ones(1, 2, 2)
+    # BCE (gamma 0) = ln 2 per pixel; dice = 1 - (2*2 + 1) / (2 + 4 + 1) = 2/7
+    out = mask_losses(logits, gt, focal_weight=1.0, focal_alpha=-1.0, dice_weight=1.0,
+                      focal_gamma=0.0)
+    assert out.item() == pytest.approx(math.log(2) + 2 / 7, rel=1e-6)
+    # focal with gamma 2: (1 - 0.5)^2 * ln 2 ; weight 20 as SAM
+    out = mask_losses(logits, gt, 20.0, -1.0, 1.0, focal_gamma=2.0)
+    assert out.item() == pytest.approx(20 * 0.25 * math.log(2) + 2 / 7, rel=1e-6)
+
+
+def test_mask_iou_and_lowres_targets():
+    logits = torch.tensor([[[[1.0, 1.0], [-1.0, -1.0]]]])
+    gt = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
+    assert mask_iou(logits, gt).item() == pytest.approx(1 / 3)
+    m = np.zeros((1, 3, 4), bool)
+    m[0, :2, :2] = True  # 2x2 block in a 3x4 image, padded to a 4x4 frame, pooled to 2x2
+    t = lowres_targets(m, frame=4, lowres=2)
+    assert t[0].tolist() == [[1.0, 0.0], [0.0, 0.0]]
+
+
+def test_pretrain_deterministic_and_every_parameter_learns():
+    cfg = PretrainConfig(steps=2, batch_images=2, prompts_per_image=3, warmup_steps=1)
+
+    def run():
+        torch.manual_seed(0)
+        sam = build_small_sam(TINY)
+        before = {k: v.clone() for k, v in sam.state_dict().items()}
+        seen = []
+        out = pretrain(sam, cfg, on_step=lambda s, v: seen.append(s), log_every=1)
+        return sam, before, out, seen
+
+    sam, before, out, seen = run()
+    sam2, _, out2, _ = run()
+    assert seen == [1, 2] and math.isfinite(out["loss"])
+    assert out["loss"] == out2["loss"]
+    after = sam.state_dict()
+    assert all(torch.equal(after[k], sam2.state_dict()[k]) for k in after)
+    # every trainable parameter moved (weights that get no gradient would not change)
+    unchanged = [n for n, p in sam.named_parameters() if torch.equal(p.detach(), before[n])]
+    # the mask-input convs (mask_downscaling) only see mask prompts, which we do not train
+    assert all(n.startswith("prompt_encoder.mask_downscaling")
+               or n.startswith("prompt_encoder.not_a_point") for n in unchanged), unchanged
+    ev = evaluate(sam, seed=99, num_images=2)
+    assert 0.0 <= ev["miou_point"] <= 1.0 and 0.0 <= ev["miou_box"] <= 1.0
+    assert ev["num_masks"] > 0

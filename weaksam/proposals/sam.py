@@ -1,0 +1,248 @@
+"""WeakSAM proposals: SAM prompted by classification clues and dense points (paper Sec. 3.1,
+"WeakSAM Proposals Generation"; Table 4).
+
+Every prompt of an image goes to SAM's mask decoder; each kept mask becomes a proposal box whose
+score is SAM's predicted IoU and whose source is the prompt's source (dense, cam_fine,
+cam_coarse, cross), so the Table 4 variants are source filters of one run.
+
+Prompting goes through segment_anything's ``SamPredictor``: ``set_image`` once per image, then
+the point prompts in batches of ``batch_size`` through the prompt encoder and mask decoder
+(``SamPredictor.predict_torch`` minus its last step: instead of upsampling every mask to the
+original image, boxes are read off the low-resolution logits upsampled only to the model's
+input frame; see :func:`boxes_from_lowres`). The one-prompt-at-a-time path of the authors
+(``SamPredictor.predict`` per point) gives identical boxes through the same function
+(``benchmarks/sam_prompting.py`` checks it).
+
+Shapes: ``points (N, 2)`` xy in pixels of the original image; ``low_res (B, K, L, L)`` mask
+logits; boxes ``(R, 4)`` float32 xyxy in pixels of the original image (x2/y2 exclusive);
+scores ``(R,)`` predicted IoU; sources ``(R,)`` uint8 index into ``PROMPT_SOURCES``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from segment_anything import SamPredictor
+from segment_anything.modeling import Sam
+from torchvision.ops import batched_nms
+
+from weaksam.proposals.store import ImageProposals
+
+# Boxes of this many masks are upsampled at a time (bounds memory at 1024 px frames).
+_UPSAMPLE_CHUNK = 16
+
+
+@dataclass(frozen=True)
+class PromptingConfig:
+    """How SAM is prompted (set from params.yaml ``proposals`` by the stage).
+
+    batch_size:   point prompts per mask-decoder call (any value gives the same boxes).
+    mask_indices: which of SAM's three multimask outputs become proposals (authors: 1 and 2,
+                  the larger "part" and "whole" masks); with ``multimask=False`` SAM's single
+                  mask is used and this is ignored.
+    nms_iou:      IoU of a per-source NMS after duplicate removal; 0 turns it off (paper: off).
+    classwise:    one multi-point prompt per (source, class) holding all its points, instead of
+                  one prompt per point (dense points, class -1, stay single-point prompts).
+    outside:      prompts outside the image: ``"clip"`` moves them to the nearest pixel,
+                  ``"drop"`` discards them.
+    """
+
+    batch_size: int = 64
+    mask_indices: tuple[int, ...] = (1, 2)
+    multimask: bool = True
+    nms_iou: float = 0.0
+    classwise: bool = False
+    outside: str = "clip"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.mask_indices or not set(self.mask_indices) <= {0, 1, 2}:
+            raise ValueError(f"mask_indices must be a non-empty subset of 0..2, got "
+                             f"{self.mask_indices}")
+        if self.outside not in ("clip", "drop"):
+            raise ValueError(f"outside must be 'clip' or 'drop', got {self.outside!r}")
+
+
+@torch.no_grad()
+def boxes_from_lowres(
+    low_res: torch.Tensor,
+    input_size: tuple[int, int],
+    original_size: tuple[int, int],
+    frame: int,
+    threshold: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boxes of SAM masks from the decoder's low-resolution logits.
+
+    ``low_res (B, K, L, L)`` is upsampled bilinearly to the ``frame x frame`` model input (as
+    ``Sam.postprocess_masks`` does first), cropped to ``input_size = (h, w)`` (the resized image
+    inside the padded frame), thresholded at ``threshold``; the row and column extents give a
+    box in input-frame pixels, scaled by ``original / input`` to the original image.
+
+    Returns ``(boxes (B, K, 4) float32 xyxy original pixels, valid (B, K) bool)``; empty masks
+    are not valid (zero box). Each mask's box depends only on its own logits, so batching never
+    changes a box.
+    """
+    b, k, _, _ = low_res.shape
+    h, w = input_size
+    flat = low_res.reshape(b * k, 1, *low_res.shape[-2:]).float()
+    rows_any, cols_any = [], []
+    for s in range(0, b * k, _UPSAMPLE_CHUNK):
+        up = F.interpolate(flat[s : s + _UPSAMPLE_CHUNK], (frame, frame), mode="bilinear",
+                           align_corners=False)[:, 0, :h, :w] > threshold
+        rows_any.append(up.any(2))
+        cols_any.append(up.any(1))
+    if b * k == 0:
+        return torch.zeros((b, k, 4)), torch.zeros((b, k), dtype=torch.bool)
+    rows, cols = torch.cat(rows_any), torch.cat(cols_any)  # (BK, h), (BK, w)
+    valid = rows.any(1)
+    ar_h = torch.arange(h)
+    ar_w = torch.arange(w)
+    big = 1 << 30
+    y1 = torch.where(rows, ar_h, big).amin(1)
+    y2 = torch.where(rows, ar_h, -1).amax(1) + 1
+    x1 = torch.where(cols, ar_w, big).amin(1)
+    x2 = torch.where(cols, ar_w, -1).amax(1) + 1
+    boxes = torch.stack([x1, y1, x2, y2], 1).double()
+    sy, sx = original_size[0] / h, original_size[1] / w
+    boxes = boxes * torch.tensor([sx, sy, sx, sy], dtype=torch.float64)
+    boxes[~valid] = 0
+    return boxes.float().reshape(b, k, 4), valid.reshape(b, k)
+
+
+def prepare_points(points: np.ndarray, width: int, height: int, outside: str
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Apply the outside-the-image policy to ``points (N, 2)`` xy pixels.
+
+    Returns ``(points (N', 2) float32, keep (N,) bool)``: ``"clip"`` keeps every finite point,
+    moved into ``[0, width - 1] x [0, height - 1]``; ``"drop"`` keeps the points inside it.
+    Non-finite points are always dropped.
+    """
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    keep = np.isfinite(p).all(1)
+    if outside == "drop":
+        keep &= (p[:, 0] >= 0) & (p[:, 0] <= width - 1) & (p[:, 1] >= 0) & (p[:, 1] <= height - 1)
+    p = p[keep]
+    p[:, 0] = np.clip(p[:, 0], 0, width - 1)
+    p[:, 1] = np.clip(p[:, 1], 0, height - 1)
+    return p.astype(np.float32), keep
+
+
+def dedup_and_sort(boxes: np.ndarray, scores: np.ndarray, sources: np.ndarray, nms_iou: float
+                   ) -> ImageProposals:
+    """Remove exact duplicate boxes within each source (keeping the highest score), then an
+    optional per-source NMS (``nms_iou > 0``).
+
+    A box found from two sources is kept once PER SOURCE, so every Table 4 variant (a filter by
+    source) sees its own boxes. Output order: source, then score descending, then box
+    coordinates (a total order, so results never depend on prompt order or batching).
+    """
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    scores = np.asarray(scores, np.float32).reshape(-1)
+    sources = np.asarray(sources, np.uint8).reshape(-1)
+    if len(boxes) == 0:
+        return ImageProposals.empty()
+    order = np.lexsort((boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], -scores, sources))
+    boxes, scores, sources = boxes[order], scores[order], sources[order]
+    key = np.concatenate([sources[:, None].astype(np.float32), boxes], 1)
+    _, first = np.unique(key, axis=0, return_index=True)
+    keep = np.sort(first)  # first occurrence in sorted order = highest score of the duplicates
+    boxes, scores, sources = boxes[keep], scores[keep], sources[keep]
+    if nms_iou > 0:
+        k = batched_nms(torch.from_numpy(boxes).double(), torch.from_numpy(scores).double(),
+                        torch.from_numpy(sources.astype(np.int64)), nms_iou).numpy()
+        k = np.sort(k)
+        boxes, scores, sources = boxes[k], scores[k], sources[k]
+    return ImageProposals(boxes, scores, sources)
+
+
+class SamPromptProposer:
+    """Turns one image and its point prompts into WeakSAM proposals with a frozen SAM."""
+
+    def __init__(self, sam: Sam, config: PromptingConfig | None = None) -> None:
+        self.sam = sam.eval()
+        self.config = config or PromptingConfig()
+        self.predictor = SamPredictor(self.sam)
+
+    @property
+    def frame(self) -> int:
+        return int(self.sam.image_encoder.img_size)
+
+    @torch.no_grad()
+    def _decode(self, coords: torch.Tensor, labels: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts in the input frame ``(B, n, 2)``, labels ``(B, n)`` -> boxes ``(B, K, 4)``,
+        scores ``(B, K)`` and valid ``(B, K)`` (non-empty) of the kept masks."""
+        p = self.predictor
+        sparse, dense = self.sam.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+        low_res, iou = self.sam.mask_decoder(
+            image_embeddings=p.features, image_pe=self.sam.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+            multimask_output=self.config.multimask,
+        )
+        if self.config.multimask:
+            idx = list(self.config.mask_indices)
+            low_res, iou = low_res[:, idx], iou[:, idx]
+        boxes, valid = boxes_from_lowres(low_res, p.input_size, p.original_size, self.frame,
+                                         self.sam.mask_threshold)
+        return boxes, iou, valid
+
+    def _prompt_groups(self, pts: np.ndarray, src: np.ndarray, cls: np.ndarray
+                       ) -> list[tuple[np.ndarray, int]]:
+        """Prompts as (point indices, source): one point each, or classwise groups."""
+        if not self.config.classwise:
+            return [(np.array([i]), int(src[i])) for i in range(len(pts))]
+        groups: dict[tuple[int, int], list[int]] = {}
+        singles: list[tuple[np.ndarray, int]] = []
+        for i in range(len(pts)):
+            if cls[i] < 0:
+                singles.append((np.array([i]), int(src[i])))
+            else:
+                groups.setdefault((int(src[i]), int(cls[i])), []).append(i)
+        return singles + [(np.array(v), k[0]) for k, v in sorted(groups.items())]
+
+    @torch.no_grad()
+    def propose(self, image: np.ndarray, points: np.ndarray, sources: np.ndarray,
+                classes: np.ndarray | None = None) -> ImageProposals:
+        """Proposals of one image.
+
+        image ``(H, W, 3)`` uint8 RGB; points ``(N, 2)`` xy pixels; sources ``(N,)`` uint8
+        source index; classes ``(N,)`` category id (-1: none), used only when classwise.
+        An image without (valid) prompts gives no proposals and skips the encoder.
+        """
+        h, w = image.shape[:2]
+        src_all = np.asarray(sources, np.uint8).reshape(-1)
+        cls_all = (np.full(len(src_all), -1, np.int64) if classes is None
+                   else np.asarray(classes, np.int64).reshape(-1))
+        pts, keep = prepare_points(points, w, h, self.config.outside)
+        src, cls = src_all[keep], cls_all[keep]
+        if len(pts) == 0:
+            return ImageProposals.empty()
+        self.predictor.set_image(image)
+        groups = self._prompt_groups(pts, src, cls)
+        by_size: dict[int, list[tuple[np.ndarray, int]]] = {}
+        for g in groups:
+            by_size.setdefault(len(g[0]), []).append(g)
+        out_b, out_s, out_v, out_src = [], [], [], []
+        bs = self.config.batch_size
+        for n, gs in sorted(by_size.items()):  # prompts of equal point count batch together
+            for s in range(0, len(gs), bs):
+                chunk = gs[s : s + bs]
+                xy = np.stack([pts[idx] for idx, _ in chunk])  # (B, n, 2)
+                coords = self.predictor.transform.apply_coords(xy, (h, w))
+                coords_t = torch.as_tensor(coords, dtype=torch.float, device=self.predictor.device)
+                labels = torch.ones((len(chunk), n), dtype=torch.int, device=coords_t.device)
+                boxes, scores, valid = self._decode(coords_t, labels)
+                k = boxes.shape[1]
+                out_b.append(boxes.reshape(-1, 4).cpu().numpy())
+                out_s.append(scores.reshape(-1).cpu().numpy())
+                out_v.append(valid.reshape(-1).cpu().numpy())
+                out_src.append(np.repeat(np.array([g[1] for g in chunk], np.uint8), k))
+        boxes = np.concatenate(out_b)
+        scores = np.concatenate(out_s)
+        srcs = np.concatenate(out_src)
+        ok = np.concatenate(out_v)
+        return dedup_and_sort(boxes[ok], scores[ok], srcs[ok], self.config.nms_iou)

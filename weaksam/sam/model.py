@@ -1,0 +1,100 @@
+"""The small SAM of the default profile, built from segment_anything's own classes.
+
+The official SAM (Kirillov et al., 2023; paper Sec. 4.1 uses ViT-H) is ``Sam(ImageEncoderViT,
+PromptEncoder, MaskDecoder(TwoWayTransformer))`` at 1024 px with patch 16 and a 256-wide
+decoder. The small SAM is the same classes at a CPU size: images are resized (longest side) to
+``img_size`` px, the encoder sees ``(img_size / patch_size)^2`` tokens, the decoder predicts
+low-resolution masks at ``4 * img_size / patch_size`` px (a quarter of ``img_size`` when the
+patch is 16, half when it is 8).
+
+Shapes: image embedding ``(B, prompt_dim, E, E)`` with ``E = img_size // patch_size``; masks
+``(B, 3 or 1, 4E, 4E)`` logits; IoU predictions ``(B, 3 or 1)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Any
+
+import torch
+from segment_anything.modeling import (
+    ImageEncoderViT,
+    MaskDecoder,
+    PromptEncoder,
+    Sam,
+    TwoWayTransformer,
+)
+
+
+@dataclass(frozen=True)
+class SmallSamConfig:
+    """Architecture of the small SAM (saved in its checkpoint, so loading needs no params)."""
+
+    img_size: int = 128
+    patch_size: int = 8
+    encoder_width: int = 128
+    encoder_depth: int = 4
+    encoder_heads: int = 4
+    encoder_window: int = 0  # 0: global attention in every block (few tokens)
+    prompt_dim: int = 64  # decoder / prompt embedding width (official: 256); divisible by 8
+    decoder_depth: int = 2
+    decoder_heads: int = 4
+    decoder_mlp_dim: int = 256
+    iou_head_hidden: int = 64
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_small_sam(cfg: SmallSamConfig) -> Sam:
+    """Build an untrained small SAM from segment_anything's classes (same wiring as
+    ``segment_anything.build_sam._build_sam``, other sizes). Returned in eval mode."""
+    if cfg.img_size % cfg.patch_size:
+        raise ValueError(f"img_size {cfg.img_size} is not a multiple of patch {cfg.patch_size}")
+    if cfg.prompt_dim % 8:
+        raise ValueError(f"prompt_dim {cfg.prompt_dim} must be divisible by 8")
+    emb = cfg.img_size // cfg.patch_size
+    sam = Sam(
+        image_encoder=ImageEncoderViT(
+            img_size=cfg.img_size,
+            patch_size=cfg.patch_size,
+            embed_dim=cfg.encoder_width,
+            depth=cfg.encoder_depth,
+            num_heads=cfg.encoder_heads,
+            mlp_ratio=4,
+            out_chans=cfg.prompt_dim,
+            qkv_bias=True,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            use_rel_pos=True,
+            window_size=cfg.encoder_window,
+            global_attn_indexes=tuple(range(cfg.encoder_depth)) if cfg.encoder_window else (),
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=cfg.prompt_dim,
+            image_embedding_size=(emb, emb),
+            input_image_size=(cfg.img_size, cfg.img_size),
+            mask_in_chans=16,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(
+                depth=cfg.decoder_depth,
+                embedding_dim=cfg.prompt_dim,
+                mlp_dim=cfg.decoder_mlp_dim,
+                num_heads=cfg.decoder_heads,
+            ),
+            transformer_dim=cfg.prompt_dim,
+            iou_head_depth=3,
+            iou_head_hidden_dim=cfg.iou_head_hidden,
+        ),
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
+    )
+    sam.eval()
+    return sam
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters())

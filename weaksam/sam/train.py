@@ -1,0 +1,305 @@
+"""Promptable pre-training of the small SAM on the class-agnostic corpus (default profile).
+
+Follows SAM's training recipe (Kirillov et al., 2023, Sec. 3 and appendix A) at CPU scale:
+each step encodes ``B`` corpus images once and decodes ``P`` prompts per image, each prompt a
+single foreground point drawn uniformly inside a segment (multimask output: the loss of the
+best of the 3 masks is back-propagated, which is how SAM learns part / whole ambiguity) or the
+segment's box with noise (single-mask output). Mask loss: ``focal_weight * focal + dice``
+(SAM: 20 : 1), on the LOW-RESOLUTION logits (``(B*P, 4E, 4E)``) against the ground truth
+area-downsampled to that size (soft targets). IoU head: MSE between predicted and actual IoU of
+every output mask. AdamW with linear warm-up and cosine decay.
+
+Shapes: ``images (B, 3, S, S)`` padded frame, ``gt (P, 4E, 4E)`` soft masks in [0, 1],
+``logits (P, K, 4E, 4E)`` with K = 3 (points) or 1 (boxes), ``iou_pred (P, K)``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from segment_anything.modeling import Sam
+from torchvision.ops import sigmoid_focal_loss
+from tqdm import tqdm
+
+from weaksam.sam.corpus import CorpusSample, generate_sample
+from weaksam.utils.boxes import masks_to_boxes
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Knobs of :func:`pretrain` (all set from params.yaml ``sam_pretrain`` by the stage)."""
+
+    steps: int = 600
+    batch_images: int = 8
+    prompts_per_image: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 30
+    focal_weight: float = 20.0
+    focal_alpha: float = -1.0  # torchvision convention: < 0 disables the alpha balancing
+    focal_gamma: float = 2.0  # 0: plain binary cross-entropy
+    dice_weight: float = 1.0
+    iou_weight: float = 1.0
+    point_prob: float = 0.5  # fraction of prompts that are points (the rest boxes)
+    box_noise: float = 0.1  # std of box-corner noise, fraction of the box side (SAM: 0.1)
+    grad_clip: float = 1.0
+    corpus_seed: int = 0
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def pad_image(sam: Sam, image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 at the model frame (max side == img_size) -> (3, S, S) normalised, padded
+    exactly as ``Sam.preprocess`` does for ``SamPredictor``."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()[None]
+    return sam.preprocess(x)[0]
+
+
+def lowres_targets(masks: np.ndarray, frame: int, lowres: int) -> torch.Tensor:
+    """(N, H, W) bool masks -> (N, lowres, lowres) float soft targets of the padded frame."""
+    n, h, w = masks.shape
+    full = torch.zeros((n, 1, frame, frame))
+    full[:, 0, :h, :w] = torch.from_numpy(masks.astype(np.float32))
+    return F.adaptive_avg_pool2d(full, lowres)[:, 0]
+
+
+@dataclass
+class PromptBatch:
+    """Prompts of one image: point or box, with their low-resolution targets."""
+
+    points: torch.Tensor  # (Pp, 1, 2) xy pixels of the frame
+    point_gt: torch.Tensor  # (Pp, L, L)
+    boxes: torch.Tensor  # (Pb, 4) xyxy pixels of the frame
+    box_gt: torch.Tensor  # (Pb, L, L)
+
+
+def sample_prompts(
+    sample: CorpusSample, n: int, point_prob: float, box_noise: float, frame: int, lowres: int,
+    rng: np.random.Generator,
+) -> PromptBatch:
+    """Draw ``n`` prompts on segments of ``sample`` (uniform point inside, noisy box)."""
+    masks = sample.masks
+    if len(masks) == 0:
+        z = torch.zeros
+        return PromptBatch(z((0, 1, 2)), z((0, lowres, lowres)), z((0, 4)), z((0, lowres, lowres)))
+    # targets drawn with probability ~ sqrt(area): large segments more often than specks,
+    # which gives the early steps enough positive pixels to escape the all-background optimum
+    w = np.sqrt(masks.reshape(len(masks), -1).sum(1).astype(np.float64))
+    pick = rng.choice(len(masks), size=n, p=w / w.sum())
+    is_point = rng.random(n) < point_prob
+    gt = lowres_targets(masks[pick], frame, lowres)
+    boxes, _ = masks_to_boxes(masks[pick])
+    h, w = masks.shape[1:]
+    pts, bxs = [], []
+    for i, k in enumerate(pick):
+        if is_point[i]:
+            ys, xs = np.nonzero(masks[k])
+            j = rng.integers(len(xs))
+            pts.append([xs[j], ys[j]])
+        else:
+            b = boxes[i].astype(np.float64)
+            side = np.array([b[2] - b[0], b[3] - b[1]] * 2)
+            b = b + rng.normal(0, 1, 4) * box_noise * side
+            b = np.clip(b, 0, [w, h, w, h])
+            bxs.append(b)
+    return PromptBatch(
+        torch.tensor(np.array(pts, np.float32).reshape(-1, 1, 2)),
+        gt[torch.from_numpy(is_point)],
+        torch.tensor(np.array(bxs, np.float32).reshape(-1, 4)),
+        gt[torch.from_numpy(~is_point)],
+    )
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def mask_losses(logits: torch.Tensor, gt: torch.Tensor, focal_weight: float, focal_alpha: float,
+                dice_weight: float, focal_gamma: float = 2.0) -> torch.Tensor:
+    """Per-mask loss ``focal_weight * focal + dice_weight * dice``.
+
+    logits ``(P, K, L, L)``, gt ``(P, L, L)`` soft -> ``(P, K)`` (focal averaged over pixels).
+    """
+    t = gt[:, None].expand_as(logits)
+    focal = sigmoid_focal_loss(logits, t, alpha=focal_alpha, gamma=focal_gamma,
+                               reduction="none")
+    focal = focal.flatten(2).mean(-1)
+    p = logits.sigmoid().flatten(2)
+    tt = t.flatten(2)
+    dice = 1 - (2 * (p * tt).sum(-1) + 1) / (p.sum(-1) + tt.sum(-1) + 1)
+    return focal_weight * focal + dice_weight * dice
+
+
+def mask_iou(logits: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """IoU of ``logits > 0`` with ``gt > 0.5``: ``(P, K, L, L)``, ``(P, L, L)`` -> ``(P, K)``."""
+    pred = logits > 0
+    t = (gt > 0.5)[:, None]
+    inter = (pred & t).flatten(2).sum(-1).float()
+    union = (pred | t).flatten(2).sum(-1).float()
+    return inter / union.clamp(min=1)
+
+
+def decode(sam: Sam, emb: torch.Tensor, points: torch.Tensor | None, boxes: torch.Tensor | None
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """All 4 mask tokens of SAM's decoder for prompts on one image embedding ``(1, C, E, E)``.
+
+    Returns ``(logits (P, 4, L, L), iou_pred (P, 4))``; token 0 is the single-mask output,
+    tokens 1..3 the multimask outputs (``MaskDecoder.forward`` slices the same way).
+    """
+    pts = None
+    if points is not None:
+        pts = (points, torch.ones(points.shape[:2], dtype=torch.int))
+    sparse, dense = sam.prompt_encoder(points=pts, boxes=boxes, masks=None)
+    return sam.mask_decoder.predict_masks(
+        image_embeddings=emb, image_pe=sam.prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+    )
+
+
+def step_losses(sam: Sam, emb: torch.Tensor, pb: PromptBatch, cfg: PretrainConfig
+                ) -> dict[str, torch.Tensor]:
+    """Per-prompt losses of one image: ``{"mask": (P,), "iou": (P,), "miou": (P,)}``."""
+    mask_l, iou_l, miou = [], [], []
+    for points, boxes, gt, sl in (
+        (pb.points, None, pb.point_gt, slice(1, 4)),
+        (None, pb.boxes, pb.box_gt, slice(0, 1)),
+    ):
+        n = len(gt)
+        if n == 0:
+            continue
+        logits, iou_pred = decode(sam, emb, points, boxes)
+        logits, iou_pred = logits[:, sl], iou_pred[:, sl]
+        ml = mask_losses(logits, gt, cfg.focal_weight, cfg.focal_alpha, cfg.dice_weight,
+                         cfg.focal_gamma)
+        best = ml.argmin(1)  # SAM: back-propagate only the best of the multimask outputs
+        actual = mask_iou(logits.detach(), gt)
+        mask_l.append(ml.gather(1, best[:, None])[:, 0])
+        iou_l.append(((iou_pred - actual) ** 2).mean(1))
+        miou.append(actual.gather(1, best[:, None])[:, 0])
+    cat = torch.cat
+    return {"mask": cat(mask_l), "iou": cat(iou_l), "miou": cat(miou)}
+
+
+# ----------------------------------------------------------------------------- loop
+
+
+def lowres_size(sam: Sam) -> int:
+    """Side of the decoder's low-resolution masks (4 x the image embedding side)."""
+    return 4 * sam.prompt_encoder.image_embedding_size[0]
+
+
+def pretrain(
+    sam: Sam,
+    cfg: PretrainConfig,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    log_every: int = 10,
+) -> dict[str, float]:
+    """Train ``sam`` in place for ``cfg.steps`` steps on the on-the-fly corpus.
+
+    Step ``s`` uses corpus samples ``s * B .. s * B + B - 1`` of ``cfg.corpus_seed`` and prompt
+    generator ``default_rng([corpus_seed, s])``: deterministic given the torch seed set by the
+    caller. ``on_step(step, {"loss", "loss_mask", "loss_iou", "train_miou", "lr"})`` is called
+    every ``log_every`` steps. Returns the last logged values plus ``seconds``.
+    """
+    frame = sam.image_encoder.img_size
+    low = lowres_size(sam)
+    opt = torch.optim.AdamW(sam.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sam.train()
+    t0 = time.perf_counter()
+    last: dict[str, float] = {}
+    acc: dict[str, list[float]] = {}
+    for step in tqdm(range(cfg.steps), desc="sam_pretrain", disable=None):
+        rng = np.random.default_rng([cfg.corpus_seed, step])
+        samples = [generate_sample(cfg.corpus_seed, step * cfg.batch_images + b, size=frame)
+                   for b in range(cfg.batch_images)]
+        x = torch.stack([pad_image(sam, s.image) for s in samples])
+        emb = sam.image_encoder(x)
+        parts = [
+            step_losses(sam, emb[b : b + 1], sample_prompts(
+                s, cfg.prompts_per_image, cfg.point_prob, cfg.box_noise, frame, low, rng), cfg)
+            for b, s in enumerate(samples)
+        ]
+        mask_l = torch.cat([p["mask"] for p in parts])
+        iou_l = torch.cat([p["iou"] for p in parts])
+        # one reduction: mean over every prompt of the batch (all prompts weigh the same)
+        loss = mask_l.mean() + cfg.iou_weight * iou_l.mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(sam.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        vals = {
+            "loss": loss.item(), "loss_mask": mask_l.mean().item(), "loss_iou": iou_l.mean().item(),
+            "train_miou": float(torch.cat([p["miou"] for p in parts]).mean()),
+        }
+        for k, v in vals.items():
+            acc.setdefault(k, []).append(v)
+        if (step + 1) % log_every == 0 or step + 1 == cfg.steps:
+            last = {k: float(np.mean(v)) for k, v in acc.items()}
+            last["lr"] = float(sched.get_last_lr()[0])
+            acc = {}
+            if on_step is not None:
+                on_step(step + 1, last)
+    sam.eval()
+    last["seconds"] = time.perf_counter() - t0
+    return last
+
+
+@torch.no_grad()
+def evaluate(sam: Sam, seed: int, num_images: int, masks_per_image: int = 4) -> dict[str, float]:
+    """Held-out mask IoU on corpus samples ``0..num_images-1`` of ``seed`` (use a seed the
+    training never saw). Point: one uniform point inside the segment, multimask output, the
+    mask with the highest predicted IoU (SAM's automatic choice). Box: the tight box, single
+    mask. IoU at the image's own resolution (logits upsampled to the frame, cropped, > 0).
+
+    Returns ``{"miou_point", "miou_box", "num_masks"}`` (IoU in [0, 1]).
+    """
+    sam.eval()
+    frame = sam.image_encoder.img_size
+    rng = np.random.default_rng([seed, 0xE7A1])
+    ious_p: list[float] = []
+    ious_b: list[float] = []
+    for i in range(num_images):
+        s = generate_sample(seed, i, size=frame)
+        if len(s.masks) == 0:
+            continue
+        pick = rng.permutation(len(s.masks))[:masks_per_image]
+        m = s.masks[pick]
+        h, w = m.shape[1:]
+        emb = sam.image_encoder(pad_image(sam, s.image)[None])
+        pts = []
+        for k in range(len(m)):
+            ys, xs = np.nonzero(m[k])
+            j = rng.integers(len(xs))
+            pts.append([[xs[j], ys[j]]])
+        boxes, _ = masks_to_boxes(m)
+        lp, ip = decode(sam, emb, torch.tensor(np.array(pts, np.float32)), None)
+        lb, _ = decode(sam, emb, None, torch.from_numpy(boxes))
+        best = ip[:, 1:].argmax(1) + 1
+        lp = lp[torch.arange(len(m)), best]
+        gt = torch.from_numpy(m)
+        for logits, out in ((lp, ious_p), (lb[:, 0], ious_b)):
+            up = F.interpolate(logits[:, None], (frame, frame), mode="bilinear",
+                               align_corners=False)[:, 0, :h, :w] > 0
+            inter = (up & gt).flatten(1).sum(1).float()
+            union = (up | gt).flatten(1).sum(1).float().clamp(min=1)
+            out.extend((inter / union).tolist())
+    return {"miou_point": float(np.mean(ious_p)) if ious_p else 0.0,
+            "miou_box": float(np.mean(ious_b)) if ious_b else 0.0,
+            "num_masks": len(ious_p)}
