@@ -1,1 +1,1 @@
-"""Thin stage scripts: read params.yaml, call weaksam with explicit arguments, write outs atomically."""
+"""Thin stage scripts: read params.yaml, call weaksam with explicit arguments, write atomically."""

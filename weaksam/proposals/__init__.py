@@ -1,1 +1,1 @@
-"""Region proposals: Selective Search baseline and WeakSAM (SAM prompted by classification clues)."""
+"""Region proposals: Selective Search baseline and WeakSAM (SAM prompted by clues)."""

@@ -4,7 +4,7 @@ trainval, with Selective Search as the baseline row.
 
 This run: Selective Search (``metrics/recall_ss.json``, stage ``recall_ss``) and WeakSAM with
 this workspace's WeakTr-style CAM clues (``metrics/recall_weaksam.json``, stage
-``recall_weaksam``); MCTformer and CLIP-ES clues are not reproduced.
+``recall_prompts@weaksam``); MCTformer and CLIP-ES clues are not reproduced.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ PAPER_ROWS: tuple[tuple[str, int, float, float, float], ...] = (
 # (row label, metrics file, DVC stage) of this run's rows.
 RUN_ROWS: tuple[tuple[str, str, str], ...] = (
     ("None (Selective Search)", "recall_ss.json", "recall_ss"),
-    ("WeakSAM (WeakTr-style clues)", "recall_weaksam.json", "recall_weaksam"),
+    ("WeakSAM (WeakTr-style clues)", "recall_weaksam.json", "recall_prompts@weaksam"),
 )
 
 
