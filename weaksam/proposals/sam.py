@@ -31,8 +31,9 @@ from torchvision.ops import batched_nms
 
 from weaksam.proposals.store import ImageProposals
 
-# Boxes of this many masks are upsampled at a time (bounds memory at 1024 px frames).
-_UPSAMPLE_CHUNK = 16
+# Masks are upsampled this many frame pixels at a time (16 MiB of float32: 256 masks at a
+# 128 px frame, 4 at the official 1024 px frame), which bounds memory.
+_UPSAMPLE_PIXELS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -88,16 +89,20 @@ def boxes_from_lowres(
     """
     b, k, _, _ = low_res.shape
     h, w = input_size
-    flat = low_res.reshape(b * k, 1, *low_res.shape[-2:]).float()
-    rows_any, cols_any = [], []
-    for s in range(0, b * k, _UPSAMPLE_CHUNK):
-        up = F.interpolate(flat[s : s + _UPSAMPLE_CHUNK], (frame, frame), mode="bilinear",
-                           align_corners=False)[:, 0, :h, :w] > threshold
-        rows_any.append(up.any(2))
-        cols_any.append(up.any(1))
     if b * k == 0:
         return torch.zeros((b, k, 4)), torch.zeros((b, k), dtype=torch.bool)
-    rows, cols = torch.cat(rows_any), torch.cat(cols_any)  # (BK, h), (BK, w)
+    flat = low_res.reshape(b * k, 1, *low_res.shape[-2:]).float()
+    rows_max, cols_max = [], []
+    chunk = max(1, _UPSAMPLE_PIXELS // (frame * frame))
+    for s in range(0, b * k, chunk):
+        up = F.interpolate(flat[s : s + chunk], (frame, frame), mode="bilinear",
+                           align_corners=False)[:, 0, :h, :w]
+        # a row (column) holds a pixel above the threshold iff its maximum is above it; max
+        # reductions of the float logits are far cheaper than thresholding every pixel first
+        rows_max.append(up.amax(2))
+        cols_max.append(up.amax(1))
+    rows = torch.cat(rows_max) > threshold  # (BK, h)
+    cols = torch.cat(cols_max) > threshold  # (BK, w)
     valid = rows.any(1)
     ar_h = torch.arange(h)
     ar_w = torch.arange(w)

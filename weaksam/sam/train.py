@@ -194,6 +194,29 @@ def lowres_size(sam: Sam) -> int:
     return 4 * sam.prompt_encoder.image_embedding_size[0]
 
 
+def batch_losses(sam: Sam, samples: list[CorpusSample], rng: np.random.Generator,
+                 cfg: PretrainConfig) -> dict[str, torch.Tensor]:
+    """Losses of one training batch: the images encoded once, ``cfg.prompts_per_image`` prompts
+    drawn with ``rng`` on each. Returns ``{"loss"}`` (scalar, to back-propagate) and the
+    per-prompt ``{"mask", "iou", "miou"}`` (``(B * P,)``, prompts of all images)."""
+    frame = sam.image_encoder.img_size
+    low = lowres_size(sam)
+    x = torch.stack([pad_image(sam, s.image) for s in samples])
+    emb = sam.image_encoder(x)
+    parts = [
+        step_losses(sam, emb[b : b + 1], sample_prompts(
+            s, cfg.prompts_per_image, cfg.point_prob, cfg.box_noise, frame, low, rng), cfg)
+        for b, s in enumerate(samples) if len(s.masks)  # an image may have no segment left
+    ]
+    if not parts:  # no segment in the whole batch: a zero loss that still has a graph
+        z = emb.sum() * 0.0
+        return {"loss": z, "mask": z[None], "iou": z[None], "miou": z[None].detach()}
+    out = {k: torch.cat([p[k] for p in parts]) for k in ("mask", "iou", "miou")}
+    # one reduction: mean over every prompt of the batch (all prompts weigh the same)
+    out["loss"] = out["mask"].mean() + cfg.iou_weight * out["iou"].mean()
+    return out
+
+
 def pretrain(
     sam: Sam,
     cfg: PretrainConfig,
@@ -208,7 +231,6 @@ def pretrain(
     every ``log_every`` steps. Returns the last logged values plus ``seconds``.
     """
     frame = sam.image_encoder.img_size
-    low = lowres_size(sam)
     opt = torch.optim.AdamW(sam.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def lr_at(step: int) -> float:
@@ -226,17 +248,8 @@ def pretrain(
         rng = np.random.default_rng([cfg.corpus_seed, step])
         samples = [generate_sample(cfg.corpus_seed, step * cfg.batch_images + b, size=frame)
                    for b in range(cfg.batch_images)]
-        x = torch.stack([pad_image(sam, s.image) for s in samples])
-        emb = sam.image_encoder(x)
-        parts = [
-            step_losses(sam, emb[b : b + 1], sample_prompts(
-                s, cfg.prompts_per_image, cfg.point_prob, cfg.box_noise, frame, low, rng), cfg)
-            for b, s in enumerate(samples)
-        ]
-        mask_l = torch.cat([p["mask"] for p in parts])
-        iou_l = torch.cat([p["iou"] for p in parts])
-        # one reduction: mean over every prompt of the batch (all prompts weigh the same)
-        loss = mask_l.mean() + cfg.iou_weight * iou_l.mean()
+        out = batch_losses(sam, samples, rng, cfg)
+        loss, mask_l, iou_l = out["loss"], out["mask"], out["iou"]
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -246,7 +259,7 @@ def pretrain(
         sched.step()
         vals = {
             "loss": loss.item(), "loss_mask": mask_l.mean().item(), "loss_iou": iou_l.mean().item(),
-            "train_miou": float(torch.cat([p["miou"] for p in parts]).mean()),
+            "train_miou": float(out["miou"].mean()),
         }
         for k, v in vals.items():
             acc.setdefault(k, []).append(v)
