@@ -1,0 +1,112 @@
+"""Stage ``clues_train``: train the WeakTr-style CAM network on image-level labels only.
+
+Reads the trainval split through ``WeakView`` (no boxes, no masks), holds out
+``clues_train.holdout`` of its images for validation, trains with AdamW on multi-label BCE
+(``weaksam.clues.train.fit``) and writes:
+- ``checkpoints/clues_train/last.pt`` after every epoch (DVC ``persist: true``): a run that is
+  killed resumes from it when params and data are unchanged;
+- ``dvclive/clues_train/``: DVCLive curves (``loss``, ``val_map`` in %) per epoch, resumed with
+  ``Live(resume=True)``; declared as DVC plots / metrics;
+- ``models/clues/model.pt``: the final weights with their architecture and class order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dvclive import Live
+from pipeline.common import load_params, set_threads, setup_logging, stage_args
+from weaksam.clues.train import (
+    build_model,
+    fit,
+    holdout_split,
+    load_checkpoint,
+    load_images,
+    save_model,
+)
+from weaksam.data.index import load_index
+from weaksam.data.weak import WeakView
+from weaksam.utils.seed import seed_everything
+
+TRAINVAL = Path("data/annotations/trainval.json")
+CKPT = Path("checkpoints/clues_train/last.pt")
+LIVE_DIR = Path("dvclive/clues_train")
+MODEL = Path("models/clues/model.pt")
+ARCH_KEYS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "cross_layers", "stem")
+
+
+def arch_from_params(cfg: dict) -> dict:
+    """Architecture keyword arguments of ``CluesViT`` from the ``clues_train`` params."""
+    arch = {k: cfg[k] for k in ARCH_KEYS}
+    arch["img_size"] = int(cfg["input_size"])
+    arch["cross_layers"] = [int(i) for i in cfg["cross_layers"]]
+    return arch
+
+
+def main() -> None:
+    args = stage_args(__doc__, [("--stop-after", {"type": int, "default": None,
+                                                  "help": "stop after this epoch (testing)"})])
+    params = load_params(args.params)
+    log = setup_logging("clues_train")
+    set_threads(params)
+    cfg = params["clues_train"]
+    seed = int(params["seed"])
+    seed_everything(seed)
+    t0 = time.time()
+
+    view = WeakView(load_index(TRAINVAL))
+    arch = arch_from_params(cfg)
+    images = load_images(view.read, len(view), int(cfg["input_size"]))
+    labels = torch.from_numpy(view.labels())
+    tr, va = holdout_split(len(view), float(cfg["holdout"]), seed)
+
+    fp_src = json.dumps({"cfg": cfg, "seed": seed, "ids": view.image_ids,
+                         "labels": view.labels().astype(int).tolist()}, sort_keys=True)
+    fingerprint = hashlib.sha256(fp_src.encode()).hexdigest()
+    resume = False
+    if CKPT.is_file():
+        state = load_checkpoint(CKPT)
+        resume = state.get("fingerprint") == fingerprint
+        log.info("checkpoint %s: %s", CKPT, f"resuming after epoch {state['epoch']}"
+                 if resume else "params or data changed, starting fresh")
+        del state
+
+    model = build_model(arch, view.num_classes)
+    if cfg.get("init_checkpoint") and not resume:
+        model.load_deit_checkpoint(cfg["init_checkpoint"])
+
+    live = Live(dir=str(LIVE_DIR), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
+
+    def on_epoch(epoch: int, m: dict[str, float]) -> None:
+        live.step = epoch - 1
+        for k, v in m.items():
+            live.log_metric(f"train/{k}" if k != "val_map" else "val/map", float(v))
+        live.next_step()
+        log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in m.items()})
+
+    history = fit(
+        model, images[tr], labels[tr], images[va], labels[va],
+        epochs=int(cfg["epochs"]), batch_size=int(cfg["batch_size"]), lr=float(cfg["lr"]),
+        weight_decay=float(cfg["weight_decay"]), warmup_epochs=float(cfg["warmup_epochs"]),
+        shift=int(cfg["shift"]), seed=seed, checkpoint=CKPT, fingerprint=fingerprint,
+        on_epoch=on_epoch, stop_after=args.stop_after,
+    )
+    live.end()
+    if args.stop_after is not None and len(history) < int(cfg["epochs"]):
+        log.info("stopped after epoch %d as asked (no final model written)", len(history))
+        return
+    save_model(MODEL, model, arch, view.category_ids)
+    last = history[-1] if history else {}
+    log.info("clues_train done in %.1f s: %d train / %d held-out images, final %s",
+             time.time() - t0, len(tr), len(va),
+             {k: round(float(v), 4) for k, v in last.items() if np.isfinite(v)})
+
+
+if __name__ == "__main__":
+    main()

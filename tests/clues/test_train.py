@@ -1,0 +1,114 @@
+"""Training helpers, and that an interrupted training resumes to the same weights."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from weaksam.clues.model import CluesViT
+from weaksam.clues.train import classification_map, fit, holdout_split, lr_at
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0,
+            cross_layers=[1])
+
+
+def test_classification_map_hand_computed():
+    labels = np.array([[1, 0], [0, 1], [1, 0], [0, 0]])
+    scores = np.array([[0.9, 0.1], [0.8, 0.7], [0.3, 0.2], [0.1, 0.9]])
+    # class 0: ranks 0.9(+) 0.8(-) 0.3(+) 0.1(-): AP = (1/1 + 2/3) / 2 = 0.8333
+    # class 1: ranks 0.9(-) 0.7(+) ...: AP = 1/2
+    assert classification_map(scores, labels) == pytest.approx(100 * (0.8333333 + 0.5) / 2)
+    # a class without positives is skipped
+    assert classification_map(scores[:, :1], labels[:, :1]) == pytest.approx(83.33333, 1e-4)
+
+
+def test_holdout_split_and_lr():
+    tr, va = holdout_split(20, 0.15, seed=3)
+    assert len(va) == 3 and len(tr) == 17 and set(tr) | set(va) == set(range(20))
+    assert holdout_split(20, 0.15, seed=3)[1].tolist() == va.tolist()
+    assert len(holdout_split(5, 0.0, 0)[1]) == 0
+    assert lr_at(0, 100, 1.0, 10) == pytest.approx(0.1)
+    assert lr_at(10, 100, 1.0, 10) == pytest.approx(1.0)
+    assert lr_at(100, 100, 1.0, 10) == pytest.approx(0.01)
+
+
+def _data(n=12, c=3):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+    y = (torch.rand(n, c, generator=g) > 0.5).float()
+    return x, y
+
+
+def _fit(ckpt, stop_after=None, model=None):
+    torch.manual_seed(0)
+    m = model or CluesViT(num_classes=3, **TINY)
+    x, y = _data()
+    hist = fit(m, x[:9], y[:9], x[9:], y[9:], epochs=3, batch_size=4, lr=1e-3,
+               weight_decay=0.05, warmup_epochs=1, shift=2, seed=0, checkpoint=ckpt,
+               fingerprint="fp", stop_after=stop_after)
+    return m, hist
+
+
+def test_resume_gives_the_same_weights(tmp_path):
+    full, hist_full = _fit(tmp_path / "a.pt")
+    _, hist_part = _fit(tmp_path / "b.pt", stop_after=1)
+    assert len(hist_part) == 1
+    torch.manual_seed(123)  # a different fresh init: the checkpoint must override it
+    resumed, hist_res = _fit(tmp_path / "b.pt", model=CluesViT(num_classes=3, **TINY))
+    assert len(hist_res) == 3 and hist_res == hist_full
+    for (k, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items(),
+                              strict=True):
+        assert torch.equal(a, b), k
+    # a checkpoint of other params (fingerprint) is ignored: training starts fresh
+    m = CluesViT(num_classes=3, **TINY)
+    x, y = _data()
+    h = fit(m, x[:9], y[:9], x[9:], y[9:], epochs=1, batch_size=4, lr=1e-3, weight_decay=0.0,
+            warmup_epochs=0, shift=0, seed=0, checkpoint=tmp_path / "b.pt", fingerprint="other")
+    assert len(h) == 1
+
+
+def _run(args, cwd, monkeypatch):
+    """Run a stage's ``main()`` in-process in ``cwd`` (as DVC would, minus the interpreter)."""
+    import importlib
+
+    mod = importlib.import_module(args[0])
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [args[0], *args[1:]])
+    mod.main()
+
+
+@pytest.mark.slow
+def test_stage_resumes_after_interruption(tmp_path, monkeypatch):
+    """The clues_train stage stopped after epoch 1 and rerun equals an uninterrupted run,
+    and DVCLive logs each epoch exactly once."""
+    from pipeline.common import deep_merge, load_params
+
+    params = deep_merge(load_params(ROOT / "params.yaml"),
+                        yaml.safe_load((ROOT / "configs/tiny.yaml").read_text()))
+    params["data"].update(num_trainval=10, num_test=2)
+    params["clues_train"].update(epochs=3, holdout=0.2, input_size=32, embed_dim=32, depth=2,
+                                 num_heads=2, cross_layers=[1], batch_size=4)
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    (a / "params.yaml").write_text(yaml.safe_dump(params))
+    _run(["pipeline.data"], a, monkeypatch)
+    shutil.copytree(a, b)
+    _run(["pipeline.clues_train", "--stop-after", "1"], a, monkeypatch)  # "killed" after epoch 1
+    assert (a / "checkpoints/clues_train/last.pt").is_file()
+    assert not (a / "models/clues/model.pt").exists()
+    _run(["pipeline.clues_train"], a, monkeypatch)  # resumes at epoch 2
+    _run(["pipeline.clues_train"], b, monkeypatch)  # uninterrupted
+    sa = torch.load(a / "models/clues/model.pt", weights_only=False)["model"]
+    sb = torch.load(b / "models/clues/model.pt", weights_only=False)["model"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    with open(a / "dvclive/clues_train/plots/metrics/train/loss.tsv") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f, delimiter="\t")]
+    assert steps == [0, 1, 2]
