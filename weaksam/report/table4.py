@@ -5,7 +5,7 @@ on test when trained on those proposals.
 This run: Selective Search and the four cumulative prompt-source variants of ONE WeakSAM run
 (``weaksam.proposals.sources.TABLE4_VARIANTS``): recall from ``metrics/recall_{variant}.json``
 (stages ``recall_ss`` and ``recall_prompts@{variant}``), AP50 from
-``metrics/wsod_mist_{variant}.json`` key ``ap50`` (stage ``wsod_mist@{variant}``).
+``metrics/wsod_mist_{variant}.json`` key ``ap50`` (stage ``wsod@mist-{ss,weaksam}`` or ``wsod_table4@mist-{variant}``).
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ PAPER_ROWS: tuple[tuple[str, int, float, float, float, float], ...] = (
 
 # (label, source name in the metrics files, recall stage, WSOD stage) of this run's rows.
 RUN_ROWS: tuple[tuple[str, str, str, str], ...] = (
-    ("SS", "ss", "recall_ss", "wsod_mist@ss"),
-    ("Dense", "dense", "recall_prompts@dense", "wsod_mist@dense"),
-    ("+CAM_fine", "dense_fine", "recall_prompts@dense_fine", "wsod_mist@dense_fine"),
+    ("SS", "ss", "recall_ss", "wsod@mist-ss"),
+    ("Dense", "dense", "recall_prompts@dense", "wsod_table4@mist-dense"),
+    ("+CAM_fine", "dense_fine", "recall_prompts@dense_fine", "wsod_table4@mist-dense_fine"),
     ("+CAM_coarse", "dense_fine_coarse", "recall_prompts@dense_fine_coarse",
-     "wsod_mist@dense_fine_coarse"),
-    ("+Cross", "weaksam", "recall_prompts@weaksam", "wsod_mist@weaksam"),
+     "wsod_table4@mist-dense_fine_coarse"),
+    ("+Cross", "weaksam", "recall_prompts@weaksam", "wsod@mist-weaksam"),
 )
 
 

@@ -41,7 +41,7 @@ def build(metrics_dir: Path) -> str:
     for label, name, pstage, rstage in RUN_ROWS:
         tfile = f"proposals_time_{name}.json"
         wfile = f"wsod_mist_{name}.json"
-        wstage = f"wsod_mist@{name}"
+        wstage = f"wsod@mist-{name}"
         rows.append(Row(f"{label} (this run)", [
             metric(metrics_dir, f"recall_{name}.json", "num_per_image", rstage, "{:.1f}"),
             metric(metrics_dir, tfile, "total_seconds", pstage, "{:.1f} s"),

@@ -1,0 +1,75 @@
+"""Stage ``backbone_pretrain``: pre-train the small CNN backbone ONCE on image-level labels
+(multi-label BCE on the trainval WeakView), shared by every WSOD variant (default profile's
+analogue of ImageNet pre-training).
+
+Outputs:
+- ``backbone/model.pt``: ``{"backbone": state_dict, "config": {...}}`` (read with
+  ``weaksam.wsod.backbone.build_backbone("small_cnn", checkpoint=...)``).
+- ``metrics/backbone_pretrain.json``: ``{"loss", "train_map", "test_map", "seconds"}`` (mAP of
+  image-level classification in %, the test split used for evaluation only).
+- ``dvclive/backbone_pretrain/``: per-epoch loss curve.
+With ``wsod.backbone: vgg16`` (paper profile) the stage only records that the ImageNet VGG16
+checkpoint ``wsod.vgg16_checkpoint`` is used instead, and writes no model.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from dvclive import Live
+from pipeline.common import load_params, set_threads, setup_logging, stage_args
+from weaksam.data.index import load_index
+from weaksam.data.weak import WeakView
+from weaksam.utils.atomic import atomic_path, write_json
+from weaksam.utils.seed import seed_everything
+from weaksam.wsod.pretrain import load_resized, mean_ap, predict, pretrain_backbone
+
+OUT = Path("backbone/model.pt")
+METRICS = Path("metrics/backbone_pretrain.json")
+LIVE_DIR = Path("dvclive/backbone_pretrain")
+
+
+def main() -> None:
+    args = stage_args(__doc__)
+    params = load_params(args.params)
+    log = setup_logging("backbone_pretrain")
+    set_threads(params)
+    cfg = params["backbone_pretrain"]
+    seed_everything(int(params["seed"]))
+    t0 = time.time()
+    if params["wsod"]["backbone"] != "small_cnn":
+        with atomic_path(OUT) as tmp:
+            torch.save({"backbone": None, "config": {"name": params["wsod"]["backbone"]}}, tmp)
+        write_json(METRICS, {"loss": None, "train_map": None, "test_map": None, "seconds": 0.0})
+        return
+    train = WeakView(load_index("data/annotations/trainval.json"))
+    test = WeakView(load_index("data/annotations/test.json"))
+    arch = {"widths": list(cfg["widths"]), "stem": int(cfg["stem"]), "convs": int(cfg["convs"])}
+    live = Live(dir=str(LIVE_DIR), save_dvc_exp=False, dvcyaml=None, report=None)
+
+    def on_epoch(epoch: int, m: dict[str, float]) -> None:
+        live.log_metric("loss", m["loss"])
+        live.next_step()
+
+    model, metrics = pretrain_backbone(
+        train, **arch, pool=cfg["pool"], image_size=int(cfg["image_size"]),
+        epochs=int(cfg["epochs"]), batch_size=int(cfg["batch_size"]), lr=float(cfg["lr"]),
+        weight_decay=float(cfg["weight_decay"]), min_crop=float(cfg["min_crop"]),
+        seed=int(params["seed"]), on_epoch=on_epoch,
+    )
+    live.end()
+    xt, yt = load_resized(test, int(cfg["image_size"]))
+    metrics["test_map"] = mean_ap(predict(model, xt), yt)
+    metrics["seconds"] = round(time.time() - t0, 2)
+    log.info("backbone pre-trained: %s", metrics)
+    with atomic_path(OUT) as tmp:
+        torch.save({"backbone": model.backbone.state_dict(),
+                    "config": {"name": "small_cnn", **arch}}, tmp)
+    write_json(METRICS, metrics)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Stage ``wsod``: train a weakly-supervised detector (OICR or MIST) on one proposal source and
+evaluate it (paper Tables 1, 4, 6, 7).
+
+    python -m pipeline.wsod --method {oicr,mist} \
+        --source {ss,weaksam,dense,dense_fine,dense_fine_coarse}
+
+Inputs: ``backbone/model.pt`` (small CNN, default profile) or ``wsod.vgg16_checkpoint``;
+``data/annotations/{trainval,test}.json`` (training reads trainval only through ``WeakView``:
+image-level labels, never a box); ``proposals/ss/{split}.npz`` for ``ss``, else
+``proposals/weaksam/{split}.npz`` filtered to the Table 4 prompt sources of ``--source``.
+Outputs (docs/contracts.md, "wsod"):
+- ``wsod/{method}_{source}/model.pt`` (checkpoint, rewritten atomically after every epoch),
+  ``detections_{trainval,test}.json`` (COCO results);
+- ``metrics/wsod_{method}_{source}.json``: ap50 (VOC07 11-point, test), ap50_area (VOC area
+  AP, test), corloc (trainval), coco {AP, AP50, AP75} (test), per-class AP and CorLoc,
+  train_seconds, seconds_per_epoch, peak_rss_mib, peak_gpu_mib, plus the proposal counts;
+- ``dvclive/wsod_{method}_{source}/``: per-epoch loss curves.
+Distributed: ``torchrun --nproc_per_node N -m pipeline.wsod ...`` trains with DDP (gloo on CPU),
+each process on its shard of every global batch (``wsod.batch_size`` images over all
+processes); rank 0 then runs inference and writes every output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from dvclive import Live
+from pipeline.common import load_params, set_threads, setup_logging, stage_args
+from weaksam.data.index import load_index
+from weaksam.data.weak import WeakView
+from weaksam.errors import InputError
+from weaksam.eval.coco import coco_ap
+from weaksam.eval.corloc import corloc
+from weaksam.eval.voc import evaluate_voc
+from weaksam.proposals.sources import TABLE4_VARIANTS
+from weaksam.proposals.store import ProposalSet, load_proposals
+from weaksam.utils.atomic import write_json
+from weaksam.utils.boxes import clip_boxes
+from weaksam.utils.seed import seed_everything
+from weaksam.wsod.backbone import build_backbone
+from weaksam.wsod.infer import detect_split
+from weaksam.wsod.mist import MIST
+from weaksam.wsod.oicr import OICR
+from weaksam.wsod.train import FeatureCache, TrainImage, train_wsod
+
+METHODS = ("oicr", "mist")
+SOURCES = ("ss", "weaksam", "dense", "dense_fine", "dense_fine_coarse")
+
+
+def load_source(source: str, split: str, root: Path = Path("proposals")) -> ProposalSet:
+    """Proposals of ``source`` on ``split``: Selective Search, or WeakSAM restricted to the prompt
+    sources of a Table 4 variant."""
+    if source == "ss":
+        return load_proposals(root / "ss" / f"{split}.npz")
+    props = load_proposals(root / "weaksam" / f"{split}.npz")
+    return props.filter_sources(TABLE4_VARIANTS[source])
+
+
+def prepare_boxes(props: ProposalSet, image_id: int, width: int, height: int, cap: int,
+                  min_size: float) -> np.ndarray:
+    """(R, 4) float32 proposals of one image: clipped to the image, at least ``min_size`` px
+    on each side, the ``cap`` highest-scoring kept (stable: the file's order on ties)."""
+    p = props.images.get(image_id)
+    if p is None or len(p) == 0:
+        return np.zeros((0, 4), np.float32)
+    b = clip_boxes(p.boxes, width, height)
+    ok = ((b[:, 2] - b[:, 0]) >= min_size) & ((b[:, 3] - b[:, 1]) >= min_size)
+    order = np.argsort(-np.asarray(p.scores, np.float64)[ok], kind="stable")[:cap]
+    return b[ok][order].astype(np.float32)
+
+
+def build_model(method: str, num_classes: int, params: dict[str, Any]) -> torch.nn.Module:
+    """The OICR or MIST network of params ``wsod`` (backbone weights from its checkpoint)."""
+    w, bp = params["wsod"], params["backbone_pretrain"]
+    if w["backbone"] == "small_cnn":
+        backbone = build_backbone("small_cnn", checkpoint="backbone/model.pt",
+                                  widths=bp["widths"], stem=int(bp["stem"]),
+                                  convs=int(bp["convs"]))
+    else:
+        backbone = build_backbone(w["backbone"], checkpoint=w["vgg16_checkpoint"])
+    common = dict(roi_op=w["roi_op"], roi_size=int(w["roi_size"]),
+                  roi_sampling=int(w["roi_sampling"]), hidden=int(w["hidden"]),
+                  dropout=float(w["dropout"]), refine_times=int(w["refine_times"]),
+                  fg_iou=float(w["fg_iou"]), bg_ignore_iou=float(w["bg_ignore_iou"]),
+                  freeze_backbone=bool(w["freeze_backbone"]))
+    if method == "oicr":
+        return OICR(backbone, num_classes, **common)
+    m = w["mist"]
+    return MIST(backbone, num_classes, top_p=float(m["top_p"]),
+                spatial_iou=float(m["spatial_iou"]), reg_weight=float(m["reg_weight"]),
+                cdb=bool(m["cdb"]), cdb_block=int(m["cdb_block"]), cdb_rate=float(m["cdb_rate"]),
+                cdb_temperature=float(m["cdb_temperature"]), **common)
+
+
+def main() -> None:
+    args = stage_args(__doc__, [("--method", {"choices": METHODS, "required": True}),
+                                ("--source", {"choices": SOURCES, "required": True})])
+    params = load_params(args.params)
+    log = setup_logging(f"wsod.{args.method}_{args.source}")
+    set_threads(params)
+    if args.method == "oicr" and args.source not in ("ss", "weaksam"):
+        log.warning("Table 4 variants are defined for MIST; running OICR on %s anyway",
+                    args.source)
+    w = params["wsod"]
+    seed = int(params["seed"])
+    seed_everything(seed)
+    name = f"{args.method}_{args.source}"
+    out_dir = Path("wsod") / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cap, min_size = int(w["max_proposals"]), float(w["min_proposal_size"])
+
+    train_view = WeakView(load_index("data/annotations/trainval.json"))
+    test_index = load_index("data/annotations/test.json")
+    props = {s: load_source(args.source, s) for s in ("trainval", "test")}
+    boxes = {}
+    for split, view in (("trainval", train_view), ("test", WeakView(test_index))):
+        boxes[split] = {it.image_id: prepare_boxes(props[split], it.image_id, it.width,
+                                                   it.height, cap, min_size) for it in view}
+    items = [TrainImage(it.image_id, train_view.read(i), it.labels, boxes["trainval"][it.image_id])
+             for i, it in enumerate(train_view)]
+
+    model = build_model(args.method, train_view.num_classes, params)
+    cache = FeatureCache(model.backbone, enabled=bool(w["freeze_backbone"]))
+    mcfg = w[args.method]
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    live = Live(dir=f"dvclive/wsod_{name}", save_dvc_exp=False, dvcyaml=None, report=None) \
+        if rank == 0 else None
+
+    def on_epoch(epoch: int, losses: dict[str, float]) -> None:
+        if live is None:
+            return
+        for k, v in losses.items():
+            live.log_metric(f"train/{k}", v)
+        live.next_step()
+
+    timing = train_wsod(
+        model, items, epochs=int(mcfg["epochs"]), batch_size=int(w["batch_size"]),
+        lr=float(w["lr"]), weight_decay=float(w["weight_decay"]), optimizer=w["optimizer"],
+        train_scales=[int(s) for s in w["train_scales"]], max_size=int(w["max_size"]),
+        flip=bool(w["flip"]), seed=seed, checkpoint=out_dir / "model.pt",
+        cdb_start_epoch=int(mcfg.get("cdb_start_epoch", 0)), on_epoch=on_epoch, cache=cache,
+    )
+    if live is None:  # torchrun: ranks > 0 only train; rank 0 evaluates and writes
+        return
+    live.end()
+    del items
+    t0, c0 = time.time(), time.process_time()
+    det_kw = dict(scales=[int(s) for s in w["test_scales"]], max_size=int(w["max_size"]),
+                  flip=bool(w["flip"]), nms_iou=float(w["nms_iou"]),
+                  score_thresh=float(w["score_thresh"]), max_det=int(w["max_det"]))
+    dets = {}
+    for split, view in (("trainval", train_view), ("test", WeakView(test_index))):
+        dets[split] = detect_split(model, view.image_ids, view.read, boxes[split],
+                                   view.category_ids, cache=cache if split == "trainval" else None,
+                                   **det_kw)
+        write_json(out_dir / f"detections_{split}.json", dets[split], indent=None)
+    infer_seconds, infer_cpu = time.time() - t0, time.process_time() - c0
+
+    # evaluation: ground truth is read only here, after training
+    test_gt = test_index.to_json()
+    trainval_gt = json.loads(Path("data/annotations/trainval.json").read_text())
+    voc = evaluate_voc(test_gt, dets["test"], iou_thr=0.5, use_07_metric=True)
+    voc_area = evaluate_voc(test_gt, dets["test"], iou_thr=0.5, use_07_metric=False)
+    cl = corloc(trainval_gt, dets["trainval"])
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB -> MiB (Linux)
+    metrics = {
+        "ap50": voc["map"], "ap50_area": voc_area["map"], "corloc": cl["mean"],
+        "coco": coco_ap(test_gt, dets["test"]),
+        "ap50_per_class": voc["ap_per_class"], "corloc_per_class": cl["per_class"],
+        "train_seconds": round(timing["train_seconds"], 2),
+        "seconds_per_epoch": round(timing["seconds_per_epoch"], 2),
+        "infer_seconds": round(infer_seconds, 2),
+        # CPU time of this process: on a shared machine closer to the idle wall time
+        "train_cpu_seconds": round(timing["train_cpu_seconds"], 2),
+        "infer_cpu_seconds": round(infer_cpu, 2),
+        "peak_rss_mib": round(peak_rss, 1),
+        "peak_gpu_mib": (torch.cuda.max_memory_allocated() / 2**20
+                         if torch.cuda.is_available() else None),
+        "proposals_per_image": {s: float(np.mean([len(b) for b in boxes[s].values()]))
+                                for s in boxes},
+    }
+    log.info("%s: AP50 %.2f, CorLoc %.2f, %s", name, metrics["ap50"] or 0.0,
+             metrics["corloc"] or 0.0, {k: metrics[k] for k in ("train_seconds",
+                                                                "seconds_per_epoch")})
+    write_json(Path("metrics") / f"wsod_{name}.json", metrics)
+
+
+def _init_distributed() -> None:
+    """Under ``torchrun`` (WORLD_SIZE > 1) join the process group: gloo on CPU, nccl on GPU."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
+if __name__ == "__main__":
+    _init_distributed()
+    try:
+        main()
+    except InputError as e:
+        sys.exit(f"wsod: {e}")
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,70 @@
+"""Image tensors for the WSOD networks: normalise, rescale, flip, pad into a batch.
+
+``img: (H, W, 3)`` uint8 RGB (as ``WeakView.read`` returns); tensors ``(3, H, W)`` float32
+normalised with the backbone's MEAN/STD. Boxes ``(R, 4)`` xyxy in pixels; a rescale by factor
+``f`` multiplies box coordinates by ``f``; a horizontal flip of width ``W`` maps x to ``W - x``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from weaksam.wsod.backbone import MEAN, STD
+
+_MEAN = torch.tensor(MEAN).view(3, 1, 1)
+_STD = torch.tensor(STD).view(3, 1, 1)
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32 normalised."""
+    t = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1)
+    t = t.float().div_(255.0)
+    return (t - _MEAN) / _STD
+
+
+def scale_factor(height: int, width: int, short_side: int, max_size: int) -> float:
+    """Factor that brings the short side to ``short_side`` px with the long side <= max_size
+    (Fast R-CNN's multi-scale convention, used by OICR and MIST)."""
+    f = short_side / min(height, width)
+    if max(height, width) * f > max_size:
+        f = max_size / max(height, width)
+    return float(f)
+
+
+def rescale(t: torch.Tensor, factor: float) -> torch.Tensor:
+    """(3, H, W) -> (3, round(H f), round(W f)) by bilinear interpolation (antialiased)."""
+    if abs(factor - 1.0) < 1e-9:
+        return t
+    h, w = t.shape[-2:]
+    size = (max(1, round(h * factor)), max(1, round(w * factor)))
+    return F.interpolate(t[None], size=size, mode="bilinear", align_corners=False,
+                         antialias=factor < 1)[0]
+
+
+def hflip(t: torch.Tensor) -> torch.Tensor:
+    """Flip (3, H, W) left-right."""
+    return t.flip(-1)
+
+
+def transform_boxes(boxes: torch.Tensor, factor: float, flip: bool, width: float) -> torch.Tensor:
+    """Boxes (R, 4) xyxy of the original image -> boxes of the rescaled (and flipped) image,
+    ``width`` being the rescaled width in pixels."""
+    b = boxes * factor
+    if flip:
+        b = torch.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], dim=1)
+    return b
+
+
+def pad_batch(images: list[torch.Tensor], multiple: int = 1) -> torch.Tensor:
+    """Stack (3, h_i, w_i) tensors into (B, 3, H, W), zero-padded at the bottom/right to the
+    largest size rounded up to ``multiple`` (boxes stay valid: padding adds no offset)."""
+    hm = max(t.shape[1] for t in images)
+    wm = max(t.shape[2] for t in images)
+    hm = -(-hm // multiple) * multiple
+    wm = -(-wm // multiple) * multiple
+    out = images[0].new_zeros((len(images), 3, hm, wm))
+    for i, t in enumerate(images):
+        out[i, :, : t.shape[1], : t.shape[2]] = t
+    return out

@@ -1,0 +1,176 @@
+"""MIST: multiple-instance self-training with Concrete DropBlock (Ren et al., CVPR 2020; the
+paper's stronger WSOD baseline, Tables 1, 4, 6, 7).
+
+Extends :class:`weaksam.wsod.oicr.OICR` (same shorthand: R proposals, C classes, K branches):
+- pseudo labels per present class c (MIST Alg. 1): the top ``top_p`` fraction of proposals by
+  the previous branch's score, then spatial selection: walking down that list, keep a proposal
+  unless it overlaps an already kept one with IoU > ``spatial_iou`` (greedy, i.e. NMS on the
+  top-p set). All kept proposals are seeds; every proposal takes its highest-IoU seed's class
+  when IoU >= 0.5, else background, weighted by the seed's score.
+- each refinement branch k has a box regression head (R, 4 (C + 1)); loss ``reg{k}`` (R,):
+  smooth L1 of the class-specific deltas to the matched seed box (torchvision's BoxCoder,
+  weights 10, 10, 5, 5), foreground proposals only, weighted like the classification loss.
+- Concrete DropBlock on the RoI feature maps (R, Cf, s, s): a small conv net predicts per-cell
+  drop logits from the (detached) RoI features; a relaxed-Bernoulli (Concrete) sample with
+  temperature T is expanded into ``block`` x ``block`` blocks by max-pooling and the features
+  are multiplied by the keep mask (rescaled to keep the mean). The module is trained
+  adversarially: the gradient of the detection loss reaches it through a gradient-reversal
+  layer, so it learns to drop the parts the detector relies on most. The seed budget is fixed
+  by construction (DropBlock's seed rate from ``cdb_rate``, spread by a softmax over the
+  cells), so the adversary chooses where to drop, never how much.
+Inference: mean over branches of class scores and of regression deltas.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.detection._utils import BoxCoder
+from torchvision.ops import nms
+
+from weaksam.wsod.oicr import OICR
+
+
+class _GradReverse(torch.autograd.Function):
+    """Identity forward; gradient multiplied by -1 backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return -grad
+
+
+class ConcreteDropBlock(nn.Module):
+    """Learned, adversarial DropBlock on RoI feature maps (MIST Sec. 3.3).
+
+    A small conv net scores every cell of each RoI map; the seed probability of a cell is
+    ``p = min(1, gamma * s^2 * softmax(scores over the s x s cells))`` with DropBlock's seed
+    rate ``gamma = rate / block^2``, so the expected dropped area is fixed by ``rate`` and the
+    module only learns WHERE to drop. Seeds are a relaxed Bernoulli (Concrete) sample with
+    temperature T, expanded to ``block`` x ``block`` blocks by max-pooling; features are scaled by
+    the keep mask (renormalised to keep their mean). Gradients of the detection loss reach the
+    module through a gradient-reversal layer (it maximises the loss: adversarial).
+
+    ``forward(x (R, Cf, s, s), generator) -> (x_dropped (R, Cf, s, s), p (R, s * s))``;
+    identity in eval mode.
+    """
+
+    def __init__(self, in_channels: int, block: int = 3, rate: float = 0.3,
+                 temperature: float = 0.5, hidden: int = 16) -> None:
+        super().__init__()
+        self.block, self.rate, self.temperature = block, rate, temperature
+        # 1x1 channel reduction then a 3x3 conv: spatial context at a small cost per RoI
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, hidden, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, 1, 3, padding=1),
+        )
+
+    def seed_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """(R, Cf, s, s) -> seed probabilities (R, 1, s, s), mean gamma per RoI (when < 1)."""
+        scores = self.net(x.detach())  # the module does not move the features themselves
+        r, _, h, w = scores.shape
+        gamma = self.rate / self.block**2
+        p = gamma * h * w * F.softmax(scores.flatten(1), dim=1)
+        return p.clamp(1e-6, 1 - 1e-6).view(r, 1, h, w)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.seed_prob(x)
+        if not self.training:
+            return x, p.flatten(1)
+        u = torch.rand(p.shape, generator=generator).clamp(1e-6, 1 - 1e-6)
+        logit = torch.log(p) - torch.log1p(-p) + torch.log(u) - torch.log1p(-u)
+        z = torch.sigmoid(logit / self.temperature)
+        pad = self.block // 2
+        drop = F.max_pool2d(z, self.block, stride=1, padding=pad)[..., : x.shape[2], : x.shape[3]]
+        keep = _GradReverse.apply(1.0 - drop)
+        norm = keep.numel() / keep.sum().detach().clamp_min(1e-6)
+        return x * keep * norm, p.flatten(1)
+
+
+class MIST(OICR):
+    """MIST = OICR + top-p / spatial pseudo-label mining + box regression + Concrete DropBlock."""
+
+    loss_names = ("mil", "refine", "reg")
+
+    def __init__(self, backbone: nn.Module, num_classes: int, *, top_p: float = 0.15,
+                 spatial_iou: float = 0.2, reg_weight: float = 1.0, cdb: bool = True,
+                 cdb_block: int = 3, cdb_rate: float = 0.3, cdb_temperature: float = 0.5,
+                 **oicr_kwargs) -> None:
+        super().__init__(backbone, num_classes, **oicr_kwargs)
+        self.top_p, self.spatial_iou, self.reg_weight = top_p, spatial_iou, reg_weight
+        hidden = self.mil_cls.in_features
+        self.reg = nn.ModuleList(nn.Linear(hidden, 4 * (num_classes + 1))
+                                 for _ in range(self.refine_times))
+        for m in self.reg:
+            nn.init.normal_(m.weight, std=0.001)
+            nn.init.zeros_(m.bias)
+        self.coder = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
+        self.cdb = ConcreteDropBlock(backbone.out_channels, cdb_block, cdb_rate,
+                                     cdb_temperature) if cdb else None
+        self.cdb_active = cdb  # switched by the trainer (MIST starts dropping after warm-up)
+
+    def roi_maps(self, fmap: torch.Tensor, boxes: torch.Tensor,
+                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        maps = self.roi_head.pool(fmap, boxes)
+        if self.cdb is not None and self.cdb_active and self.training:
+            return self.cdb(maps, generator)
+        return maps, None
+
+    def heads(self, feats: torch.Tensor) -> dict:
+        out = super().heads(feats)
+        out["reg"] = [h(feats).view(len(feats), -1, 4) for h in self.reg]  # K x (R, C+1, 4)
+        return out
+
+    def seeds(self, boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """MIST Alg. 1: per present class, top-p% proposals by score, then greedy spatial
+        selection (drop one overlapping a kept seed by IoU > spatial_iou)."""
+        sb, sc, ss = [], [], []
+        n_top = max(1, math.ceil(self.top_p * len(boxes)))
+        for c in torch.nonzero(labels > 0).flatten().tolist():
+            s = scores[:, c]
+            top = torch.argsort(s, descending=True, stable=True)[:n_top]
+            keep = top[nms(boxes[top], s[top], self.spatial_iou)]
+            sb.append(boxes[keep])
+            sc.append(torch.full((len(keep),), c + 1, dtype=torch.long))
+            ss.append(s[keep])
+        if not sb:
+            return boxes.new_zeros((0, 4)), torch.zeros(0, dtype=torch.long), boxes.new_zeros(0)
+        return torch.cat(sb), torch.cat(sc), torch.cat(ss)
+
+    def loss_reg(self, out: dict, tgt: dict) -> torch.Tensor:
+        """(R,) smooth L1 (beta 1/9, summed over the 4 deltas) of the matched seed's
+        class deltas, foreground only, times the seed weight and ``reg_weight``."""
+        k, t = tgt["k"], tgt["refine"][tgt["k"]]
+        deltas = out["reg"][k][torch.arange(len(t["labels"])), t["labels"]]  # (R, 4)
+        target = self.coder.encode_single(t["gt_boxes"], tgt["boxes"])
+        l1 = F.smooth_l1_loss(deltas, target, beta=1.0 / 9, reduction="none").sum(1)
+        return self.reg_weight * t["weights"] * t["fg"].float() * l1
+
+    def image_losses(self, out: dict, boxes: torch.Tensor, labels: torch.Tensor
+                     ) -> dict[str, torch.Tensor]:
+        tgt = {"labels": labels, "boxes": boxes, "refine": self.targets(out, boxes, labels)}
+        losses = {"mil": self.loss_mil(out, tgt)}
+        for k in range(self.refine_times):
+            tgt["k"] = k
+            losses[f"refine{k}"] = self.loss_refine(out, tgt)
+            losses[f"reg{k}"] = self.loss_reg(out, tgt)
+        return losses
+
+    @torch.no_grad()
+    def predict(self, fmap: torch.Tensor, boxes: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """-> scores (R, C) (mean of the branches' softmax, background dropped) and deltas
+        (R, C, 4) (mean of the branches' class-specific regression, background dropped)."""
+        feats = self.roi_head.fc(self.roi_head.pool(fmap, boxes))
+        o = self.heads(feats)
+        probs = torch.stack([F.softmax(r, dim=1) for r in o["refine"]]).mean(0)
+        deltas = torch.stack(o["reg"]).mean(0)
+        return probs[:, 1:], deltas[:, 1:]

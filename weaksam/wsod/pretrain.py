@@ -1,0 +1,118 @@
+"""Pre-train the small backbone on image-level labels (multi-label BCE), once for every WSOD
+and retraining variant: the default profile's analogue of the paper's ImageNet pre-training
+(DESIGN.md, "Models in the default profile"). Reads the training split only through a
+``WeakView`` (image-level labels, never a box or mask).
+
+Shorthand: N images, C classes; images are resized to ``image_size`` x ``image_size`` px.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import average_precision_score
+from tqdm import tqdm
+
+from weaksam.data.weak import WeakView
+from weaksam.wsod.backbone import ImageClassifier, SmallCNN
+from weaksam.wsod.imaging import to_tensor
+
+log = logging.getLogger(__name__)
+
+
+def load_resized(view: WeakView, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All images of ``view`` as (N, 3, S, S) normalised float32 and labels (N, C) float32."""
+    xs = []
+    for i in tqdm(range(len(view)), desc="load images", disable=None):
+        t = to_tensor(view.read(i))
+        xs.append(F.interpolate(t[None], size=(image_size, image_size), mode="bilinear",
+                                align_corners=False, antialias=True)[0])
+    x = torch.stack(xs) if xs else torch.zeros((0, 3, image_size, image_size))
+    return x, torch.from_numpy(view.labels())
+
+
+def mean_ap(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Image-level classification mAP in % over classes with at least one positive."""
+    y, s = labels.numpy(), logits.numpy()
+    aps = [average_precision_score(y[:, c], s[:, c]) for c in range(y.shape[1]) if y[:, c].any()]
+    return float(100.0 * np.mean(aps)) if aps else 0.0
+
+
+def augment(x: torch.Tensor, g: torch.Generator, min_crop: float) -> torch.Tensor:
+    """Random resized crop (side fraction in [min_crop, 1], resized back) and random
+    horizontal flip of each image of (B, 3, S, S)."""
+    b, _, s, _ = x.shape
+    out = torch.empty_like(x)
+    for i in range(b):
+        c = max(8, round(s * (min_crop + (1 - min_crop) * float(torch.rand(1, generator=g)))))
+        y0, x0 = (int(torch.randint(s - c + 1, (1,), generator=g)) for _ in range(2))
+        crop = x[i : i + 1, :, y0 : y0 + c, x0 : x0 + c]
+        crop = F.interpolate(crop, size=(s, s), mode="bilinear", align_corners=False)[0]
+        out[i] = crop.flip(-1) if float(torch.rand(1, generator=g)) < 0.5 else crop
+    return out
+
+
+@torch.no_grad()
+def predict(model: ImageClassifier, x: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """Logits (N, C) of images (N, 3, S, S) in eval mode."""
+    model.eval()
+    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def pretrain_backbone(
+    train: WeakView,
+    *,
+    widths: Sequence[int],
+    stem: int,
+    convs: int,
+    pool: str,
+    image_size: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    min_crop: float = 1.0,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> tuple[ImageClassifier, dict[str, float]]:
+    """Train ``SmallCNN + pool + linear`` with BCE on image labels; AdamW with one-cycle
+    decay, random resized crops (``min_crop``) and flips. Returns the classifier and its final
+    train metrics (``loss``, ``train_map`` in %); ``on_epoch(epoch, metrics)`` after each
+    epoch."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = ImageClassifier(SmallCNN(widths=widths, stem=stem, convs=convs), train.num_classes,
+                            pool=pool)
+    x, y = load_resized(train, image_size)
+    n = len(x)
+    steps = max(1, epochs * (-(-n // batch_size)))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
+                                                pct_start=0.15)
+    metrics: dict[str, float] = {}
+    for epoch in range(epochs):
+        model.train()
+        perm = torch.randperm(n, generator=g)
+        total, seen = 0.0, 0
+        for s in tqdm(range(0, n, batch_size), desc=f"pretrain {epoch}", disable=None):
+            idx = perm[s : s + batch_size]
+            xb = augment(x[idx], g, min_crop)
+            # per-element BCE (B, C), reduced here: sum over classes, mean over images
+            per = F.binary_cross_entropy_with_logits(model(xb), y[idx], reduction="none")
+            loss = per.sum(1).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(per.detach().sum()) / y.shape[1]
+            seen += len(idx)
+        metrics = {"loss": total / max(seen, 1)}
+        log.info("pretrain epoch %d: loss %.4f", epoch, metrics["loss"])
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+    metrics["train_map"] = mean_ap(predict(model, x), y)
+    return model, metrics

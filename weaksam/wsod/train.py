@@ -1,0 +1,205 @@
+"""Training loop of the WSOD networks (OICR, MIST): image-level labels + proposals only.
+
+Shorthand: N training images, B global batch (images per optimiser step over all processes),
+W processes (``torch.distributed`` world size; 1 without it), C classes.
+
+- Data: :class:`TrainImage` records built from a ``WeakView`` (labels) and a ``ProposalSet``
+  (boxes ``(R, 4)`` xyxy px): never a ground-truth box. Images with no proposals are skipped,
+  with a logged message naming them.
+- Augmentation (OICR/MIST): per image and epoch a random training scale (short side, px) and
+  a random horizontal flip, drawn from a generator seeded by (seed, epoch, image index), so the
+  draw does not depend on how images are sharded over processes.
+- Distributed: every process builds the same permutation; global batch ``b`` is split as
+  ``b[rank::W]`` (DistributedSampler-style). The loss of a process is
+  sum of its images' losses / B * W, so DDP's gradient average equals the gradient of the
+  global mean over B images: one process and W processes give the same updates (up to float
+  summation order).
+- A non-finite loss raises :class:`weaksam.errors.TrainingError`; the checkpoint written
+  atomically after the last good epoch is left as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from weaksam.errors import TrainingError
+from weaksam.utils.atomic import atomic_path
+from weaksam.wsod.imaging import hflip, rescale, scale_factor, to_tensor, transform_boxes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainImage:
+    """One training image: pixels (H, W, 3) uint8, labels (C,) float32, proposals (R, 4)."""
+
+    image_id: int
+    pixels: np.ndarray
+    labels: np.ndarray
+    boxes: np.ndarray
+
+
+def usable(items: Sequence[TrainImage]) -> list[TrainImage]:
+    """Drop (and log) images whose proposal list is empty: they cannot be trained on."""
+    keep = []
+    for it in items:
+        if len(it.boxes) == 0:
+            log.warning("image %d has no proposals: skipped in training", it.image_id)
+        else:
+            keep.append(it)
+    return keep
+
+
+class FeatureCache:
+    """Backbone features of (image id, short side px, flip), computed once when the backbone is
+    frozen (stored as float16 to halve memory; roi pooling runs in float32). Training fills it;
+    inference on the training split reuses it."""
+
+    def __init__(self, backbone: nn.Module, enabled: bool) -> None:
+        self.backbone, self.enabled = backbone, enabled
+        self._store: dict[tuple[int, int, bool], torch.Tensor] = {}
+
+    @torch.no_grad()
+    def get(self, key: tuple[int, int, bool], image: torch.Tensor) -> torch.Tensor:
+        """(3, H, W) image (already rescaled / flipped as ``key`` says) -> (Cf, h, w)."""
+        if key in self._store:
+            return self._store[key].float()
+        f = self.backbone.forward_features(image[None])[0]
+        if self.enabled:
+            self._store[key] = f.half()
+        return f
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, epoch: int) -> None:
+    """Atomic ``{"model": state_dict, "epoch": epoch}`` (a crash never leaves half a file)."""
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "epoch": epoch}, tmp)
+
+
+def train_wsod(
+    model: nn.Module,
+    items: Sequence[TrainImage],
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    optimizer: str,
+    train_scales: Sequence[int],
+    max_size: int,
+    flip: bool,
+    seed: int,
+    checkpoint: str | Path | None = None,
+    cdb_start_epoch: int = 0,
+    cache: FeatureCache | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, float]:
+    """Train ``model`` (an OICR or MIST network) on ``items``.
+
+    Returns timing figures: ``train_seconds``, ``seconds_per_epoch`` (wall) and
+    ``train_cpu_seconds`` (this process). ``on_epoch(epoch, losses)`` receives the mean of each
+    named loss over the epoch's images (all processes). ``cache``: a FeatureCache to fill
+    (frozen backbone), so inference on the training split can reuse it. Works unchanged under
+    ``torchrun`` / an initialised process group (DDP over the trainable parameters)."""
+    rank, world = _world()
+    items = usable(items)
+    if not items:
+        raise TrainingError("no training image has proposals")
+    core = model
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    elif optimizer == "adam":
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    else:
+        raise ValueError(f"optimizer must be sgd or adam, got {optimizer!r}")
+    n = len(items)
+    steps_per_epoch = -(-n // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=lr, total_steps=max(1, epochs * steps_per_epoch), pct_start=0.1)
+    frozen = bool(getattr(core, "freeze_backbone", False))
+    if cache is None or not frozen:
+        cache = FeatureCache(core.backbone, enabled=frozen)
+    tensors = [to_tensor(it.pixels) for it in items]
+    t_start, cpu_start = time.time(), time.process_time()
+    for epoch in range(epochs):
+        model.train()
+        if hasattr(core, "cdb_active"):
+            core.cdb_active = core.cdb is not None and epoch >= cdb_start_epoch
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919 * epoch))
+        sums: dict[str, float] = {}
+        for s in tqdm(range(0, n, batch_size), desc=f"wsod epoch {epoch}", disable=None):
+            batch = perm[s : s + batch_size].tolist()
+            local = batch[rank::world]
+            inputs, boxes, labels, gens = [], [], [], []
+            for i in local:
+                g = torch.Generator().manual_seed(seed * 1_000_003 + epoch * 100_003 + i)
+                si = int(torch.randint(len(train_scales), (1,), generator=g))
+                fl = bool(flip and torch.rand(1, generator=g) < 0.5)
+                img = tensors[i]
+                f = scale_factor(img.shape[1], img.shape[2], train_scales[si], max_size)
+                x = rescale(img, f)
+                if fl:
+                    x = hflip(x)
+                b = transform_boxes(torch.tensor(items[i].boxes, dtype=torch.float32), f, fl,
+                                    x.shape[2])
+                if cache.enabled:
+                    x = cache.get((items[i].image_id, int(train_scales[si]), fl), x)
+                inputs.append(x)
+                boxes.append(b)
+                labels.append(torch.tensor(items[i].labels, dtype=torch.float32))
+                gens.append(g)
+            per_image = net(inputs, boxes, labels, gens, precomputed=cache.enabled) \
+                if local else []
+            # the reduction over images: sum here, / B (global batch), x W for DDP's average
+            totals = [sum(d.values()) for d in per_image]
+            loss = (torch.stack(totals).sum() if totals else
+                    sum(p.sum() * 0.0 for p in params)) * world / len(batch)
+            # logged values: every named loss summed over all processes' images
+            names = core.loss_keys()
+            vec = torch.zeros(len(names), dtype=torch.float64)
+            for d in per_image:
+                vec += torch.tensor([float(d[k].detach()) for k in names], dtype=torch.float64)
+            if world > 1:
+                dist.all_reduce(vec)
+            total = float(vec.sum())
+            if not np.isfinite(total) or not torch.isfinite(loss):
+                raise TrainingError(
+                    f"non-finite loss {total} at epoch {epoch}, step {s // batch_size} "
+                    f"(losses {dict(zip(names, vec.tolist(), strict=True))}); "
+                    f"last good checkpoint kept at {checkpoint}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            for k, v in zip(names, vec.tolist(), strict=True):
+                sums[k] = sums.get(k, 0.0) + v
+        means = {k: v / n for k, v in sums.items()}
+        means["loss"] = sum(means.values())
+        log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in means.items()})
+        if checkpoint is not None and rank == 0:
+            save_checkpoint(checkpoint, core, epoch)
+        if on_epoch is not None:
+            on_epoch(epoch, means)
+    train_seconds = time.time() - t_start
+    return {"train_seconds": train_seconds, "seconds_per_epoch": train_seconds / max(epochs, 1),
+            "train_cpu_seconds": time.process_time() - cpu_start}
