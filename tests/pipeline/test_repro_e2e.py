@@ -32,10 +32,13 @@ def _copy_workspace(dst: Path) -> None:
         ["git", "ls-files", "-co", "--exclude-standard"],
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout.split()
-    skip = ("data/", "proposals/", "clues/", "prompts/", "wsod/", "models/", "metrics/",
-            "dvclive/", "reports/", "sam/", "backbone/", "tests/", "benchmarks/")
+    # only the code and config of the workspace: no outputs a developer's checkout may hold
+    keep_dirs = ("weaksam/", "pipeline/", "configs/", ".dvc/")
     for f in files:
-        if f.startswith(skip) or not (ROOT / f).is_file():
+        top_level_file = "/" not in f
+        if not (top_level_file or f.startswith(keep_dirs)) or not (ROOT / f).is_file():
+            continue
+        if f.startswith(".dvc/") and not f.endswith(("config", ".gitignore")):
             continue
         (dst / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / f, dst / f)

@@ -5,7 +5,8 @@ on test when trained on those proposals.
 This run: Selective Search and the four cumulative prompt-source variants of ONE WeakSAM run
 (``weaksam.proposals.sources.TABLE4_VARIANTS``): recall from ``metrics/recall_{variant}.json``
 (stages ``recall_ss`` and ``recall_prompts@{variant}``), AP50 from
-``metrics/wsod_mist_{variant}.json`` key ``ap50`` (stage ``wsod@mist-{ss,weaksam}`` or ``wsod_table4@mist-{variant}``).
+``metrics/wsod_mist_{variant}.json`` key ``ap50`` (stage ``wsod@mist-{ss,weaksam}`` or
+``wsod_table4@mist-{variant}``).
 """
 
 from __future__ import annotations

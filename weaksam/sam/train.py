@@ -50,11 +50,6 @@ class PretrainConfig:
     box_noise: float = 0.1  # std of box-corner noise, fraction of the box side (SAM: 0.1)
     grad_clip: float = 1.0
     corpus_seed: int = 0
-    # Escape from the all-background optimum: the first ``pool_steps`` steps cycle over a fixed
-    # pool of ``pool_images`` corpus images (memorising a few images teaches the decoder to
-    # follow the prompt within tens of steps), then training streams fresh images.
-    pool_steps: int = 0
-    pool_images: int = 16
 
 
 # ----------------------------------------------------------------------------- batches
@@ -251,11 +246,8 @@ def pretrain(
     acc: dict[str, list[float]] = {}
     for step in tqdm(range(cfg.steps), desc="sam_pretrain", disable=None):
         rng = np.random.default_rng([cfg.corpus_seed, step])
-        first = step * cfg.batch_images
-        ids = [first + b for b in range(cfg.batch_images)]
-        if step < cfg.pool_steps:
-            ids = [i % cfg.pool_images for i in ids]
-        samples = [generate_sample(cfg.corpus_seed, i, size=frame) for i in ids]
+        samples = [generate_sample(cfg.corpus_seed, step * cfg.batch_images + b, size=frame)
+                   for b in range(cfg.batch_images)]
         out = batch_losses(sam, samples, rng, cfg)
         loss, mask_l, iou_l = out["loss"], out["mask"], out["iou"]
         if not torch.isfinite(loss):
