@@ -56,7 +56,7 @@ class RecordingAttention(Attention):
         self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
     ) -> torch.Tensor:
         if attn_mask is not None or is_causal or getattr(self, "gate", None) is not None:
-            raise NotImplementedError("RecordingAttention supports plain self-attention only")
+            raise ValueError("RecordingAttention supports plain self-attention only")
         b, t, _ = x.shape
         qkv = self.qkv(x).reshape(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
