@@ -26,8 +26,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+## make bench: speed figures (needs the outputs of make repro)
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/sam_prompting.py
+	$(BIN)/python benchmarks/wsod_epoch_time.py
 
 clean-venv:
 	rm -rf $(VENV)
