@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from weaksam.errors import InputError
-from weaksam.utils.atomic import atomic_path
+from weaksam.utils.atomic import atomic_path, write_npz
 
 KEYS = ("image_ids", "widths", "heights", "offsets", "classes", "class_scores", "cam_coarse",
         "cam_fine", "cross", "cross_layers", "category_ids", "probs")
@@ -123,8 +123,7 @@ def save_clues(path: str | Path, clues: CluesSet) -> None:
     """Validate and write ``clues`` atomically to ``path`` (compressed .npz)."""
     validate(clues.arrays, path)
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **clues.arrays)
+        write_npz(tmp, clues.arrays)
 
 
 def validate(a: dict[str, np.ndarray], path: str | Path) -> None:
