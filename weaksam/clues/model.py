@@ -39,6 +39,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from weaksam.errors import InputError
+from weaksam.utils.checkpoint import read_checkpoint
 
 
 class RecordingAttention(Attention):
@@ -243,12 +244,7 @@ class CluesViT(nn.Module):
         state dict, e.g. deit_small_patch16_224). ``cls_token`` initialises every class token
         (MCTformer); positional embeddings are resampled to this grid; heads stay random."""
         path = Path(path)
-        if not path.is_file():
-            raise InputError(path, "DeiT checkpoint not found")
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
-            raise InputError(path, f"cannot read checkpoint ({e})") from e
+        sd = read_checkpoint(path, "DeiT checkpoint")
         sd = sd.get("model", sd) if isinstance(sd, dict) else sd
         if not isinstance(sd, dict) or "pos_embed" not in sd:
             raise InputError(path, "not a ViT/DeiT state dict (no pos_embed)")

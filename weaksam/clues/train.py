@@ -27,6 +27,7 @@ from tqdm import tqdm
 from weaksam.clues.model import CluesViT
 from weaksam.errors import InputError, TrainingError
 from weaksam.utils.atomic import atomic_path
+from weaksam.utils.checkpoint import read_checkpoint
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -131,13 +132,7 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
 
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint` (InputError when unreadable)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "checkpoint not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any failure to unpickle means a bad file
-        raise InputError(path, f"cannot read checkpoint ({e})") from e
+    return read_checkpoint(path, weights_only=False)
 
 
 def fit(

@@ -18,6 +18,7 @@ from segment_anything.modeling import Sam
 from weaksam.errors import InputError
 from weaksam.sam.model import SmallSamConfig, build_small_sam
 from weaksam.utils.atomic import atomic_path
+from weaksam.utils.checkpoint import read_checkpoint
 
 OFFICIAL_MODELS = ("vit_h", "vit_l", "vit_b")
 SMALL_FORMAT = "weaksam-small-sam"
@@ -34,12 +35,7 @@ def save_small_sam(path: str | Path, sam: Sam, cfg: SmallSamConfig,
 
 
 def _read(path: Path) -> Any:
-    if not path.is_file():
-        raise InputError(path, "SAM checkpoint not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a corrupt checkpoint
-        raise InputError(path, f"cannot read SAM checkpoint ({e})") from e
+    return read_checkpoint(path, "SAM checkpoint")
 
 
 def load_sam(model: str, checkpoint: str | Path, device: str | torch.device = "cpu") -> Sam:

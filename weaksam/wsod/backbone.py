@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from weaksam.errors import InputError
+from weaksam.utils.checkpoint import read_checkpoint
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -86,12 +87,7 @@ def load_state(module: nn.Module, path: str | Path, key: str | None = None) -> N
     """Load a state dict (optionally ``ckpt[key]``) into ``module``; InputError naming the file
     when it is missing, unreadable or does not fit."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "checkpoint not found (weights are never downloaded)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any decode failure is a corrupt checkpoint
-        raise InputError(path, f"cannot read checkpoint ({e})") from e
+    state = read_checkpoint(path)
     if key is not None:
         if key not in state:
             raise InputError(path, f"checkpoint has no '{key}' entry")
