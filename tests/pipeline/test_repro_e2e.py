@@ -21,7 +21,8 @@ BIN = Path(sys.executable).parent
 
 def _run(cmd: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    env.pop("DVC_SITE_CACHE_DIR", None)
+    # a private DVC site cache: a stale lock left by another, killed dvc cannot block this run
+    env["DVC_SITE_CACHE_DIR"] = str(cwd.parent / "dvc-site")
     return subprocess.run(
         cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
