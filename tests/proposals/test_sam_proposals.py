@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.sam.tiny import TINY_SAM
 from weaksam.proposals.sam import (
     PromptingConfig,
     SamPromptProposer,
@@ -14,11 +15,9 @@ from weaksam.proposals.sam import (
     dedup_and_sort,
     prepare_points,
 )
-from weaksam.sam.model import SmallSamConfig, build_small_sam
+from weaksam.sam.model import build_small_sam
 
-TINY = SmallSamConfig(img_size=64, patch_size=8, encoder_width=32, encoder_depth=1,
-                      encoder_heads=2, prompt_dim=32, decoder_depth=1, decoder_heads=2,
-                      decoder_mlp_dim=32, iou_head_hidden=16)
+TINY = TINY_SAM
 
 
 def test_boxes_from_lowres_block_and_scale():

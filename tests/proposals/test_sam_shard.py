@@ -7,15 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.sam.tiny import TINY_SAM
 from weaksam.proposals.sam import PromptingConfig
 from weaksam.proposals.shard import ImageTask, SamSpec, generate, merge, shard
 from weaksam.proposals.store import ImageProposals, load_proposals, save_proposals
 from weaksam.sam.checkpoint import save_small_sam
-from weaksam.sam.model import SmallSamConfig, build_small_sam
+from weaksam.sam.model import build_small_sam
 
-TINY = SmallSamConfig(img_size=64, patch_size=8, encoder_width=32, encoder_depth=1,
-                      encoder_heads=2, prompt_dim=32, decoder_depth=1, decoder_heads=2,
-                      decoder_mlp_dim=32, iou_head_hidden=16)
+TINY = TINY_SAM
 
 
 def test_shard_round_robin():

@@ -81,6 +81,22 @@ def test_filter_sources():
         ps.filter_sources(["ss"])
 
 
+def test_filter_sources_union_drops_cross_source_duplicates():
+    ps = ProposalSet(list(NAMES))
+    box = [1, 2, 30, 40]
+    ps.images[1] = ImageProposals(
+        np.array([box, [0, 0, 5, 5], box, box], np.float32),
+        np.array([0.5, 0.9, 0.7, 0.7], np.float32),
+        np.array([0, 0, 1, 3], np.uint8),
+    )
+    u = ps.filter_sources(NAMES).images[1]
+    np.testing.assert_array_equal(u.boxes, [[0, 0, 5, 5], box])  # original order kept
+    np.testing.assert_allclose(u.scores, [0.9, 0.7])  # best copy; tie -> lower source
+    np.testing.assert_array_equal(u.sources, [0, 1])
+    assert len(ps.filter_sources(["dense", "cross"]).images[1]) == 2
+    assert len(ps.filter_sources(NAMES, unique=False).images[1]) == 4
+
+
 def test_detectron2_export(tmp_path):
     to_detectron2(_set(), tmp_path / "d2.pkl")
     with open(tmp_path / "d2.pkl", "rb") as f:

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.sam.tiny import TINY_SAM
 from weaksam.sam.corpus import generate_sample
-from weaksam.sam.model import SmallSamConfig, build_small_sam
+from weaksam.sam.model import build_small_sam
 from weaksam.sam.train import (
     PretrainConfig,
     evaluate,
@@ -19,9 +20,7 @@ from weaksam.sam.train import (
     pretrain,
 )
 
-TINY = SmallSamConfig(img_size=64, patch_size=8, encoder_width=32, encoder_depth=1,
-                      encoder_heads=2, prompt_dim=32, decoder_depth=1, decoder_heads=2,
-                      decoder_mlp_dim=32, iou_head_hidden=16)
+TINY = TINY_SAM
 
 
 def test_corpus_deterministic_and_well_formed():

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from segment_anything import sam_model_registry
 
+from tests.sam.tiny import TINY_SAM_DEPTH2
 from weaksam.errors import InputError
 from weaksam.sam.checkpoint import load_sam, save_small_sam
 from weaksam.sam.model import SmallSamConfig, build_small_sam, count_parameters
 
-TINY = SmallSamConfig(img_size=64, patch_size=8, encoder_width=32, encoder_depth=2,
-                      encoder_heads=2, prompt_dim=32, decoder_depth=1, decoder_heads=2,
-                      decoder_mlp_dim=32, iou_head_hidden=16)
+TINY = TINY_SAM_DEPTH2
 
 
 def test_small_sam_shapes():
@@ -32,6 +33,20 @@ def test_small_sam_rejects_bad_sizes():
         build_small_sam(SmallSamConfig(img_size=100, patch_size=8))
     with pytest.raises(ValueError):
         build_small_sam(SmallSamConfig(prompt_dim=60))
+    with pytest.raises(ValueError, match="stem"):
+        build_small_sam(SmallSamConfig(stem="resnet"))
+
+
+def test_conv_stem_same_tokens_and_roundtrip(tmp_path):
+    cfg = replace(TINY, stem="conv")
+    torch.manual_seed(2)
+    sam = build_small_sam(cfg)
+    assert isinstance(sam.image_encoder.patch_embed.proj, torch.nn.Sequential)
+    x = torch.rand(1, 3, 64, 64)
+    assert sam.image_encoder(x).shape == (1, 32, 8, 8)  # the same grid as the linear patch
+    save_small_sam(tmp_path / "c.pt", sam, cfg)
+    back = load_sam("small", tmp_path / "c.pt")  # the stem comes from the stored config
+    assert torch.equal(back.image_encoder(x), sam.image_encoder(x))
 
 
 def test_small_checkpoint_roundtrip(tmp_path):

@@ -40,6 +40,7 @@ from torch import nn
 
 from weaksam.errors import InputError
 from weaksam.utils.checkpoint import read_checkpoint
+from weaksam.utils.stems import conv_stem
 
 
 class RecordingAttention(Attention):
@@ -81,19 +82,9 @@ class ConvPatchEmbed(PatchEmbed):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         p = self.patch_size[0]
-        if p < 2 or p & (p - 1) or self.patch_size[0] != self.patch_size[1]:
-            raise ValueError(f"conv stem needs a square power-of-2 patch size, got {p}")
-        steps = p.bit_length() - 1
-        in_ch = self.proj.in_channels
-        dim = self.proj.out_channels
-        layers: list[nn.Module] = []
-        for i in range(steps):
-            out_ch = dim if i == steps - 1 else max(16, dim >> (steps - 1 - i))
-            layers.append(nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1))
-            if i < steps - 1:
-                layers.append(nn.GELU())
-            in_ch = out_ch
-        self.proj = nn.Sequential(*layers)
+        if self.patch_size[0] != self.patch_size[1]:
+            raise ValueError(f"conv stem needs a square patch, got {self.patch_size}")
+        self.proj = conv_stem(self.proj.in_channels, self.proj.out_channels, p)
 
 
 class CluesViT(nn.Module):

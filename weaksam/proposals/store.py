@@ -44,6 +44,15 @@ class ImageProposals:
     def select(self, keep: np.ndarray) -> ImageProposals:
         return ImageProposals(self.boxes[keep], self.scores[keep], self.sources[keep])
 
+    def unique(self) -> ImageProposals:
+        """Drop exact duplicate boxes across sources: of each box the highest-scoring copy is
+        kept (ties: the lowest source index); the kept rows stay in their original order."""
+        if len(self) < 2:
+            return self
+        order = np.lexsort((self.sources, -self.scores))  # best copy of a box first
+        _, first = np.unique(self.boxes[order], axis=0, return_index=True)
+        return self.select(np.sort(order[first]))
+
 
 @dataclass
 class ProposalSet:
@@ -61,8 +70,12 @@ class ProposalSet:
             return 0.0
         return float(np.mean([len(p) for p in self.images.values()]))
 
-    def filter_sources(self, keep_names: Iterable[str]) -> ProposalSet:
-        """Keep only proposals whose source is in ``keep_names`` (Table 4 variants)."""
+    def filter_sources(self, keep_names: Iterable[str], unique: bool = True) -> ProposalSet:
+        """Keep only proposals whose source is in ``keep_names`` (a Table 4 variant).
+
+        The stored file keeps a box once per source, so each variant sees its own boxes; with
+        ``unique`` the variant is the union of its sources' boxes (:meth:`ImageProposals.unique`),
+        which is what its proposal count, its recall and the WSOD training see."""
         keep_names = list(keep_names)
         unknown = set(keep_names) - set(self.source_names)
         if unknown:
@@ -72,7 +85,8 @@ class ProposalSet:
         idx = np.array([self.source_names.index(n) for n in keep_names], dtype=np.uint8)
         out = ProposalSet(list(self.source_names))
         for iid, p in self.images.items():
-            out.images[iid] = p.select(np.isin(p.sources, idx))
+            sel = p.select(np.isin(p.sources, idx))
+            out.images[iid] = sel.unique() if unique else sel
         return out
 
 

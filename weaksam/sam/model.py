@@ -5,7 +5,9 @@ PromptEncoder, MaskDecoder(TwoWayTransformer))`` at 1024 px with patch 16 and a 
 decoder. The small SAM is the same classes at a CPU size: images are resized (longest side) to
 ``img_size`` px, the encoder sees ``(img_size / patch_size)^2`` tokens, the decoder predicts
 low-resolution masks at ``4 * img_size / patch_size`` px (a quarter of ``img_size`` when the
-patch is 16, half when it is 8).
+patch is 16, half when it is 8). ``stem="conv"`` swaps the encoder's linear patch projection for
+a convolutional stem (weaksam/utils/stems.py), which a ViT trained from scratch on a small
+corpus learns far faster with; the official models keep the linear one.
 
 Shapes: image embedding ``(B, prompt_dim, E, E)`` with ``E = img_size // patch_size``; masks
 ``(B, 3 or 1, 4E, 4E)`` logits; IoU predictions ``(B, 3 or 1)``.
@@ -26,6 +28,8 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 
+from weaksam.utils.stems import conv_stem
+
 
 @dataclass(frozen=True)
 class SmallSamConfig:
@@ -42,6 +46,7 @@ class SmallSamConfig:
     decoder_heads: int = 4
     decoder_mlp_dim: int = 256
     iou_head_hidden: int = 64
+    stem: str = "patch"  # patch: SAM's linear patch projection; conv: 3x3 stride-2 conv stem
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,6 +57,8 @@ def build_small_sam(cfg: SmallSamConfig) -> Sam:
     ``segment_anything.build_sam._build_sam``, other sizes). Returned in eval mode."""
     if cfg.img_size % cfg.patch_size:
         raise ValueError(f"img_size {cfg.img_size} is not a multiple of patch {cfg.patch_size}")
+    if cfg.stem not in ("patch", "conv"):
+        raise ValueError(f"stem must be 'patch' or 'conv', got {cfg.stem!r}")
     if cfg.prompt_dim % 8:
         raise ValueError(f"prompt_dim {cfg.prompt_dim} must be divisible by 8")
     emb = cfg.img_size // cfg.patch_size
@@ -91,6 +98,8 @@ def build_small_sam(cfg: SmallSamConfig) -> Sam:
         pixel_mean=[123.675, 116.28, 103.53],
         pixel_std=[58.395, 57.12, 57.375],
     )
+    if cfg.stem == "conv":  # same (B, E, E, width) tokens, from early convolutions
+        sam.image_encoder.patch_embed.proj = conv_stem(3, cfg.encoder_width, cfg.patch_size)
     sam.eval()
     return sam
 
