@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,22 +23,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.common import load_params  # noqa: E402
+from pipeline.proposals import prompting_config  # noqa: E402
 from weaksam.data.index import load_index, read_image  # noqa: E402
+from weaksam.prompts.grid import grid_points  # noqa: E402
 from weaksam.proposals.sam import (  # noqa: E402
-    PromptingConfig,
     SamPromptProposer,
     boxes_from_lowres,
     dedup_and_sort,
     prepare_points,
+    select_masks,
 )
 from weaksam.proposals.sources import PROMPT_SOURCES  # noqa: E402
 from weaksam.sam.checkpoint import load_sam  # noqa: E402
-
-
-def grid_points(w: int, h: int, s: int = 6) -> np.ndarray:
-    xs = (np.arange(s) + 0.5) * w / s
-    ys = (np.arange(s) + 0.5) * h / s
-    return np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2).astype(np.float32)
 
 
 def one_at_a_time(prop: SamPromptProposer, image: np.ndarray, pts: np.ndarray, src: np.ndarray):
@@ -52,12 +49,13 @@ def one_at_a_time(prop: SamPromptProposer, image: np.ndarray, pts: np.ndarray, s
     for p, s in zip(pts, src, strict=True):
         _, iou, low = pred.predict(point_coords=p[None], point_labels=np.array([1]),
                                    multimask_output=True)
-        idx = list(cfg.mask_indices)
-        b, v = boxes_from_lowres(torch.from_numpy(low[idx])[None], pred.input_size,
-                                 pred.original_size, prop.frame, prop.sam.mask_threshold)
+        low_k, iou_k = select_masks(torch.from_numpy(low)[None], torch.from_numpy(iou)[None],
+                                    cfg, prop.sam.mask_threshold)
+        b, v = boxes_from_lowres(low_k, pred.input_size, pred.original_size, prop.frame,
+                                 prop.sam.mask_threshold)
         v = v[0].numpy()
         boxes.append(b[0].numpy()[v])
-        scores.append(iou[idx][v])
+        scores.append(iou_k[0].numpy()[v])
         sources.append(np.full(int(v.sum()), s, np.uint8))
     return dedup_and_sort(np.concatenate(boxes), np.concatenate(scores),
                           np.concatenate(sources), cfg.nms_iou)
@@ -73,8 +71,7 @@ def main() -> None:
     torch.set_num_threads(1)
     sam = load_sam(params["sam"]["model"], params["sam"]["checkpoint"])
     pp = params["proposals"]
-    cfg = PromptingConfig(batch_size=int(pp["batch_size"]),
-                          mask_indices=tuple(pp["mask_indices"]), outside=pp["outside"])
+    cfg = replace(prompting_config(pp), classwise=False, multimask=True)  # as one_at_a_time
     prop = SamPromptProposer(sam, cfg)
     index = load_index(Path("data/annotations") / f"{args.split}.json")
     ppath = Path(pp["prompts_dir"]) / f"{args.split}.parquet"
@@ -95,7 +92,7 @@ def main() -> None:
             pts = g[["x", "y"]].to_numpy(np.float32)
             src = g["source"].map({s: i for i, s in enumerate(PROMPT_SOURCES)}).to_numpy(np.uint8)
         else:
-            pts = grid_points(w, h)
+            pts = grid_points(w, h, 6)
             src = np.zeros(len(pts), np.uint8)
         n_prompts += len(pts)
         t0 = time.perf_counter()

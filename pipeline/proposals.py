@@ -78,6 +78,7 @@ def prompting_config(p: dict) -> PromptingConfig:
         nms_iou=float(p["nms_iou"]),
         classwise=bool(p["classwise"]),
         outside=str(p["outside"]),
+        mask_order=str(p.get("mask_order", "model")),
     )
 
 

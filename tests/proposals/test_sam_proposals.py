@@ -14,6 +14,7 @@ from weaksam.proposals.sam import (
     boxes_from_lowres,
     dedup_and_sort,
     prepare_points,
+    select_masks,
 )
 from weaksam.sam.model import build_small_sam
 
@@ -157,3 +158,22 @@ def test_config_validation():
         PromptingConfig(outside="wrap")
     with pytest.raises(ValueError):
         PromptingConfig(batch_size=0)
+    with pytest.raises(ValueError, match="mask_order"):
+        PromptingConfig(mask_order="iou")
+
+
+def test_select_masks_by_area_per_prompt():
+    low = torch.full((2, 3, 4, 4), -1.0)
+    low[0, 0, :3, :3] = 1.0  # prompt 0: areas 9, 1, 4 -> area order 1, 2, 0
+    low[0, 1, 0, 0] = 1.0
+    low[0, 2, :2, :2] = 1.0
+    low[1, :, 0, :2] = 1.0  # prompt 1: all areas 2 (a tie keeps SAM's order)
+    iou = torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])
+    m, s = select_masks(low, iou, PromptingConfig(mask_indices=(1, 2), mask_order="area"))
+    assert torch.equal(m[0, 0], low[0, 2]) and torch.equal(m[0, 1], low[0, 0])
+    assert torch.equal(s, torch.tensor([[0.3, 0.1], [0.5, 0.6]]))
+    m, s = select_masks(low, iou, PromptingConfig(mask_indices=(1, 2)))  # model order
+    assert torch.equal(m, low[:, 1:]) and torch.equal(s, iou[:, 1:])
+    # one prompt alone selects what it selects in a batch
+    m1, _ = select_masks(low[:1], iou[:1], PromptingConfig(mask_indices=(0,), mask_order="area"))
+    assert torch.equal(m1[0, 0], low[0, 1])

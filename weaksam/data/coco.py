@@ -11,12 +11,12 @@ VOC-style evaluation has no crowd notion: a crowd annotation (``iscrowd = 1``) i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from weaksam.data.index import CocoIndex, index_from_dict
 from weaksam.errors import InputError
+from weaksam.utils.jsonio import read_json
 
 
 def _normalise_ann(a: dict[str, Any]) -> dict[str, Any]:
@@ -36,14 +36,7 @@ def load_coco(json_path: str | Path, image_root: str | Path) -> CocoIndex:
     ``coco/train2014``), stored as ``info.image_root``. InputError naming the file on a
     missing file, bad JSON, unknown category or image in an annotation, or no images."""
     json_path = Path(json_path)
-    if not json_path.is_file():
-        raise InputError(json_path, "annotation file not found")
-    try:
-        data = json.loads(json_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(json_path, f"not valid JSON ({e})") from e
-    if not isinstance(data, dict):
-        raise InputError(json_path, "expected a JSON object at the top level")
+    data = read_json(json_path, "annotation file", want_object=True)
     anns = data.get("annotations", [])
     if not isinstance(anns, list) or not all(isinstance(a, dict) for a in anns):
         raise InputError(json_path, "'annotations' must be a list of objects")

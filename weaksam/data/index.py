@@ -16,7 +16,6 @@ Training code must not use this class on training splits: it reads them through
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -27,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 
 from weaksam.errors import InputError
 from weaksam.utils.boxes import xywh_to_xyxy
+from weaksam.utils.jsonio import read_json
 
 
 @dataclass
@@ -193,13 +193,7 @@ def load_index(path: str | Path, image_root: str | Path | None = None) -> CocoIn
     category or image, or an empty split.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "annotation file not found")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(path, f"not valid JSON ({e})") from e
-    return index_from_dict(data, path, image_root=image_root)
+    return index_from_dict(read_json(path, "annotation file"), path, image_root=image_root)
 
 
 def read_image(path: str | Path) -> np.ndarray:

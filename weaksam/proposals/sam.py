@@ -49,6 +49,11 @@ class PromptingConfig:
                   one prompt per point (dense points, class -1, stay single-point prompts).
     outside:      prompts outside the image: ``"clip"`` moves them to the nearest pixel,
                   ``"drop"`` discards them.
+    mask_order:   what ``mask_indices`` index: ``"model"`` SAM's own output order (the official
+                  models' subpart / part / whole), ``"area"`` the three masks sorted by area,
+                  smallest first (for a SAM whose output roles are not that convention, e.g. a
+                  small SAM pre-trained here: its three outputs specialise, but in no fixed
+                  order).
     """
 
     batch_size: int = 64
@@ -57,6 +62,7 @@ class PromptingConfig:
     nms_iou: float = 0.0
     classwise: bool = False
     outside: str = "clip"
+    mask_order: str = "model"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -64,6 +70,8 @@ class PromptingConfig:
         if not self.mask_indices or not set(self.mask_indices) <= {0, 1, 2}:
             raise ValueError(f"mask_indices must be a non-empty subset of 0..2, got "
                              f"{self.mask_indices}")
+        if self.mask_order not in ("model", "area"):
+            raise ValueError(f"mask_order must be 'model' or 'area', got {self.mask_order!r}")
         if self.outside not in ("clip", "drop"):
             raise ValueError(f"outside must be 'clip' or 'drop', got {self.outside!r}")
 
@@ -116,6 +124,24 @@ def boxes_from_lowres(
     boxes = boxes * torch.tensor([sx, sy, sx, sy], dtype=torch.float64)
     boxes[~valid] = 0
     return boxes.float().reshape(b, k, 4), valid.reshape(b, k)
+
+
+def select_masks(low_res: torch.Tensor, iou: torch.Tensor, config: PromptingConfig,
+                 threshold: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kept multimask outputs: ``low_res (B, 3, L, L)``, ``iou (B, 3)`` ->
+    ``(B, len(mask_indices), L, L)``, ``(B, len(mask_indices))``.
+
+    With ``mask_order="area"`` each prompt's masks are first sorted by area (low-res pixels
+    above ``threshold``, smallest first; a stable sort, so ties keep SAM's order). Each prompt
+    is handled on its own: batching never changes the selection.
+    """
+    if config.mask_order == "area":
+        area = (low_res > threshold).flatten(2).sum(-1)  # (B, 3)
+        order = torch.sort(area, dim=1, stable=True).indices
+        low_res = torch.take_along_dim(low_res, order[:, :, None, None], dim=1)
+        iou = torch.take_along_dim(iou, order, dim=1)
+    idx = list(config.mask_indices)
+    return low_res[:, idx], iou[:, idx]
 
 
 def prepare_points(points: np.ndarray, width: int, height: int, outside: str
@@ -189,8 +215,7 @@ class SamPromptProposer:
             multimask_output=self.config.multimask,
         )
         if self.config.multimask:
-            idx = list(self.config.mask_indices)
-            low_res, iou = low_res[:, idx], iou[:, idx]
+            low_res, iou = select_masks(low_res, iou, self.config, self.sam.mask_threshold)
         boxes, valid = boxes_from_lowres(low_res, p.input_size, p.original_size, self.frame,
                                          self.sam.mask_threshold)
         return boxes, iou, valid

@@ -13,13 +13,13 @@ A :class:`Cell` is one of
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from weaksam.errors import InputError
+from weaksam.utils.jsonio import read_json
 
 PAPER = "paper"
 THIS_RUN = "this run"
@@ -62,13 +62,7 @@ def read_metrics(path: str | Path) -> dict[str, Any] | None:
     path = Path(path)
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(path, f"metrics file is not valid JSON ({e})") from e
-    if not isinstance(data, dict):
-        raise InputError(path, "metrics file must hold a JSON object")
-    return data
+    return read_json(path, "metrics file", want_object=True)
 
 
 _MISSING = object()

@@ -1,0 +1,42 @@
+"""Profiles (configs/*.yaml) only set knobs that params.yaml has: a misspelt key in a profile
+would otherwise be merged in and silently ignored by every stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PROFILES = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def _paths(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for k, v in d.items():
+        out += _paths(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+    return out
+
+
+def _get(d: dict[str, Any], path: str) -> Any:
+    for k in path.split("."):
+        if not isinstance(d, dict) or k not in d:
+            raise KeyError(path)
+        d = d[k]
+    return d
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)
+def test_profile_keys_exist_in_params(profile: Path) -> None:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for path, _ in _paths(yaml.safe_load(profile.read_text()) or {}):
+        try:
+            _get(params, path)
+        except KeyError:
+            pytest.fail(f"{profile.name}: {path} is not a key of params.yaml")
+
+
+def test_profiles_found() -> None:
+    assert {p.stem for p in PROFILES} >= {"tiny", "paper_voc07"}
