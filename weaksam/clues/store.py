@@ -29,6 +29,7 @@ import numpy as np
 
 from weaksam.errors import InputError
 from weaksam.utils.atomic import atomic_path, write_npz
+from weaksam.utils.readers import read_npz
 
 KEYS = ("image_ids", "widths", "heights", "offsets", "classes", "class_scores", "cam_coarse",
         "cam_fine", "cross", "cross_layers", "category_ids", "probs")
@@ -158,12 +159,6 @@ def validate(a: dict[str, np.ndarray], path: str | Path) -> None:
 def load_clues(path: str | Path) -> CluesSet:
     """Read and validate a clues file; missing or malformed -> InputError naming it."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "clues file not found")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise InputError(path, f"not a readable .npz ({e})") from e
+    arrays = read_npz(path, "clues file")
     validate(arrays, path)
     return CluesSet(arrays)

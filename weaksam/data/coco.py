@@ -16,7 +16,7 @@ from typing import Any
 
 from weaksam.data.index import CocoIndex, index_from_dict
 from weaksam.errors import InputError
-from weaksam.utils.jsonio import read_json
+from weaksam.utils.readers import read_json
 
 
 def _normalise_ann(a: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from PIL import Image, UnidentifiedImageError
 
 from weaksam.errors import InputError
 from weaksam.utils.boxes import xywh_to_xyxy
-from weaksam.utils.jsonio import read_json
+from weaksam.utils.readers import read_json
 
 
 @dataclass

@@ -22,6 +22,7 @@ import numpy as np
 
 from weaksam.errors import InputError
 from weaksam.utils.atomic import atomic_path, write_npz
+from weaksam.utils.readers import read_npz
 
 
 @dataclass
@@ -116,13 +117,7 @@ def save_proposals(path: str | Path, props: ProposalSet) -> None:
 def load_proposals(path: str | Path) -> ProposalSet:
     """Read a proposals file; a missing or malformed file raises :class:`InputError`."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "proposals file not found")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            d = {k: z[k] for k in z.files}
-    except Exception as e:  # noqa: BLE001 - any decode failure is a corrupt file
-        raise InputError(path, f"cannot read proposals file ({e})") from e
+    d = read_npz(path, "proposals file")
     need = {"image_ids", "offsets", "boxes", "scores", "sources", "source_names"}
     if not need <= set(d):
         raise InputError(path, f"proposals file lacks arrays {sorted(need - set(d))}")

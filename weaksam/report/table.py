@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from weaksam.errors import InputError
-from weaksam.utils.jsonio import read_json
+from weaksam.utils.readers import read_json
 
 PAPER = "paper"
 THIS_RUN = "this run"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from weaksam.report.table import Row, Table, metric, paper
+from weaksam.report.table1 import RUN_ROWS  # the same four WSOD runs
 
 COLUMNS = ("Method [proposal]", "CorLoc")
 
@@ -20,12 +21,6 @@ PAPER_ROWS: tuple[tuple[str, str, float], ...] = (
     ("WeakSAM (MIST)", "WeakSAM", 82.9),
 )
 
-RUN_ROWS: tuple[tuple[str, str, str, str], ...] = (
-    ("OICR", "SS", "oicr", "ss"),
-    ("WeakSAM (OICR)", "WeakSAM", "oicr", "weaksam"),
-    ("MIST", "SS", "mist", "ss"),
-    ("WeakSAM (MIST)", "WeakSAM", "mist", "weaksam"),
-)
 
 
 def build(metrics_dir: Path) -> str:
