@@ -42,8 +42,9 @@ def _one(job: tuple[int, str, dict[str, Any]]) -> tuple[int, ImageProposals]:
 
 
 def _pool(workers: int):
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    return ctx.Pool(workers, initializer=init_worker)
+    # spawn, never fork: a child forked after OpenCV's or torch's thread pools have started can
+    # deadlock on a lock held by a thread that does not exist in the child
+    return mp.get_context("spawn").Pool(workers, initializer=init_worker)
 
 
 def run(params: dict[str, Any]) -> dict[str, Any]:
