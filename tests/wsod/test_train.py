@@ -14,7 +14,7 @@ from weaksam.errors import TrainingError
 from weaksam.wsod.infer import detect_image, detect_split
 from weaksam.wsod.mist import MIST
 from weaksam.wsod.oicr import OICR
-from weaksam.wsod.train import TrainImage, train_wsod
+from weaksam.wsod.train import FeatureCache, TrainImage, train_wsod
 
 KW = dict(batch_size=2, lr=1e-2, weight_decay=0.0, optimizer="adam", train_scales=[32],
           max_size=64, flip=True, seed=0)
@@ -74,6 +74,32 @@ def test_same_seed_same_losses_and_learning_lowers_the_loss():
         runs.append(curve)
     assert runs[0] == runs[1]
     assert runs[0][-1] < runs[0][0]
+
+
+def test_warm_feature_cache_gives_the_cold_curve_without_backbone_calls():
+    items = tiny_items(4)
+    kw = {**KW, "train_scales": [24, 32]}  # 24: a real rescale; 32: the image as it is
+    curves, calls = [], []
+    for warm in (False, True):
+        model = _oicr(freeze_backbone=True)
+        cache = FeatureCache(model.backbone, enabled=True)
+        if warm:
+            cache.warm(items, kw["train_scales"], kw["max_size"], kw["flip"])
+            assert len(cache._store) == 4 * 2 * 2  # images x scales x flips
+        n, forward = [0], model.backbone.forward_features
+
+        def counted(x, n=n, forward=forward):
+            n[0] += 1
+            return forward(x)
+
+        model.backbone.forward_features = counted
+        curve: list[float] = []
+        train_wsod(model, items, epochs=3, cache=cache,
+                   on_epoch=lambda e, m, c=curve: c.append(m["loss"]), **kw)
+        curves.append(curve)
+        calls.append(n[0])
+    assert curves[0] == curves[1]
+    assert calls[0] > 0 and calls[1] == 0
 
 
 def test_mist_trains_with_dropblock_after_warmup():

@@ -33,12 +33,18 @@ def scale_factor(height: int, width: int, short_side: int, max_size: int) -> flo
     return float(f)
 
 
+def scaled_size(height: int, width: int, factor: float) -> tuple[int, int]:
+    """(H, W) px -> the (H', W') px that :func:`rescale` gives for ``factor``."""
+    if abs(factor - 1.0) < 1e-9:
+        return height, width
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
 def rescale(t: torch.Tensor, factor: float) -> torch.Tensor:
     """(3, H, W) -> (3, round(H f), round(W f)) by bilinear interpolation (antialiased)."""
     if abs(factor - 1.0) < 1e-9:
         return t
-    h, w = t.shape[-2:]
-    size = (max(1, round(h * factor)), max(1, round(w * factor)))
+    size = scaled_size(t.shape[-2], t.shape[-1], factor)
     return F.interpolate(t[None], size=size, mode="bilinear", align_corners=False,
                          antialias=factor < 1)[0]
 

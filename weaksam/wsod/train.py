@@ -34,7 +34,14 @@ from tqdm import tqdm
 
 from weaksam.errors import TrainingError
 from weaksam.utils.atomic import atomic_path
-from weaksam.wsod.imaging import hflip, rescale, scale_factor, to_tensor, transform_boxes
+from weaksam.wsod.imaging import (
+    hflip,
+    rescale,
+    scale_factor,
+    scaled_size,
+    to_tensor,
+    transform_boxes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +77,36 @@ class FeatureCache:
         self._store: dict[tuple[int, int, bool], torch.Tensor] = {}
 
     @torch.no_grad()
-    def get(self, key: tuple[int, int, bool], image: torch.Tensor) -> torch.Tensor:
-        """(3, H, W) image (already rescaled / flipped as ``key`` says) -> (Cf, h, w)."""
+    def get(self, key: tuple[int, int, bool],
+            image: torch.Tensor | Callable[[], torch.Tensor]) -> torch.Tensor:
+        """(3, H, W) image (already rescaled / flipped as ``key`` says), or a function making
+        it (called on a miss only) -> (Cf, h, w)."""
         if key in self._store:
             return self._store[key].float()
-        f = self.backbone.forward_features(image[None])[0]
-        if self.enabled:
+        x = image() if callable(image) else image
+        self.backbone.eval()  # frozen: BatchNorm running statistics, as OICR.train() keeps it
+        f = self.backbone.forward_features(x[None])[0]
+        if self.enabled:  # a miss returns the stored (float16-rounded) values, as a hit does
             self._store[key] = f.half()
+            return self._store[key].float()
         return f
+
+    def warm(self, items: Sequence[TrainImage], scales: Sequence[int], max_size: int,
+             flip: bool) -> None:
+        """Compute every (image, scale, flip) key training can ask for (benchmarks time the
+        steady state; training itself fills the cache lazily)."""
+        for it in tqdm(items, desc="feature cache", disable=None):
+            img = to_tensor(it.pixels)
+            for s in scales:
+                for fl in ((False, True) if flip else (False,)):
+                    self.get((it.image_id, int(s), fl),
+                             lambda img=img, s=s, fl=fl: train_view(img, s, max_size, fl))
+
+
+def train_view(img: torch.Tensor, short_side: int, max_size: int, flip: bool) -> torch.Tensor:
+    """(3, H, W) image -> the rescaled (and flipped) training input (3, H', W')."""
+    x = rescale(img, scale_factor(img.shape[1], img.shape[2], short_side, max_size))
+    return hflip(x) if flip else x
 
 
 def _world() -> tuple[int, int]:
@@ -157,13 +186,15 @@ def train_wsod(
                 fl = bool(flip and torch.rand(1, generator=g) < 0.5)
                 img = tensors[i]
                 f = scale_factor(img.shape[1], img.shape[2], train_scales[si], max_size)
-                x = rescale(img, f)
-                if fl:
-                    x = hflip(x)
+                width = scaled_size(img.shape[1], img.shape[2], f)[1]
                 b = transform_boxes(torch.tensor(items[i].boxes, dtype=torch.float32), f, fl,
-                                    x.shape[2])
-                if cache.enabled:
-                    x = cache.get((items[i].image_id, int(train_scales[si]), fl), x)
+                                    width)
+                if cache.enabled:  # the image is rescaled only when its features are missing
+                    x = cache.get((items[i].image_id, int(train_scales[si]), fl),
+                                  lambda img=img, si=si, fl=fl: train_view(
+                                      img, train_scales[si], max_size, fl))
+                else:
+                    x = train_view(img, train_scales[si], max_size, fl)
                 inputs.append(x)
                 boxes.append(b)
                 labels.append(torch.tensor(items[i].labels, dtype=torch.float32))
