@@ -177,6 +177,8 @@ def main() -> None:
         "ap50": voc["map"], "ap50_area": voc_area["map"], "corloc": cl["mean"],
         "coco": coco_ap(test_gt, dets["test"]),
         "ap50_per_class": voc["ap_per_class"], "corloc_per_class": cl["per_class"],
+        # CorLoc's top boxes: % below half / above twice the object's area (parts / context)
+        "corloc_error_modes": {k: cl[k] for k in ("too_small", "too_large", "median_area_ratio")},
         "train_seconds": round(timing["train_seconds"], 2),
         "seconds_per_epoch": round(timing["seconds_per_epoch"], 2),
         "infer_seconds": round(infer_seconds, 2),

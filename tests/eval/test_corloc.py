@@ -26,9 +26,29 @@ def test_corloc_by_hand():
     out = corloc(gt, dets)
     assert out["per_class"] == {"a": pytest.approx(50.0), "b": pytest.approx(100.0), "c": None}
     assert out["mean"] == pytest.approx(75.0)
+    # Error modes over the (image, present class) pairs with a top box, areas against the
+    # best-IoU object of the class: a/1 1.0, a/2 (no overlap: first object) 1.0, b/1 1.0,
+    # b/3 240/400 = 0.6 -> none too small or too large; median 1.0.
+    assert out["too_small"] == 0.0 and out["too_large"] == 0.0
+    assert out["median_area_ratio"] == pytest.approx(1.0)
     # No detection in an image containing the class is a miss.
     assert corloc(gt, dets[:4])["per_class"]["b"] == 0.0
     assert corloc(gt, dets, iou_thr=0.7)["per_class"]["b"] == pytest.approx(50.0)
+
+
+def test_error_modes_count_parts_and_context_over_all_present_pairs():
+    gt = coco_gt({1: [(1, (0, 0, 20, 20), 0)], 2: [(1, (0, 0, 20, 20), 0)],
+                  3: [(1, (0, 0, 20, 20), 0)], 4: [(1, (0, 0, 20, 20), 0)]}, {1: "a"})
+    dets = [det(1, 1, (0, 0, 10, 10), 0.9),   # a part: area 0.25 of the object
+            det(2, 1, (0, 0, 40, 40), 0.9),   # context: area 4x
+            det(3, 1, (0, 0, 20, 18), 0.9)]   # a hit; image 4: no detection (a miss, no mode)
+    out = corloc(gt, dets)
+    assert out["mean"] == pytest.approx(25.0)
+    assert out["too_small"] == pytest.approx(25.0) and out["too_large"] == pytest.approx(25.0)
+    assert out["median_area_ratio"] == pytest.approx(0.9)
+    empty = corloc(gt, [])
+    assert empty["mean"] == 0.0 and empty["too_small"] is None
+    assert empty["median_area_ratio"] is None
 
 
 def _iou(a, b):

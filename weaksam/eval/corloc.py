@@ -6,6 +6,12 @@ class in the image (first one on ties); it is a hit when its IoU with any ground
 the class is >= ``iou_thr``; no detection is a miss. CorLoc of a class = hits / images
 containing the class; the mean is over classes present in at least one image. IoU is the plain
 area ratio of continuous xyxy boxes.
+
+Error modes of the same top-1 boxes (the usual WSOD failure analysis: part domination against
+context): each top box is compared with the class's ground-truth box it overlaps most (IoU);
+``too_small`` / ``too_large`` are the % of (image, class) pairs whose top box has less than half /
+more than twice that box's area (a missing detection is in neither), and
+``median_area_ratio`` is the median of top-box area / that box's area.
 """
 
 from __future__ import annotations
@@ -24,12 +30,16 @@ def corloc(
 ) -> dict[str, Any]:
     """CorLoc of COCO-format ``results`` against COCO-format ``gt``.
 
-    Returns ``{"mean": % or None, "per_class": {name: % or None}}`` (None: class in no image).
+    Returns ``{"mean": % or None, "per_class": {name: % or None}, "too_small": %,
+    "too_large": %, "median_area_ratio": float}`` (None: class in no image; the last three
+    None when there is no top box at all).
     """
     cats = categories(gt)
     per_image = group_gt(gt)
     dets = group_results(results, per_image, set(cats))
     per_class: dict[str, float | None] = {}
+    ratios: list[float] = []  # top-box area / area of the best-overlapping object of the class
+    pairs = 0  # (image, present class) pairs
     for cid, name in cats.items():
         img, boxes, scores = dets.get(
             cid, (np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0))
@@ -45,8 +55,23 @@ def corloc(
                 continue
             total += 1
             if iid in top:
-                iou = box_iou(boxes[top[iid]][None], g.boxes[sel])
+                b, objs = boxes[top[iid]], g.boxes[sel]
+                iou = box_iou(b[None], objs)[0]
                 hits += int(iou.max() >= iou_thr)
+                o = objs[int(np.argmax(iou))]
+                ratios.append(_area(b) / max(_area(o), 1e-12))
+        pairs += total
         per_class[name] = 100.0 * hits / total if total else None
     valid = [v for v in per_class.values() if v is not None]
-    return {"mean": float(np.mean(valid)) if valid else None, "per_class": per_class}
+    r = np.asarray(ratios)
+    return {
+        "mean": float(np.mean(valid)) if valid else None, "per_class": per_class,
+        "too_small": 100.0 * float(np.sum(r < 0.5)) / pairs if len(r) else None,
+        "too_large": 100.0 * float(np.sum(r > 2.0)) / pairs if len(r) else None,
+        "median_area_ratio": float(np.median(r)) if len(r) else None,
+    }
+
+
+def _area(box: np.ndarray) -> float:
+    """Area of one xyxy box (0 when degenerate)."""
+    return float(max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0))
