@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from weaksam.eval.gt import categories, group_gt, group_results
-from weaksam.utils.boxes import box_iou
+from weaksam.utils.boxes import box_area, box_iou
 
 
 def corloc(
@@ -59,7 +59,7 @@ def corloc(
                 iou = box_iou(b[None], objs)[0]
                 hits += int(iou.max() >= iou_thr)
                 o = objs[int(np.argmax(iou))]
-                ratios.append(_area(b) / max(_area(o), 1e-12))
+                ratios.append(float(box_area(b[None])[0] / max(box_area(o[None])[0], 1e-12)))
         pairs += total
         per_class[name] = 100.0 * hits / total if total else None
     valid = [v for v in per_class.values() if v is not None]
@@ -71,7 +71,3 @@ def corloc(
         "median_area_ratio": float(np.median(r)) if len(r) else None,
     }
 
-
-def _area(box: np.ndarray) -> float:
-    """Area of one xyxy box (0 when degenerate)."""
-    return float(max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0))
