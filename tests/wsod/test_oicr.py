@@ -8,6 +8,7 @@ import torch
 
 from tests.wsod.conftest import tiny_backbone
 from weaksam.wsod.oicr import OICR, assign_to_seeds
+from weaksam.wsod.segments import RoIBatch
 
 
 def test_assign_to_seeds_by_iou():
@@ -24,27 +25,52 @@ def test_assign_to_seeds_by_iou():
     assert t2["weights"].tolist()[2] == 0.0  # IoU 0.4 < 0.5: ignored
 
 
+def test_assign_in_a_batch_matches_seeds_of_the_same_image_only():
+    boxes = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10.]])
+    seeds = torch.tensor([[0, 0, 10, 10.], [0, 0, 10, 9.]])
+    t = assign_to_seeds(boxes, seeds, torch.tensor([2, 1]), torch.tensor([0.8, 0.6]),
+                        fg_iou=0.5, bg_ignore_iou=0.0, seg=torch.tensor([0, 1, 2]),
+                        seed_seg=torch.tensor([0, 1]))
+    # image 1's box only sees its own seed (IoU 0.9), never image 0's exact one; image 2 has
+    # no seed at all: background with weight 0
+    assert t["labels"].tolist() == [2, 1, 0]
+    assert torch.allclose(t["weights"], torch.tensor([0.8, 0.6, 0.0]))
+    assert t["fg"].tolist() == [True, True, False]
+
+
 def test_seeds_are_top_proposal_per_present_class():
     m = OICR(tiny_backbone(), 3, roi_size=2, hidden=8)
     boxes = torch.arange(12.).view(3, 4)
     scores = torch.tensor([[0.1, 0.9, 0.3], [0.7, 0.2, 0.1], [0.2, 0.5, 0.8]])
-    sb, sc, ss = m.seeds(boxes, scores, torch.tensor([1.0, 0.0, 1.0]))
-    assert sc.tolist() == [1, 3]
+    one = RoIBatch.of([boxes], [torch.tensor([1.0, 0.0, 1.0])])
+    sb, sc, ss, si = m.seeds(scores, one)
+    assert sc.tolist() == [1, 3] and si.tolist() == [0, 0]
     assert torch.equal(sb, boxes[[1, 2]])
     assert torch.allclose(ss, torch.tensor([0.7, 0.8]))
+    # two images: each image's own top proposal, never one of the other image
+    two = RoIBatch.of([boxes[:2], boxes[2:]],
+                      [torch.tensor([1.0, 1, 0]), torch.tensor([1.0, 0, 0])])
+    sb, sc, ss, si = m.seeds(scores, two)
+    assert sc.tolist() == [1, 2, 1] and si.tolist() == [0, 0, 1]
+    assert torch.equal(sb, boxes[[1, 0, 2]])
 
 
 def test_mil_and_refine_losses_by_hand():
     m = OICR(tiny_backbone(), 2, roi_size=2, hidden=8, refine_times=1)
     mil = torch.tensor([[0.3, 0.1], [0.2, 0.05]])  # image scores: 0.5, 0.15
     out = {"mil": mil, "refine": [torch.zeros(2, 3)]}
-    tgt = {"labels": torch.tensor([1.0, 0.0]), "k": 0,
+    batch = RoIBatch.of([torch.zeros(2, 4)], [torch.tensor([1.0, 0.0])])
+    tgt = {"batch": batch, "k": 0,
            "refine": [{"labels": torch.tensor([1, 0]), "weights": torch.tensor([0.5, 0.25])}]}
-    assert torch.allclose(m.loss_mil(out, tgt), torch.tensor([-math.log(0.5), -math.log(0.85)]))
+    assert torch.allclose(m.loss_mil(out, tgt),
+                          torch.tensor([[-math.log(0.5), -math.log(0.85)]]))
     # uniform logits over 3 columns: CE = log 3 for each proposal, times its weight
     assert torch.allclose(m.loss_refine(out, tgt), torch.tensor([0.5, 0.25]) * math.log(3))
-    red = m.reduce({"mil": torch.tensor([1.0, 2.0]), "refine0": torch.tensor([1.0, 3.0])})
-    assert red["mil"].item() == 3.0 and red["refine0"].item() == 2.0
+    # per image: mil summed over classes, per-proposal losses averaged over the image's R
+    two = RoIBatch.of([torch.zeros(2, 4), torch.zeros(1, 4)], [torch.zeros(2)] * 2)
+    red = m.reduce({"mil": torch.tensor([[1.0, 2.0], [0.5, 0.0]]),
+                    "refine0": torch.tensor([1.0, 3.0, 7.0])}, two)
+    assert red["mil"].tolist() == [3.0, 0.5] and red["refine0"].tolist() == [2.0, 7.0]
 
 
 def test_targets_chain_branches_and_mil_softmax_over_proposals():
@@ -56,10 +82,25 @@ def test_targets_chain_branches_and_mil_softmax_over_proposals():
     assert torch.all(o["mil"].sum(0) <= 1 + 1e-6)
     boxes = torch.tensor([[0, 0, 4, 4], [1, 1, 5, 5], [10, 10, 20, 20], [0, 0, 20, 20],
                           [2, 2, 6, 6.]])
-    tg = m.targets(o, boxes, torch.tensor([0.0, 1.0, 0.0]))
+    tg = m.targets(o, RoIBatch.of([boxes], [torch.tensor([0.0, 1.0, 0.0])]))
     assert len(tg) == 3
     top = o["mil"][:, 1].argmax()
     assert tg[0]["labels"][top] == 2  # the top MIL proposal of class index 1 is labelled 2
+
+
+def test_a_batch_gives_each_image_the_losses_it_gets_alone():
+    torch.manual_seed(0)
+    m = OICR(tiny_backbone(), 3, roi_size=2, hidden=8)
+    m.train()
+    imgs = [torch.randn(3, 32, 32), torch.randn(3, 24, 40), torch.randn(3, 32, 28)]
+    boxes = [torch.tensor([[0, 0, 16, 16], [8, 8, 30, 30.], [4, 4, 12, 20]]),
+             torch.tensor([[2, 2, 20, 20.]]), torch.tensor([[0, 0, 27, 31], [5, 5, 9, 9.]])]
+    labels = [torch.tensor([1.0, 0, 1]), torch.tensor([0, 1.0, 0]), torch.tensor([0, 0, 1.0])]
+    together = m(imgs, boxes, labels, [None] * 3)
+    for i in range(3):
+        alone = m(imgs[i : i + 1], boxes[i : i + 1], labels[i : i + 1], [None])
+        for k, v in alone.items():
+            assert torch.allclose(together[k][i], v[0], rtol=1e-5, atol=1e-6), (i, k)
 
 
 def test_every_trainable_parameter_gets_a_gradient():
@@ -70,7 +111,8 @@ def test_every_trainable_parameter_gets_a_gradient():
     boxes = [torch.tensor([[0, 0, 16, 16], [8, 8, 30, 30.]]), torch.tensor([[2, 2, 20, 20.]])]
     labels = [torch.tensor([1.0, 0, 1]), torch.tensor([0, 1.0, 0])]
     losses = m(imgs, boxes, labels, [None, None])
-    sum(sum(d.values()) for d in losses).backward()
+    assert all(v.shape == (2,) for v in losses.values())
+    sum(v.sum() for v in losses.values()).backward()
     for name, p in m.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
 

@@ -23,7 +23,7 @@ Inference: mean over branches of class scores and of regression deltas.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,7 @@ from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import nms
 
 from weaksam.wsod.oicr import OICR
+from weaksam.wsod.segments import RoIBatch, segment_sum
 
 
 class _GradReverse(torch.autograd.Function):
@@ -58,7 +59,8 @@ class ConcreteDropBlock(nn.Module):
     module through a gradient-reversal layer (it maximises the loss: adversarial).
 
     ``forward(x (R, Cf, s, s), generator) -> (x_dropped (R, Cf, s, s), p (R, s * s))``;
-    identity in eval mode.
+    identity in eval mode. For a batch of images, ``generator`` is one generator per image and
+    ``sizes`` the images' RoI counts: each image draws its own noise and keeps its own mean.
     """
 
     def __init__(self, in_channels: int, block: int = 3, rate: float = 0.3,
@@ -79,19 +81,27 @@ class ConcreteDropBlock(nn.Module):
         p = gamma * h * w * F.softmax(scores.flatten(1), dim=1)
         return p.clamp(1e-6, 1 - 1e-6).view(r, 1, h, w)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor,
+                generator: torch.Generator | Sequence[torch.Generator | None] | None = None,
+                sizes: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.seed_prob(x)
         if not self.training:
             return x, p.flatten(1)
-        u = torch.rand(p.shape, generator=generator).clamp(1e-6, 1 - 1e-6)
+        sizes = [len(x)] if sizes is None else list(sizes)
+        gens = list(generator) if isinstance(generator, Sequence) else [generator]
+        u = torch.cat([torch.rand((n, *p.shape[1:]), generator=g)
+                       for g, n in zip(gens, sizes, strict=True)]).clamp(1e-6, 1 - 1e-6)
         logit = torch.log(p) - torch.log1p(-p) + torch.log(u) - torch.log1p(-u)
         z = torch.sigmoid(logit / self.temperature)
         pad = self.block // 2
         drop = F.max_pool2d(z, self.block, stride=1, padding=pad)[..., : x.shape[2], : x.shape[3]]
         keep = _GradReverse.apply(1.0 - drop)
-        norm = keep.numel() / keep.sum().detach().clamp_min(1e-6)
-        return x * keep * norm, p.flatten(1)
+        # per image: its RoIs' cells over its kept cells (the mean activation is unchanged)
+        counts = torch.tensor(sizes, dtype=torch.long)
+        seg = torch.repeat_interleave(counts)
+        kept = segment_sum(keep.detach().flatten(1).sum(1), seg, len(sizes)).clamp_min(1e-6)
+        norm = (counts * keep[0].numel()) / kept
+        return x * keep * norm[seg].view(-1, 1, 1, 1), p.flatten(1)
 
 
 class MIST(OICR):
@@ -116,47 +126,59 @@ class MIST(OICR):
                                      cdb_temperature) if cdb else None
         self.cdb_active = cdb  # switched by the trainer (MIST starts dropping after warm-up)
 
-    def roi_maps(self, fmap: torch.Tensor, boxes: torch.Tensor,
-                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        maps = self.roi_head.pool(fmap, boxes)
+    def drop(self, maps: torch.Tensor, batch: RoIBatch,
+             generators: list[torch.Generator | None]) -> torch.Tensor:
         if self.cdb is not None and self.cdb_active and self.training:
-            return self.cdb(maps, generator)
-        return maps, None
+            return self.cdb(maps, generators, batch.sizes)[0]
+        return maps
 
-    def heads(self, feats: torch.Tensor) -> dict:
-        out = super().heads(feats)
+    def heads(self, feats: torch.Tensor, seg: torch.Tensor | None = None,
+              num_images: int = 1) -> dict:
+        out = super().heads(feats, seg, num_images)
         out["reg"] = [h(feats).view(len(feats), -1, 4) for h in self.reg]  # K x (R, C+1, 4)
         return out
 
-    def seeds(self, boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """MIST Alg. 1: per present class, top-p% proposals by score, then greedy spatial
-        selection (drop one overlapping a kept seed by IoU > spatial_iou)."""
-        sb, sc, ss = [], [], []
-        n_top = max(1, math.ceil(self.top_p * len(boxes)))
-        for c in torch.nonzero(labels > 0).flatten().tolist():
-            s = scores[:, c]
-            top = torch.argsort(s, descending=True, stable=True)[:n_top]
-            keep = top[nms(boxes[top], s[top], self.spatial_iou)]
-            sb.append(boxes[keep])
-            sc.append(torch.full((len(keep),), c + 1, dtype=torch.long))
-            ss.append(s[keep])
-        if not sb:
-            return boxes.new_zeros((0, 4)), torch.zeros(0, dtype=torch.long), boxes.new_zeros(0)
-        return torch.cat(sb), torch.cat(sc), torch.cat(ss)
+    def seeds(self, scores: torch.Tensor, batch: RoIBatch
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """MIST Alg. 1, per image and present class (a "pair"): the top-p% of the image's
+        proposals by score, then greedy spatial selection (drop one overlapping a kept seed by
+        IoU > spatial_iou). -> (seed boxes (G, 4), classes (G,) in 1..C, scores (G,), images
+        (G,)), pair by pair (image-major, classes ascending), scores descending within a pair.
+
+        All pairs of the batch at once: one sort, and one NMS on boxes shifted apart per pair
+        (in float64, where the shift is exact), so pairs never suppress each other."""
+        img, cls = torch.nonzero(batch.labels > 0, as_tuple=True)  # (P,) pairs
+        if len(img) == 0:
+            z = torch.zeros(0, dtype=torch.long)
+            return batch.boxes.new_zeros((0, 4)), z, batch.boxes.new_zeros(0), z
+        n = batch.counts[img]  # (P,) proposals of each pair's image
+        pair = torch.repeat_interleave(torch.arange(len(img)), n)  # (M,) one entry per candidate
+        first = torch.cumsum(n, 0) - n  # (P,) offset of each pair in the M entries
+        rows = (torch.cumsum(batch.counts, 0) - batch.counts)[img][pair] \
+            + torch.arange(len(pair)) - first[pair]  # (M,) proposal row of each entry
+        s = scores[rows, cls[pair]]
+        order = torch.argsort(s, descending=True, stable=True)
+        order = order[torch.argsort(pair[order], stable=True)]  # pair-major, score descending
+        rank = torch.arange(len(order)) - first[pair[order]]
+        n_top = torch.ceil(self.top_p * n.double()).long().clamp_min(1)  # as math.ceil
+        cand = order[rank < n_top[pair[order]]]
+        b = batch.boxes[rows[cand]].double()
+        shift = (pair[cand].double() * (float(b.max()) + 1.0))[:, None]
+        keep = torch.sort(nms(b + shift, s[cand].double(), self.spatial_iou)).values
+        k = cand[keep]
+        return batch.boxes[rows[k]], cls[pair[k]] + 1, s[k], img[pair[k]]
 
     def loss_reg(self, out: dict, tgt: dict) -> torch.Tensor:
-        """(R,) smooth L1 (beta 1/9, summed over the 4 deltas) of the matched seed's
+        """(N,) smooth L1 (beta 1/9, summed over the 4 deltas) of the matched seed's
         class deltas, foreground only, times the seed weight and ``reg_weight``."""
         k, t = tgt["k"], tgt["refine"][tgt["k"]]
         deltas = out["reg"][k][torch.arange(len(t["labels"])), t["labels"]]  # (R, 4)
-        target = self.coder.encode_single(t["gt_boxes"], tgt["boxes"])
+        target = self.coder.encode_single(t["gt_boxes"], tgt["batch"].boxes)
         l1 = F.smooth_l1_loss(deltas, target, beta=1.0 / 9, reduction="none").sum(1)
         return self.reg_weight * t["weights"] * t["fg"].float() * l1
 
-    def image_losses(self, out: dict, boxes: torch.Tensor, labels: torch.Tensor
-                     ) -> dict[str, torch.Tensor]:
-        tgt = {"labels": labels, "boxes": boxes, "refine": self.targets(out, boxes, labels)}
+    def element_losses(self, out: dict, batch: RoIBatch) -> dict[str, torch.Tensor]:
+        tgt = {"batch": batch, "refine": self.targets(out, batch)}
         losses = {"mil": self.loss_mil(out, tgt)}
         for k in range(self.refine_times):
             tgt["k"] = k

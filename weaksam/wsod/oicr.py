@@ -6,12 +6,17 @@ branches have C + 1 outputs, column 0 = background, class c at column c + 1), D 
 size, K refinement branches. ``boxes: (R, 4)`` xyxy in pixels of the network input; image
 labels ``(C,)`` multi-hot.
 
+A training batch of B images runs as one: the heads see the N = sum_i R_i proposals of the
+batch concatenated (:class:`weaksam.wsod.segments.RoIBatch`), and the per-image quantities
+(WSDDN's softmax over an image's proposals, its image score, OICR's 1/|R| average) are segment
+reductions, so the cost of a step does not grow with a Python loop of small ops per image.
+
 Losses are per element (STYLE.md items 3-4), one method per loss with one signature
-(``loss_<name>(out, tgt) -> Tensor``), reduced in :meth:`WSODNet.reduce` only:
-- ``mil``: (C,) BCE of the image score phi_c = sum_r softmax_c(x^cls)_rc softmax_r(x^det)_rc
+(``loss_<name>(out, tgt) -> Tensor``), reduced per image in :meth:`OICR.reduce` only:
+- ``mil``: (B, C) BCE of the image score phi_c = sum_r softmax_c(x^cls)_rc softmax_r(x^det)_rc
   (WSDDN); summed over classes.
-- ``refine{k}``: (R,) weighted cross-entropy of branch k against pseudo labels from branch
-  k - 1 (OICR Eq. 4: -1/|R| sum_r w_r log p_{r, y_r}); mean over the image's R proposals.
+- ``refine{k}``: (N,) weighted cross-entropy of branch k against pseudo labels from branch
+  k - 1 (OICR Eq. 4: -1/|R| sum_r w_r log p_{r, y_r}); mean over each image's R proposals.
 """
 
 from __future__ import annotations
@@ -20,6 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import box_iou, roi_align, roi_pool
+
+from weaksam.wsod.segments import (
+    RoIBatch,
+    segment_argmax,
+    segment_mean,
+    segment_softmax,
+    segment_sum,
+)
 
 
 class RoIBoxHead(nn.Module):
@@ -53,6 +66,7 @@ class RoIBoxHead(nn.Module):
 def assign_to_seeds(
     boxes: torch.Tensor, seed_boxes: torch.Tensor, seed_classes: torch.Tensor,
     seed_scores: torch.Tensor, fg_iou: float, bg_ignore_iou: float,
+    seg: torch.Tensor | None = None, seed_seg: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Label every proposal by its highest-IoU seed (OICR Sec. 3.3; MIST uses the same rule).
 
@@ -60,6 +74,8 @@ def assign_to_seeds(
     IoU >= ``fg_iou`` takes its seed's class, else background 0; its weight is the seed's score
     either way (0 below ``bg_ignore_iou``). Returns ``labels (R,)`` long, ``weights (R,)``,
     ``gt_boxes (R, 4)`` (the matched seed box, regression target) and ``fg (R,)`` bool.
+    For a batch of images, ``seg (R,)`` and ``seed_seg (G,)`` give the image of each proposal
+    and seed: a proposal only matches seeds of its own image (none there: background, weight 0).
     """
     r = len(boxes)
     if len(seed_boxes) == 0:
@@ -67,11 +83,13 @@ def assign_to_seeds(
         return {"labels": z.long(), "weights": z, "gt_boxes": boxes.clone(),
                 "fg": torch.zeros(r, dtype=torch.bool)}
     iou = box_iou(boxes, seed_boxes)
+    if seg is not None and seed_seg is not None:
+        iou = iou.masked_fill(seg[:, None] != seed_seg[None, :], -1.0)
     best, arg = iou.max(dim=1)
     fg = best >= fg_iou
     labels = torch.where(fg, seed_classes[arg], torch.zeros_like(arg))
     weights = seed_scores[arg].clone()
-    weights[best < bg_ignore_iou] = 0.0
+    weights[(best < bg_ignore_iou) | (best < 0)] = 0.0
     return {"labels": labels, "weights": weights, "gt_boxes": seed_boxes[arg], "fg": fg}
 
 
@@ -119,57 +137,64 @@ class OICR(nn.Module):
                 return self.backbone.forward_features(image)
         return self.backbone.forward_features(image)
 
-    def roi_maps(self, fmap: torch.Tensor, boxes: torch.Tensor,
-                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """RoI feature maps (R, Cf, s, s) and optional drop probabilities (R, s * s) (MIST
-        overrides this to apply Concrete DropBlock; OICR returns None)."""
-        return self.roi_head.pool(fmap, boxes), None
+    def drop(self, maps: torch.Tensor, batch: RoIBatch,
+             generators: list[torch.Generator | None]) -> torch.Tensor:
+        """RoI feature maps (N, Cf, s, s) of a training batch -> the maps the head sees (MIST
+        overrides this to apply Concrete DropBlock; OICR keeps them)."""
+        return maps
 
-    def heads(self, feats: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-        """RoI features (R, D) of ONE image -> ``mil`` (R, C) WSDDN proposal scores (product of
-        the class softmax and the proposal softmax) and ``refine`` K x (R, C+1) logits."""
+    def heads(self, feats: torch.Tensor, seg: torch.Tensor | None = None, num_images: int = 1
+              ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """RoI features (N, D) of ``num_images`` images (``seg (N,)`` image index; None: one
+        image) -> ``mil`` (N, C) WSDDN proposal scores (product of the class softmax and the
+        softmax over the image's proposals) and ``refine`` K x (N, C+1) logits."""
+        if seg is None:
+            seg = torch.zeros(len(feats), dtype=torch.long)
         cls = F.softmax(self.mil_cls(feats), dim=1)
-        det = F.softmax(self.mil_det(feats), dim=0)
+        det = segment_softmax(self.mil_det(feats), seg, num_images)
         return {"mil": cls * det, "refine": [h(feats) for h in self.refine]}
 
     # ---- pseudo labels and losses ---------------------------------------------------------
-    def seeds(self, boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """OICR seeds: the top-scoring proposal of every present class. scores (R, C) ->
-        (seed boxes (G, 4), classes (G,) in 1..C, scores (G,))."""
-        present = torch.nonzero(labels > 0).flatten()
-        top = scores[:, present].argmax(dim=0)
-        return boxes[top], present + 1, scores[top, present]
+    def seeds(self, scores: torch.Tensor, batch: RoIBatch
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """OICR seeds: the top-scoring proposal of every present class of every image.
+        scores (N, C) -> (seed boxes (G, 4), classes (G,) in 1..C, scores (G,), images (G,)),
+        image by image, classes ascending."""
+        top = segment_argmax(scores, batch.seg, batch.num_images)  # (B, C)
+        img, cls = torch.nonzero(batch.labels > 0, as_tuple=True)
+        rows = top[img, cls]
+        return batch.boxes[rows], cls + 1, scores[rows, cls], img
 
-    def targets(self, out: dict, boxes: torch.Tensor, labels: torch.Tensor) -> list[dict]:
+    def targets(self, out: dict, batch: RoIBatch) -> list[dict]:
         """Pseudo labels of each refinement branch k from branch k - 1 (the MIL scores for
         k = 0), computed without gradient."""
         tgts = []
         with torch.no_grad():
             prev = out["mil"]
             for k in range(self.refine_times):
-                sb, sc, ss = self.seeds(boxes, prev, labels)
-                tgts.append(assign_to_seeds(boxes, sb, sc, ss, self.fg_iou, self.bg_ignore_iou))
+                sb, sc, ss, si = self.seeds(prev, batch)
+                tgts.append(assign_to_seeds(batch.boxes, sb, sc, ss, self.fg_iou,
+                                            self.bg_ignore_iou, batch.seg, si))
                 prev = F.softmax(out["refine"][k], dim=1)[:, 1:]
         return tgts
 
     def loss_mil(self, out: dict, tgt: dict) -> torch.Tensor:
-        """(C,) WSDDN BCE of image scores phi = sum_r mil_rc clamped to [1e-6, 1 - 1e-6]."""
-        phi = out["mil"].sum(dim=0).clamp(1e-6, 1 - 1e-6)
-        y = tgt["labels"]
+        """(B, C) WSDDN BCE of image scores phi = sum_r mil_rc clamped to [1e-6, 1 - 1e-6]."""
+        b = tgt["batch"]
+        phi = segment_sum(out["mil"], b.seg, b.num_images).clamp(1e-6, 1 - 1e-6)
+        y = b.labels
         # written out (not F.binary_cross_entropy) so a NaN reaches the trainer's guard
         return -(y * torch.log(phi) + (1 - y) * torch.log1p(-phi))
 
     def loss_refine(self, out: dict, tgt: dict) -> torch.Tensor:
-        """(R,) OICR weighted cross-entropy -w_r log p_{r, y_r} of branch tgt["k"]."""
+        """(N,) OICR weighted cross-entropy -w_r log p_{r, y_r} of branch tgt["k"]."""
         t = tgt["refine"][tgt["k"]]
         ce = F.cross_entropy(out["refine"][tgt["k"]], t["labels"], reduction="none")
         return t["weights"] * ce
 
-    def image_losses(self, out: dict, boxes: torch.Tensor, labels: torch.Tensor
-                     ) -> dict[str, torch.Tensor]:
-        """Per-element losses of one image: ``mil`` (C,), ``refine{k}`` (R,) ..."""
-        tgt = {"labels": labels, "refine": self.targets(out, boxes, labels)}
+    def element_losses(self, out: dict, batch: RoIBatch) -> dict[str, torch.Tensor]:
+        """Per-element losses of a batch: ``mil`` (B, C), ``refine{k}`` (N,) ..."""
+        tgt = {"batch": batch, "refine": self.targets(out, batch)}
         losses = {"mil": self.loss_mil(out, tgt)}
         for k in range(self.refine_times):
             tgt["k"] = k
@@ -183,32 +208,29 @@ class OICR(nn.Module):
                                 for k in range(self.refine_times))])
 
     @staticmethod
-    def reduce(losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The one reduction: ``mil`` summed over classes (WSDDN); every per-proposal loss
-        averaged over the image's R proposals (OICR's 1/|R|, also for regression: the
-        denominator is all proposals, foreground or not, as detectron2's box_reg_loss)."""
-        return {k: (v.sum() if k == "mil" else v.mean()) for k, v in losses.items()}
+    def reduce(losses: dict[str, torch.Tensor], batch: RoIBatch) -> dict[str, torch.Tensor]:
+        """The one reduction, per image -> (B,) each: ``mil`` summed over classes (WSDDN);
+        every per-proposal loss averaged over the image's R proposals (OICR's 1/|R|, also for
+        regression: the denominator is all proposals, foreground or not, as detectron2's
+        box_reg_loss)."""
+        return {k: (v.sum(dim=1) if k == "mil" else segment_mean(v, batch.seg, batch.counts))
+                for k, v in losses.items()}
 
     # ---- training forward -----------------------------------------------------------------
     def forward(self, inputs: list[torch.Tensor], boxes: list[torch.Tensor],
                 labels: list[torch.Tensor], generators: list[torch.Generator | None],
-                precomputed: bool = False) -> list[dict[str, torch.Tensor]]:
+                precomputed: bool = False) -> dict[str, torch.Tensor]:
         """Training: per image ``inputs[i]`` (3, H, W) image or (Cf, h, w) features when
-        ``precomputed``, ``boxes[i]`` (R_i, 4) in its pixels, ``labels[i]`` (C,). Returns one dict
-        of reduced losses (scalars) per image."""
-        maps, drops = [], []
-        for x, b, g in zip(inputs, boxes, generators, strict=True):
-            fmap = x[None] if precomputed else self.features(x[None])
-            m, d = self.roi_maps(fmap, b, g)
-            maps.append(m)
-            drops.append(d)
-        feats = self.roi_head.fc(torch.cat(maps)).split([len(b) for b in boxes])  # one FC pass
-        out = []
-        for f, b, y, d in zip(feats, boxes, labels, drops, strict=True):
-            o = self.heads(f)
-            o["drop_p"] = d
-            out.append(self.reduce(self.image_losses(o, b, y)))
-        return out
+        ``precomputed``, ``boxes[i]`` (R_i, 4) in its pixels (R_i >= 1), ``labels[i]`` (C,),
+        ``generators[i]`` its random draws. Returns the reduced losses, name -> (B,) per image.
+        Only the RoI pooling runs per image (feature maps differ in size); the heads, pseudo
+        labels and losses run once on the batch."""
+        maps = [self.roi_head.pool(x[None] if precomputed else self.features(x[None]), b)
+                for x, b in zip(inputs, boxes, strict=True)]
+        batch = RoIBatch.of(boxes, labels)
+        feats = self.roi_head.fc(self.drop(torch.cat(maps), batch, list(generators)))
+        out = self.heads(feats, batch.seg, batch.num_images)
+        return self.reduce(self.element_losses(out, batch), batch)
 
     # ---- inference ------------------------------------------------------------------------
     @torch.no_grad()
