@@ -73,10 +73,12 @@ def test_batched_seeds_equal_the_per_image_per_class_loop():
 def test_regression_loss_zero_on_the_seed_and_positive_off_it():
     m = _mist(refine_times=1, reg_weight=2.0)
     boxes = torch.tensor([[0, 0, 10, 10], [1, 0, 11, 10], [30, 30, 40, 40.]])
+    gt = torch.tensor([[0, 0, 10, 10.]] * 3)
     t = {"labels": torch.tensor([1, 1, 0]), "weights": torch.tensor([0.5, 0.5, 0.5]),
-         "gt_boxes": torch.tensor([[0, 0, 10, 10.]] * 3), "fg": torch.tensor([True, True, False])}
+         "gt_boxes": gt, "fg": torch.tensor([True, True, False]),
+         "reg_target": m.coder.encode_single(gt, boxes)}
     out = {"reg": [torch.zeros(3, 3, 4)]}
-    loss = m.loss_reg(out, {"k": 0, "refine": [t], "batch": RoIBatch.of([boxes], [torch.ones(2)])})
+    loss = m.loss_reg(out, {"k": 0, "refine": [t]})
     assert loss[0].item() == 0.0 and loss[2].item() == 0.0  # exact box; background
     # box 1 is shifted by 1 px: target dx = 10 * (-1 / 10) = -1 -> smooth L1 (beta 1/9)
     # = 1 - 0.5 / 9; times weight 0.5 and reg_weight 2

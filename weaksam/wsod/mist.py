@@ -135,8 +135,22 @@ class MIST(OICR):
     def heads(self, feats: torch.Tensor, seg: torch.Tensor | None = None,
               num_images: int = 1) -> dict:
         out = super().heads(feats, seg, num_images)
-        out["reg"] = [h(feats).view(len(feats), -1, 4) for h in self.reg]  # K x (R, C+1, 4)
+        out["reg"] = [r.reshape(len(feats), -1, 4) for r in out["reg"]]  # K x (N, C+1, 4)
         return out
+
+    def head_layers(self) -> dict[str, list[nn.Linear]]:
+        return {**super().head_layers(), "reg": list(self.reg)}
+
+    def targets(self, out: dict, batch: RoIBatch) -> list[dict]:
+        """OICR's pseudo labels plus each branch's regression target ``reg_target (N, 4)``:
+        the deltas from each proposal to its matched seed (one encoding for all branches)."""
+        tgts = super().targets(out, batch)
+        with torch.no_grad():
+            enc = self.coder.encode_single(torch.cat([t["gt_boxes"] for t in tgts]),
+                                           batch.boxes.repeat(len(tgts), 1))
+        for t, e in zip(tgts, enc.split(len(batch.boxes)), strict=True):
+            t["reg_target"] = e
+        return tgts
 
     def seeds(self, scores: torch.Tensor, batch: RoIBatch
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -173,8 +187,7 @@ class MIST(OICR):
         class deltas, foreground only, times the seed weight and ``reg_weight``."""
         k, t = tgt["k"], tgt["refine"][tgt["k"]]
         deltas = out["reg"][k][torch.arange(len(t["labels"])), t["labels"]]  # (R, 4)
-        target = self.coder.encode_single(t["gt_boxes"], tgt["batch"].boxes)
-        l1 = F.smooth_l1_loss(deltas, target, beta=1.0 / 9, reduction="none").sum(1)
+        l1 = F.smooth_l1_loss(deltas, t["reg_target"], beta=1.0 / 9, reduction="none").sum(1)
         return self.reg_weight * t["weights"] * t["fg"].float() * l1
 
     def element_losses(self, out: dict, batch: RoIBatch) -> dict[str, torch.Tensor]:

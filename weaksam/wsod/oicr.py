@@ -67,6 +67,7 @@ def assign_to_seeds(
     boxes: torch.Tensor, seed_boxes: torch.Tensor, seed_classes: torch.Tensor,
     seed_scores: torch.Tensor, fg_iou: float, bg_ignore_iou: float,
     seg: torch.Tensor | None = None, seed_seg: torch.Tensor | None = None,
+    iou: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Label every proposal by its highest-IoU seed (OICR Sec. 3.3; MIST uses the same rule).
 
@@ -76,13 +77,14 @@ def assign_to_seeds(
     ``gt_boxes (R, 4)`` (the matched seed box, regression target) and ``fg (R,)`` bool.
     For a batch of images, ``seg (R,)`` and ``seed_seg (G,)`` give the image of each proposal
     and seed: a proposal only matches seeds of its own image (none there: background, weight 0).
+    ``iou (R, G)``: ``box_iou(boxes, seed_boxes)`` when the caller already has it.
     """
     r = len(boxes)
     if len(seed_boxes) == 0:
         z = boxes.new_zeros(r)
         return {"labels": z.long(), "weights": z, "gt_boxes": boxes.clone(),
                 "fg": torch.zeros(r, dtype=torch.bool)}
-    iou = box_iou(boxes, seed_boxes)
+    iou = box_iou(boxes, seed_boxes) if iou is None else iou
     if seg is not None and seed_seg is not None:
         iou = iou.masked_fill(seg[:, None] != seed_seg[None, :], -1.0)
     best, arg = iou.max(dim=1)
@@ -150,9 +152,23 @@ class OICR(nn.Module):
         softmax over the image's proposals) and ``refine`` K x (N, C+1) logits."""
         if seg is None:
             seg = torch.zeros(len(feats), dtype=torch.long)
-        cls = F.softmax(self.mil_cls(feats), dim=1)
-        det = segment_softmax(self.mil_det(feats), seg, num_images)
-        return {"mil": cls * det, "refine": [h(feats) for h in self.refine]}
+        out = self.linear_heads(feats)
+        cls = F.softmax(out.pop("mil_cls")[0], dim=1)
+        det = segment_softmax(out.pop("mil_det")[0], seg, num_images)
+        return {"mil": cls * det, **out}
+
+    def head_layers(self) -> dict[str, list[nn.Linear]]:
+        """Every FC layer on the RoI features, by output name."""
+        return {"mil_cls": [self.mil_cls], "mil_det": [self.mil_det], "refine": list(self.refine)}
+
+    def linear_heads(self, feats: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+        """(N, D) -> the output of every :meth:`head_layers` layer, by name, computed as ONE
+        matrix product with the layers' weights stacked (same values, one op instead of 2K+2)."""
+        layers = self.head_layers()
+        flat = [m for ms in layers.values() for m in ms]
+        y = F.linear(feats, torch.cat([m.weight for m in flat]), torch.cat([m.bias for m in flat]))
+        parts = iter(y.split([m.out_features for m in flat], dim=1))
+        return {k: [next(parts) for _ in ms] for k, ms in layers.items()}
 
     # ---- pseudo labels and losses ---------------------------------------------------------
     def seeds(self, scores: torch.Tensor, batch: RoIBatch
@@ -168,15 +184,17 @@ class OICR(nn.Module):
     def targets(self, out: dict, batch: RoIBatch) -> list[dict]:
         """Pseudo labels of each refinement branch k from branch k - 1 (the MIL scores for
         k = 0), computed without gradient."""
-        tgts = []
         with torch.no_grad():
-            prev = out["mil"]
+            seeds, prev = [], out["mil"]
             for k in range(self.refine_times):
-                sb, sc, ss, si = self.seeds(prev, batch)
-                tgts.append(assign_to_seeds(batch.boxes, sb, sc, ss, self.fg_iou,
-                                            self.bg_ignore_iou, batch.seg, si))
+                seeds.append(self.seeds(prev, batch))
                 prev = F.softmax(out["refine"][k], dim=1)[:, 1:]
-        return tgts
+            # one IoU matrix against the seeds of all branches, split per branch
+            ious = box_iou(batch.boxes, torch.cat([sd[0] for sd in seeds])).split(
+                [len(sd[0]) for sd in seeds], dim=1)
+            return [assign_to_seeds(batch.boxes, sb, sc, ss, self.fg_iou, self.bg_ignore_iou,
+                                    batch.seg, si, iou)
+                    for (sb, sc, ss, si), iou in zip(seeds, ious, strict=True)]
 
     def loss_mil(self, out: dict, tgt: dict) -> torch.Tensor:
         """(B, C) WSDDN BCE of image scores phi = sum_r mil_rc clamped to [1e-6, 1 - 1e-6]."""
