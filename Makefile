@@ -29,7 +29,8 @@ lint: $(STAMP)
 ## make bench: speed figures (needs the outputs of make repro)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/sam_prompting.py
-	$(BIN)/python benchmarks/wsod_epoch_time.py
+	$(BIN)/python benchmarks/wsod_epoch_time.py --method mist
+	$(BIN)/python benchmarks/wsod_epoch_time.py --method oicr
 
 clean-venv:
 	rm -rf $(VENV)

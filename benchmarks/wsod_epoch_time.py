@@ -15,7 +15,8 @@ cannot resolve a ratio near the target. The benchmark therefore runs ``rounds`` 
 training a fresh model ``epochs`` epochs on each source (order alternating between rounds, so
 a slow phase hits both), drops each run's first epoch (allocator warm-up), and reports the
 median epoch time per source and the ratio of the medians (with the min and max over rounds of
-the per-round ratio). Prints a table and writes ``benchmarks/results/wsod_epoch_time.json``.
+the per-round ratio). Prints a table and writes
+``benchmarks/results/wsod_epoch_time_{method}.json``.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--proposals", default=str(ROOT / "proposals"),
                    help="folder holding ss/ and weaksam/ (default: the repository's proposals/)")
-    p.add_argument("--out", default=str(ROOT / "benchmarks/results/wsod_epoch_time.json"))
+    p.add_argument("--out", default=None,
+                   help="JSON path (default: benchmarks/results/wsod_epoch_time_{method}.json)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     import os
@@ -127,7 +129,7 @@ def main() -> None:
         print(f"{s:10s} {res[s]['proposals_per_image']:10.1f} {res[s]['seconds_per_epoch']:10.3f}")
     print(f"WeakSAM / SS epoch time: {ratio:.2f} (rounds {min(per_round):.2f}..{max(per_round):.2f}"
           f"; target <= 0.60: {'met' if ratio <= 0.6 else 'NOT met'})")
-    write_json(a.out, out)
+    write_json(a.out or ROOT / f"benchmarks/results/wsod_epoch_time_{a.method}.json", out)
 
 
 if __name__ == "__main__":
