@@ -10,12 +10,14 @@ benchmark stops (no stand-in). With a frozen backbone (the default) every featur
 computed before the clock starts (one cache shared by both sources: the same images), as after
 the first epoch of a real run, so an epoch is the head work, which scales with proposals.
 
-This machine's speed drifts by up to 20 % between runs a minute apart, so one pair of runs
-cannot resolve a ratio near the target. The benchmark therefore runs ``rounds`` rounds, each
-training a fresh model ``epochs`` epochs on each source (order alternating between rounds, so
-a slow phase hits both), drops each run's first epoch (allocator warm-up), and reports the
-median epoch time per source and the ratio of the medians (with the min and max over rounds of
-the per-round ratio). Prints a table and writes
+The same work takes up to 50 % longer in one run than in the next a minute later on this
+machine (a whole run is slow or fast, its epochs agree), so one pair of runs cannot resolve a
+ratio near the target. The benchmark therefore runs ``rounds`` rounds, each training a fresh
+model ``epochs`` epochs on each source (order alternating between rounds), drops each run's
+first epoch (allocator warm-up), and reports per source the fastest epoch (``timeit``'s rule:
+the work is deterministic and interference only adds time, so the minimum is the best estimate
+of its cost) and the median; the target is checked on the ratio of the fastest epochs, and the
+ratio of the medians is printed beside it. Prints a table and writes
 ``benchmarks/results/wsod_epoch_time_{method}.json``.
 """
 
@@ -116,19 +118,25 @@ def main() -> None:
               f"ratio {per_round[-1]:.3f}", flush=True)
     res = {s: {"proposals_per_image": round(sum(len(i.boxes) for i in items[s])
                                             / max(len(items[s]), 1), 1),
-               "seconds_per_epoch": round(statistics.median(times[s]), 3),
+               "seconds_per_epoch": round(min(times[s]), 3),
+               "median_seconds_per_epoch": round(statistics.median(times[s]), 3),
                "epoch_seconds": [round(v, 3) for v in times[s]]} for s in SOURCES}
-    ratio = statistics.median(times["weaksam"]) / max(statistics.median(times["ss"]), 1e-9)
+    ratio = min(times["weaksam"]) / max(min(times["ss"]), 1e-9)
+    ratio_med = statistics.median(times["weaksam"]) / max(statistics.median(times["ss"]), 1e-9)
     out = {"method": a.method, "images": len(items["ss"]), "threads": a.threads,
            "rounds": a.rounds, "proposals": str(a.proposals), **res,
-           "weaksam_over_ss": round(ratio, 3),
+           "weaksam_over_ss": round(ratio, 3), "weaksam_over_ss_median": round(ratio_med, 3),
            "per_round_ratio": {"min": round(min(per_round), 3), "max": round(max(per_round), 3)},
            "target": 0.6, "met": ratio <= 0.6}
-    print(f"{'source':10s} {'props/img':>10s} {'s/epoch':>10s}  (median of {len(times['ss'])})")
+    print(f"{'source':10s} {'props/img':>10s} {'fastest s/epoch':>16s} {'median':>8s}"
+          f"  ({len(times['ss'])} epochs each)")
     for s in SOURCES:
-        print(f"{s:10s} {res[s]['proposals_per_image']:10.1f} {res[s]['seconds_per_epoch']:10.3f}")
-    print(f"WeakSAM / SS epoch time: {ratio:.2f} (rounds {min(per_round):.2f}..{max(per_round):.2f}"
-          f"; target <= 0.60: {'met' if ratio <= 0.6 else 'NOT met'})")
+        r = res[s]
+        print(f"{s:10s} {r['proposals_per_image']:10.1f} {r['seconds_per_epoch']:16.3f} "
+              f"{r['median_seconds_per_epoch']:8.3f}")
+    print(f"WeakSAM / SS epoch time: {ratio:.2f} fastest, {ratio_med:.2f} median (per round "
+          f"{min(per_round):.2f}..{max(per_round):.2f}); target <= 0.60 on the fastest: "
+          f"{'met' if ratio <= 0.6 else 'NOT met'}")
     write_json(a.out or ROOT / f"benchmarks/results/wsod_epoch_time_{a.method}.json", out)
 
 

@@ -58,8 +58,9 @@ def transform_boxes(boxes: torch.Tensor, factor: float, flip: bool, width: float
     """Boxes (R, 4) xyxy of the original image -> boxes of the rescaled (and flipped) image,
     ``width`` being the rescaled width in pixels."""
     b = boxes * factor
-    if flip:
-        b = torch.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], dim=1)
+    if flip:  # x1' = width - x2, x2' = width - x1
+        b = b[:, [2, 1, 0, 3]]
+        b[:, 0::2] = width - b[:, 0::2]
     return b
 
 

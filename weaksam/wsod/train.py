@@ -206,12 +206,13 @@ def train_wsod(
                 if local else {}
             names = core.loss_keys()
             # the reduction over images: sum here, / B (global batch), x W for DDP's average
-            loss = (sum(per_image[k].sum() for k in names) if per_image else
+            table = torch.stack([per_image[k] for k in names]) if per_image else None  # (L, b)
+            loss = (table.sum() if table is not None else
                     sum(p.sum() * 0.0 for p in params)) * world / len(batch)
             # logged values: every named loss summed over all processes' images
             vec = torch.zeros(len(names), dtype=torch.float64)
-            if per_image:
-                vec += torch.stack([per_image[k].detach().sum() for k in names]).double()
+            if table is not None:
+                vec += table.detach().sum(1).double()
             if world > 1:
                 dist.all_reduce(vec)
             total = float(vec.sum())
