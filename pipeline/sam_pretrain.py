@@ -46,7 +46,8 @@ def main() -> None:
         last = pretrain(sam, cfg, on_step=on_step, log_every=int(p["log_every"]))
         train_seconds = time.perf_counter() - t0
         # held-out corpus: a seed stream training never draws from
-        ev = evaluate(sam, seed=seed + int(p["eval_seed_offset"]), num_images=int(p["eval_images"]))
+        ev = evaluate(sam, seed=seed + int(p["eval_seed_offset"]), num_images=int(p["eval_images"]),
+                      radius_range=tuple(cfg.corpus_radius))
         live.summary = {}
     save_small_sam(Path(p["checkpoint"]), sam, arch, extra={"steps": cfg.steps})
     write_json("metrics/sam_pretrain.json", {

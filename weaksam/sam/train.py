@@ -49,6 +49,7 @@ class PretrainConfig:
     point_prob: float = 0.5  # fraction of prompts that are points (the rest boxes)
     box_noise: float = 0.1  # std of box-corner noise, fraction of the box side (SAM: 0.1)
     grad_clip: float = 1.0
+    corpus_radius: tuple[float, float] = (0.08, 0.4)  # segment radii, fraction of short side
     corpus_seed: int = 0
 
 
@@ -246,7 +247,8 @@ def pretrain(
     acc: dict[str, list[float]] = {}
     for step in tqdm(range(cfg.steps), desc="sam_pretrain", disable=None):
         rng = np.random.default_rng([cfg.corpus_seed, step])
-        samples = [generate_sample(cfg.corpus_seed, step * cfg.batch_images + b, size=frame)
+        samples = [generate_sample(cfg.corpus_seed, step * cfg.batch_images + b, size=frame,
+                                   radius_range=tuple(cfg.corpus_radius))
                    for b in range(cfg.batch_images)]
         out = batch_losses(sam, samples, rng, cfg)
         loss, mask_l, iou_l = out["loss"], out["mask"], out["iou"]
@@ -275,11 +277,13 @@ def pretrain(
 
 
 @torch.no_grad()
-def evaluate(sam: Sam, seed: int, num_images: int, masks_per_image: int = 4) -> dict[str, float]:
+def evaluate(sam: Sam, seed: int, num_images: int, masks_per_image: int = 4,
+             radius_range: tuple[float, float] = (0.08, 0.4)) -> dict[str, float]:
     """Held-out mask IoU on corpus samples ``0..num_images-1`` of ``seed`` (use a seed the
-    training never saw). Point: one uniform point inside the segment, multimask output, the
-    mask with the highest predicted IoU (SAM's automatic choice). Box: the tight box, single
-    mask. IoU at the image's own resolution (logits upsampled to the frame, cropped, > 0).
+    training never saw; ``radius_range`` as in training). Point: one uniform point inside the
+    segment, multimask output, the mask with the highest predicted IoU (SAM's automatic choice).
+    Box: the tight box, single mask. IoU at the image's own resolution (logits upsampled to the
+    frame, cropped, > 0).
 
     Returns ``{"miou_point", "miou_box", "num_masks"}`` (IoU in [0, 1]).
     """
@@ -289,7 +293,7 @@ def evaluate(sam: Sam, seed: int, num_images: int, masks_per_image: int = 4) -> 
     ious_p: list[float] = []
     ious_b: list[float] = []
     for i in range(num_images):
-        s = generate_sample(seed, i, size=frame)
+        s = generate_sample(seed, i, size=frame, radius_range=tuple(radius_range))
         if len(s.masks) == 0:
             continue
         pick = rng.permutation(len(s.masks))[:masks_per_image]
