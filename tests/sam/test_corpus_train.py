@@ -118,3 +118,29 @@ def test_corpus_segments_are_not_specks():
             ys, xs = np.nonzero(m)
             sides.append(max(np.ptp(ys), np.ptp(xs)) + 1)
     assert np.median(sides) >= 0.12 * 128
+
+
+def test_corpus_radius_range_reaches_training_and_evaluation(monkeypatch):
+    # smaller radii give smaller segments, and pretrain / evaluate draw with the configured range
+    def median_side(rr: tuple[float, float]) -> float:
+        sides = [max(np.ptp(np.nonzero(m)[0]), np.ptp(np.nonzero(m)[1])) + 1
+                 for i in range(20) for m in generate_sample(1, i, size=128, radius_range=rr).masks]
+        return float(np.median(sides))
+
+    assert median_side((0.05, 0.1)) < median_side((0.3, 0.4))
+    from weaksam.sam import train as train_mod
+
+    seen: list[tuple[float, float]] = []
+
+    def spy(*a, **k):
+        seen.append(k["radius_range"])
+        return generate_sample(*a, **k)
+
+    monkeypatch.setattr(train_mod, "generate_sample", spy)
+    torch.manual_seed(0)
+    sam = build_small_sam(TINY)
+    cfg = PretrainConfig(steps=1, batch_images=1, prompts_per_image=2, warmup_steps=1,
+                         corpus_radius=(0.05, 0.3))
+    pretrain(sam, cfg)
+    evaluate(sam, seed=5, num_images=1, radius_range=(0.05, 0.3))
+    assert seen and all(r == (0.05, 0.3) for r in seen)
