@@ -25,6 +25,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+# default segment radii, fraction of the short side (log-uniform); the task's objects are 10-30 %
+RADIUS_RANGE: tuple[float, float] = (0.08, 0.4)
+
 
 @dataclass
 class CorpusSample:
@@ -99,7 +102,7 @@ def generate_sample(
     index: int,
     size: int = 128,
     max_segments: int = 6,
-    radius_range: tuple[float, float] = (0.08, 0.4),
+    radius_range: tuple[float, float] = RADIUS_RANGE,
     part_prob: float = 0.3,
     max_specks: int = 5,
     min_area: int = 12,

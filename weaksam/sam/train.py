@@ -27,7 +27,7 @@ from segment_anything.modeling import Sam
 from torchvision.ops import sigmoid_focal_loss
 from tqdm import tqdm
 
-from weaksam.sam.corpus import CorpusSample, generate_sample
+from weaksam.sam.corpus import RADIUS_RANGE, CorpusSample, generate_sample
 from weaksam.utils.boxes import masks_to_boxes
 
 
@@ -49,7 +49,7 @@ class PretrainConfig:
     point_prob: float = 0.5  # fraction of prompts that are points (the rest boxes)
     box_noise: float = 0.1  # std of box-corner noise, fraction of the box side (SAM: 0.1)
     grad_clip: float = 1.0
-    corpus_radius: tuple[float, float] = (0.08, 0.4)  # segment radii, fraction of short side
+    corpus_radius: tuple[float, float] = RADIUS_RANGE  # segment radii, fraction of short side
     corpus_seed: int = 0
 
 
@@ -278,7 +278,7 @@ def pretrain(
 
 @torch.no_grad()
 def evaluate(sam: Sam, seed: int, num_images: int, masks_per_image: int = 4,
-             radius_range: tuple[float, float] = (0.08, 0.4)) -> dict[str, float]:
+             radius_range: tuple[float, float] = RADIUS_RANGE) -> dict[str, float]:
     """Held-out mask IoU on corpus samples ``0..num_images-1`` of ``seed`` (use a seed the
     training never saw; ``radius_range`` as in training). Point: one uniform point inside the
     segment, multimask output, the mask with the highest predicted IoU (SAM's automatic choice).
