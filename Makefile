@@ -29,6 +29,7 @@ lint: $(STAMP)
 ## make bench: speed figures (needs the outputs of make repro)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/sam_prompting.py
+	$(BIN)/python benchmarks/sam_prompt_ceiling.py
 	$(BIN)/python benchmarks/wsod_epoch_time.py --method mist
 	$(BIN)/python benchmarks/wsod_epoch_time.py --method oicr
 
