@@ -144,3 +144,38 @@ def test_corpus_radius_range_reaches_training_and_evaluation(monkeypatch):
     pretrain(sam, cfg)
     evaluate(sam, seed=5, num_images=1, radius_range=(0.05, 0.3))
     assert seen and all(r == (0.05, 0.3) for r in seen)
+
+
+def test_prompt_losses_batched_equal_one_image_at_a_time():
+    # one decoder call for the prompts of every image gives each prompt the logits of the
+    # library's per-image MaskDecoder.predict_masks (via decode), and therefore the same losses
+    from weaksam.sam.train import (
+        PromptBatch,
+        decode,
+        pad_image,
+        prompt_losses,
+        sample_prompts,
+    )
+
+    torch.manual_seed(0)
+    sam = build_small_sam(TINY).train()
+    cfg = PretrainConfig(prompts_per_image=5, point_prob=0.5)
+    samples = [generate_sample(7, i, size=64) for i in range(3)]
+    rng = np.random.default_rng(3)
+    batches = [sample_prompts(s, 5, 0.5, 0.1, 64, 32, rng) for s in samples]
+    empty = PromptBatch(*(torch.zeros(z) for z in ((0, 1, 2), (0, 32, 32), (0, 4), (0, 32, 32))))
+    batches.insert(1, empty)  # an image without segments between two with
+    x = torch.stack([pad_image(sam, s.image) for s in samples[:1] + samples[:1] + samples[1:]])
+    emb = sam.image_encoder(x)
+    out = prompt_losses(sam, emb, batches, cfg)
+    ref_pts, ref_box = [], []
+    for b, pb in enumerate(batches):
+        if len(pb.point_gt):
+            lg, _ = decode(sam, emb[b : b + 1], pb.points, None)
+            ref_pts.append(mask_losses(lg[:, 1:], pb.point_gt, 20.0, -1.0, 1.0).amin(1))
+        if len(pb.box_gt):
+            lg, _ = decode(sam, emb[b : b + 1], None, pb.boxes)
+            ref_box.append(mask_losses(lg[:, :1], pb.box_gt, 20.0, -1.0, 1.0)[:, 0])
+    ref = torch.cat(ref_pts + ref_box)
+    assert out["mask"].shape == ref.shape == (15,)
+    assert torch.allclose(out["mask"], ref, rtol=1e-5, atol=1e-6)

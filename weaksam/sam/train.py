@@ -163,25 +163,66 @@ def decode(sam: Sam, emb: torch.Tensor, points: torch.Tensor | None, boxes: torc
     )
 
 
-def step_losses(sam: Sam, emb: torch.Tensor, pb: PromptBatch, cfg: PretrainConfig
-                ) -> dict[str, torch.Tensor]:
-    """Per-prompt losses of one image: ``{"mask": (P,), "iou": (P,), "miou": (P,)}``."""
-    mask_l, iou_l, miou = [], [], []
-    for points, boxes, gt, sl in (
-        (pb.points, None, pb.point_gt, slice(1, 4)),
-        (None, pb.boxes, pb.box_gt, slice(0, 1)),
-    ):
-        n = len(gt)
+def decode_many(sam: Sam, emb: torch.Tensor, image_idx: torch.Tensor,
+                sparse: torch.Tensor, dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``MaskDecoder.predict_masks`` for prompts on SEVERAL images in one call.
+
+    The library's ``predict_masks`` repeats a single image embedding for all its prompts, so
+    training would call it once per image and prompt type: eight small calls per step, whose
+    fixed per-op cost was most of a step. Here each prompt takes the embedding of its own image,
+    ``emb[image_idx]``, and everything else is the library's computation: ``emb (B, C, E, E)``,
+    ``image_idx (P,)``, ``sparse (P, T, C)``, ``dense (P, C, E, E)`` -> ``(logits (P, 4, L, L),
+    iou_pred (P, 4))`` (tokens as :func:`decode`).
+    """
+    dec = sam.mask_decoder
+    n, c = sparse.shape[0], dec.transformer_dim
+    out_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight])
+    tokens = torch.cat([out_tokens[None].expand(n, -1, -1), sparse], 1)
+    src = emb[image_idx] + dense
+    pos = sam.prompt_encoder.get_dense_pe().expand(n, -1, -1, -1)
+    h, w = src.shape[-2:]
+    hs, src = dec.transformer(src, pos, tokens)
+    up = dec.output_upscaling(src.transpose(1, 2).reshape(n, c, h, w))  # (P, C/8, L, L)
+    hyper = torch.stack([mlp(hs[:, 1 + i]) for i, mlp in
+                         enumerate(dec.output_hypernetworks_mlps)], 1)  # (P, 4, C/8)
+    logits = (hyper @ up.flatten(2)).view(n, -1, *up.shape[-2:])
+    return logits, dec.iou_prediction_head(hs[:, 0])
+
+
+def prompt_losses(sam: Sam, emb: torch.Tensor, batches: list[PromptBatch], cfg: PretrainConfig
+                  ) -> dict[str, torch.Tensor]:
+    """Per-prompt losses of the prompts ``batches[b]`` on image ``b`` of ``emb (B, C, E, E)``:
+    ``{"mask": (P,), "iou": (P,), "miou": (P,)}``, point prompts of all images first (image
+    order), then box prompts. All prompts go through one decoder call (:func:`decode_many`)."""
+    idx = {k: torch.cat([torch.full((len(getattr(pb, k)),), b, dtype=torch.long)
+                         for b, pb in enumerate(batches)]) for k in ("points", "boxes")}
+    points = torch.cat([pb.points for pb in batches])
+    boxes = torch.cat([pb.boxes for pb in batches])
+    gts = [torch.cat([pb.point_gt for pb in batches]), torch.cat([pb.box_gt for pb in batches])]
+    sparse, dense = [], []
+    for kind, n in (("points", len(points)), ("boxes", len(boxes))):
         if n == 0:
             continue
-        logits, iou_pred = decode(sam, emb, points, boxes)
-        logits, iou_pred = logits[:, sl], iou_pred[:, sl]
-        ml = mask_losses(logits, gt, cfg.focal_weight, cfg.focal_alpha, cfg.dice_weight,
+        pts = (points, torch.ones(points.shape[:2], dtype=torch.int)) if kind == "points" else None
+        sp, de = sam.prompt_encoder(points=pts, boxes=boxes if kind == "boxes" else None,
+                                    masks=None)
+        sparse.append(sp)  # (n, 2, C): a point plus SAM's padding point, or two box corners
+        dense.append(de.expand(n, -1, -1, -1))
+    logits, iou_pred = decode_many(sam, emb, torch.cat([idx["points"], idx["boxes"]]),
+                                   torch.cat(sparse), torch.cat(dense))
+    mask_l, iou_l, miou = [], [], []
+    # points: the three multimask outputs (tokens 1..3); boxes: the single-mask output (token 0)
+    for gt, rows, sl in ((gts[0], slice(0, len(points)), slice(1, 4)),
+                         (gts[1], slice(len(points), None), slice(0, 1))):
+        if len(gt) == 0:
+            continue
+        lg, ip = logits[rows, sl], iou_pred[rows, sl]
+        ml = mask_losses(lg, gt, cfg.focal_weight, cfg.focal_alpha, cfg.dice_weight,
                          cfg.focal_gamma)
         best = ml.argmin(1)  # SAM: back-propagate only the best of the multimask outputs
-        actual = mask_iou(logits.detach(), gt)
+        actual = mask_iou(lg.detach(), gt)
         mask_l.append(ml.gather(1, best[:, None])[:, 0])
-        iou_l.append(((iou_pred - actual) ** 2).mean(1))
+        iou_l.append(((ip - actual) ** 2).mean(1))
         miou.append(actual.gather(1, best[:, None])[:, 0])
     cat = torch.cat
     return {"mask": cat(mask_l), "iou": cat(iou_l), "miou": cat(miou)}
@@ -204,15 +245,13 @@ def batch_losses(sam: Sam, samples: list[CorpusSample], rng: np.random.Generator
     low = lowres_size(sam)
     x = torch.stack([pad_image(sam, s.image) for s in samples])
     emb = sam.image_encoder(x)
-    parts = [
-        step_losses(sam, emb[b : b + 1], sample_prompts(
-            s, cfg.prompts_per_image, cfg.point_prob, cfg.box_noise, frame, low, rng), cfg)
-        for b, s in enumerate(samples) if len(s.masks)  # an image may have no segment left
-    ]
-    if not parts:  # no segment in the whole batch: a zero loss that still has a graph
-        z = emb.sum() * 0.0
+    # an image with no segment left draws no prompts (and no generator numbers)
+    batches = [sample_prompts(s, cfg.prompts_per_image, cfg.point_prob, cfg.box_noise, frame,
+                              low, rng) for s in samples]
+    if not any(len(pb.point_gt) + len(pb.box_gt) for pb in batches):
+        z = emb.sum() * 0.0  # no segment in the whole batch: a zero loss that still has a graph
         return {"loss": z, "mask": z[None], "iou": z[None], "miou": z[None].detach()}
-    out = {k: torch.cat([p[k] for p in parts]) for k in ("mask", "iou", "miou")}
+    out = prompt_losses(sam, emb, batches, cfg)
     # one reduction: mean over every prompt of the batch (all prompts weigh the same)
     out["loss"] = out["mask"].mean() + cfg.iou_weight * out["iou"].mean()
     return out
