@@ -72,8 +72,9 @@ def main() -> None:
         pts = []
         for a, b in zip(anns, boxes, strict=True):
             seg = a.get("segmentation")
-            if isinstance(seg, dict) and mask_utils.decode(seg).any():
-                pts.append(innermost_point(mask_utils.decode(seg).astype(bool)))
+            mask = mask_utils.decode(seg).astype(bool) if isinstance(seg, dict) else None
+            if mask is not None and mask.any():
+                pts.append(innermost_point(mask))
             else:
                 pts.append(((b[0] + b[2]) / 2, (b[1] + b[3]) / 2))
         r = ideal_prompt_ious(prop, read_image(index.image_path(iid)), np.array(pts), boxes)

@@ -194,22 +194,23 @@ def prompt_losses(sam: Sam, emb: torch.Tensor, batches: list[PromptBatch], cfg: 
     """Per-prompt losses of the prompts ``batches[b]`` on image ``b`` of ``emb (B, C, E, E)``:
     ``{"mask": (P,), "iou": (P,), "miou": (P,)}``, point prompts of all images first (image
     order), then box prompts. All prompts go through one decoder call (:func:`decode_many`)."""
-    idx = {k: torch.cat([torch.full((len(getattr(pb, k)),), b, dtype=torch.long)
-                         for b, pb in enumerate(batches)]) for k in ("points", "boxes")}
     points = torch.cat([pb.points for pb in batches])
     boxes = torch.cat([pb.boxes for pb in batches])
     gts = [torch.cat([pb.point_gt for pb in batches]), torch.cat([pb.box_gt for pb in batches])]
+    image_idx = torch.cat([torch.full((len(pb.points),), b) for b, pb in enumerate(batches)]
+                          + [torch.full((len(pb.boxes),), b) for b, pb in enumerate(batches)])
+    # sparse (n, 2, C): a point plus SAM's padding point, or a box's two corners
     sparse, dense = [], []
-    for kind, n in (("points", len(points)), ("boxes", len(boxes))):
-        if n == 0:
-            continue
-        pts = (points, torch.ones(points.shape[:2], dtype=torch.int)) if kind == "points" else None
-        sp, de = sam.prompt_encoder(points=pts, boxes=boxes if kind == "boxes" else None,
-                                    masks=None)
-        sparse.append(sp)  # (n, 2, C): a point plus SAM's padding point, or two box corners
-        dense.append(de.expand(n, -1, -1, -1))
-    logits, iou_pred = decode_many(sam, emb, torch.cat([idx["points"], idx["boxes"]]),
-                                   torch.cat(sparse), torch.cat(dense))
+    if len(points):
+        labels = torch.ones(points.shape[:2], dtype=torch.int)
+        sp, de = sam.prompt_encoder(points=(points, labels), boxes=None, masks=None)
+        sparse.append(sp)
+        dense.append(de.expand(len(points), -1, -1, -1))
+    if len(boxes):
+        sp, de = sam.prompt_encoder(points=None, boxes=boxes, masks=None)
+        sparse.append(sp)
+        dense.append(de.expand(len(boxes), -1, -1, -1))
+    logits, iou_pred = decode_many(sam, emb, image_idx, torch.cat(sparse), torch.cat(dense))
     mask_l, iou_l, miou = [], [], []
     # points: the three multimask outputs (tokens 1..3); boxes: the single-mask output (token 0)
     for gt, rows, sl in ((gts[0], slice(0, len(points)), slice(1, 4)),
