@@ -1,4 +1,5 @@
-"""VOC AP (weaksam/eval/voc.py): hand-worked cases and an independent devkit re-implementation."""
+"""VOC AP (weaksam/eval/voc.py): hand-worked cases and an independent, loop-only
+re-implementation of the devkit's Python port (detectron2 ``voc_eval``, wetectron)."""
 
 from __future__ import annotations
 
@@ -38,9 +39,32 @@ def test_voc_ap_by_hand():
     assert voc_ap(rec, prec, True) == pytest.approx((4 * 1 + 3 * 2 / 3) / 11)
     # Area: envelope 1 on (0, 1/3], 2/3 on (1/3, 2/3], 0 beyond -> 1/3 + 2/9.
     assert voc_ap(rec, prec, False) == pytest.approx(1 / 3 + 2 / 9)
-    # Exactly 3/10 recall reaches t = 0.3 (tolerance), nothing beyond.
-    assert voc_ap(np.array([0.3]), np.array([1.0]), True) == pytest.approx(4 / 11)
     assert voc_ap(np.zeros(0), np.zeros(0), True) == 0.0
+
+
+@pytest.mark.parametrize(("hits", "ap"), [
+    # The ports' thresholds np.arange(0.0, 1.1, 0.1) are 0, .1, .2, .30000000000000004, .4, .5,
+    # .6000000000000001, .7000000000000001, .8, .9, 1. A PR curve at precision 1 that stops at
+    # recall hits/10 (computed as hits / 10, like the ports' tp / float(npos)) reaches:
+    (3, 3 / 11),   # 0, .1, .2 (3/10 = 0.29999999999999998890 < .30000000000000004)
+    (6, 6 / 11),   # 0 ... .5 (6/10 misses .6000000000000001)
+    (7, 7 / 11),   # 0 ... .6000000000000001 (7/10 misses .7000000000000001)
+    (8, 9 / 11),   # 0 ... .8 (8/10 equals 0.8: reached)
+    (10, 11 / 11),
+])
+def test_voc07_thresholds_are_the_ports(hits, ap):
+    rec = np.arange(1, hits + 1) / 10
+    assert voc_ap(rec, np.ones(hits), True) == pytest.approx(ap, abs=1e-12)
+
+
+def test_issue_case_ten_positives_recall_three_tenths():
+    # 10 positives, 3 detections that hit 3 of them at precision 1, nothing after: the ports
+    # give 3/11 (the old 1e-12 tolerance gave 4/11).
+    gt = coco_gt({i: [(1, (0, 0, 10, 10), 0)] for i in range(1, 11)}, {1: "a"})
+    dets = [det(i, 1, (0, 0, 10, 10), 1.0 - i / 100) for i in (1, 2, 3)]
+    out = evaluate_voc(gt, dets)
+    assert out["ap_per_class"]["a"] == pytest.approx(100 * 3 / 11)
+    assert out["map"] == pytest.approx(27.272727, abs=1e-5)
 
 
 def test_evaluate_voc_by_hand():
@@ -66,11 +90,12 @@ def test_difficult_counts_if_treated_as_normal():
     assert out["ap_per_class"]["b"] == pytest.approx(100 * 6 / 11)
 
 
-def test_iou_threshold_inclusive_and_no_detections():
+def test_iou_threshold_strict_and_no_detections():
     gt = coco_gt({1: [(1, (0, 0, 10, 10), 0)]}, {1: "a"})
-    # IoU exactly 0.5: 50 / 100 (det inside the GT box, half its area) -> match (devkit: >=).
-    assert evaluate_voc(gt, [det(1, 1, (0, 0, 10, 5), 1.0)])["map"] == pytest.approx(100.0)
-    assert evaluate_voc(gt, [det(1, 1, (0, 0, 10, 4.9), 1.0)])["map"] == 0.0
+    # IoU exactly 0.5: 50 / 100 (det inside the GT box, half its area) -> no match (the ports:
+    # ovmax > ovthresh); IoU 0.51 -> match.
+    assert evaluate_voc(gt, [det(1, 1, (0, 0, 10, 5), 1.0)])["map"] == 0.0
+    assert evaluate_voc(gt, [det(1, 1, (0, 0, 10, 5.1), 1.0)])["map"] == pytest.approx(100.0)
     assert evaluate_voc(gt, [])["map"] == 0.0
 
 
@@ -82,15 +107,18 @@ def test_bad_results_raise():
         evaluate_voc(gt, [det(1, 5, (0, 0, 1, 1), 1.0)])
 
 
-# ---- an independent, loop-only version of the devkit (VOCevaldet.m), written separately ----
+# ---- an independent, loop-only version of the devkit's Python port (detectron2 voc_eval) ----
 
 def _iou(a, b):
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
+    """The port's "+1 pixel" IoU on its 1-based boxes: ours (x1, y1, x2, y2) exclusive is its
+    (x1 + 1, y1 + 1, x2, y2) inclusive (what detectron2's evaluator writes)."""
+    a = (a[0] + 1, a[1] + 1, a[2], a[3])
+    b = (b[0] + 1, b[1] + 1, b[2], b[3])
+    iw = max(min(a[2], b[2]) - max(a[0], b[0]) + 1.0, 0.0)
+    ih = max(min(a[3], b[3]) - max(a[1], b[1]) + 1.0, 0.0)
     inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+    return inter / ((a[2] - a[0] + 1.0) * (a[3] - a[1] + 1.0)
+                    + (b[2] - b[0] + 1.0) * (b[3] - b[1] + 1.0) - inter)
 
 
 def _xyxy(bbox):
@@ -120,7 +148,7 @@ def _devkit_loop(gt, dets, use07, thr=0.5):
                 if ov > ovmax:
                     ovmax, jmax = ov, j
             t = f = 0
-            if jmax is not None and ovmax >= thr:
+            if jmax is not None and ovmax > thr:
                 g = objs[d["image_id"]][jmax]
                 if not g["diff"]:
                     if not g["det"]:
@@ -137,8 +165,8 @@ def _devkit_loop(gt, dets, use07, thr=0.5):
             rec.append(ct / npos)
             prec.append(ct / (ct + cf) if ct + cf else 0.0)
         if use07:
-            ap = sum(max([p for r, p in zip(rec, prec, strict=True) if r >= k / 10 - 1e-12],
-                         default=0.0) for k in range(11)) / 11
+            ap = sum(max([p for r, p in zip(rec, prec, strict=True) if r >= t], default=0.0)
+                     for t in np.arange(0.0, 1.1, 0.1)) / 11
         else:
             ap, prev_r = 0.0, 0.0
             for i, r in enumerate(rec):  # precision envelope: best precision at recall >= r
