@@ -28,7 +28,6 @@ from weaksam.eval.gt import categories, group_gt
 from weaksam.eval.voc import match_detections
 from weaksam.utils.boxes import xywh_to_xyxy
 
-
 _KEYS = ("boxes", "tp", "fp", "ign", "npos", "labelled", "without_box")
 
 
