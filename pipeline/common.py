@@ -7,7 +7,6 @@ repository root. Only this package reads params files; ``weaksam`` gets keyword 
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import os
 import sys
@@ -16,18 +15,9 @@ from typing import Any
 
 import yaml
 
+from weaksam.profiles import deep_merge  # noqa: F401  (re-exported: profile merging lives there)
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Return ``base`` with ``override`` merged in recursively (override wins on leaves)."""
-    out = copy.deepcopy(base)
-    for k, v in override.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:

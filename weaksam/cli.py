@@ -1,0 +1,123 @@
+"""The ``weaksam`` command (console script of ``pyproject.toml``), run from the repository:
+
+    weaksam tables [NAME]     the report index (paper direction reproduced or not, per table)
+                              computed afresh from metrics/, or one table's markdown
+    weaksam profile NAME      deep-merge configs/NAME.yaml into params.yaml (--list: names)
+    weaksam doctor            check pins, devices, data paths, weights and the DVC remote of
+                              the active params.yaml; exit status 1 when a check fails
+
+The repository is the nearest folder at or above the working directory holding ``dvc.yaml``
+and ``params.yaml`` (or ``--root``). This is an application entry point: unlike the library it
+reads ``params.yaml`` itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from weaksam.errors import InputError
+
+
+def find_root(start: str | Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` (default: the working directory) that holds
+    ``dvc.yaml`` and ``params.yaml``; InputError when there is none."""
+    here = Path(start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "dvc.yaml").is_file() and (d / "params.yaml").is_file():
+            return d
+    raise InputError(here, "not inside a WeakSAM workspace (no dvc.yaml and params.yaml here "
+                           "or above; use --root)")
+
+
+def _read_params(path: Path) -> dict[str, Any]:
+    try:
+        params = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise InputError(path, f"cannot read params ({e})") from e
+    if not isinstance(params, dict):
+        raise InputError(path, "expected a mapping at the top level")
+    return params
+
+
+def cmd_tables(args: argparse.Namespace, root: Path) -> int:
+    """Print the report index (or one table) built from ``root/metrics`` now."""
+    from weaksam.report import TABLES
+    from weaksam.report.index import build_index
+
+    metrics = root / (args.metrics or "metrics")
+    if args.name:
+        if args.name not in TABLES:
+            raise InputError(None, f"no table {args.name!r} (have: {', '.join(TABLES)})")
+        print(TABLES[args.name](metrics), end="")
+        return 0
+    params = _read_params(root / args.params)
+    tables = {name: build(metrics) for name, build in TABLES.items()}
+    print(build_index(tables, metrics, profile=params.get("profile")), end="")
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace, root: Path) -> int:
+    """Apply ``configs/NAME.yaml`` to the params file (or list the profiles)."""
+    from weaksam.profiles import apply_profile, list_profiles
+
+    configs = root / "configs"
+    if args.list or not args.name:
+        print("\n".join(list_profiles(configs)))
+        return 0
+    params = root / args.params
+    apply_profile(args.name, params, configs)
+    print(f"{params}: profile {args.name} merged in (git checkout {args.params} to undo)")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace, root: Path) -> int:
+    """Run every check; exit status 1 if one fails."""
+    from weaksam.doctor import FAIL, run_doctor
+
+    params = _read_params(root / args.params)
+    findings = run_doctor(params, root, remote=not args.no_remote)
+    for f in findings:
+        print(f)
+    failed = sum(f.level == FAIL for f in findings)
+    print(f"{len(findings)} checks, {failed} failed (profile: {params.get('profile', '?')})")
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="weaksam", description=__doc__.splitlines()[0])
+    p.add_argument("--root", help="repository root (default: found from the working directory)")
+    p.add_argument("--params", default="params.yaml", help="params file, relative to the root")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("tables", help="print the report index, or one table")
+    t.add_argument("name", nargs="?", help="a table name such as table1")
+    t.add_argument("--metrics", help="metrics folder, relative to the root (default metrics)")
+    t.set_defaults(func=cmd_tables)
+    pr = sub.add_parser("profile", help="apply configs/NAME.yaml to params.yaml")
+    pr.add_argument("name", nargs="?", help="profile name (configs/NAME.yaml)")
+    pr.add_argument("--list", action="store_true", help="list the profiles")
+    pr.set_defaults(func=cmd_profile)
+    d = sub.add_parser("doctor", help="check the environment for the active profile")
+    d.add_argument("--no-remote", action="store_true", help="skip the DVC remote check")
+    d.set_defaults(func=cmd_doctor)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``weaksam`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        root = Path(args.root).resolve() if args.root else find_root()
+        return args.func(args, root)
+    except InputError as e:
+        print(f"weaksam {args.command}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Profiles: ``configs/<name>.yaml`` deep-merged into a params file (one command switches the
+whole DAG between the embedded default, the tiny smoke profile and the paper's data sets).
+
+Used by ``python -m pipeline.use_profile NAME`` and ``weaksam profile NAME``. Nothing here is a
+stage: these functions edit the params file they are handed, they never configure ``weaksam``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from weaksam.errors import InputError
+from weaksam.utils.atomic import atomic_path
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Return ``base`` with ``override`` merged in recursively (override wins on leaves)."""
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def list_profiles(configs_dir: str | Path) -> list[str]:
+    """Names of the profiles in ``configs_dir`` (``<name>.yaml`` files), sorted."""
+    return sorted(p.stem for p in Path(configs_dir).glob("*.yaml"))
+
+
+def _read_mapping(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise InputError(path, f"{what} is not valid YAML ({e})") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(path, f"{what}: expected a mapping at the top level")
+    return data
+
+
+def apply_profile(name: str, params_path: str | Path, configs_dir: str | Path) -> Path:
+    """Deep-merge ``configs_dir/<name>.yaml`` into ``params_path`` (rewritten atomically, keys
+    in their order; comments are not kept: ``git checkout params.yaml`` restores the default)
+    and set its top-level ``profile`` to ``name`` (unless the profile file sets it).
+
+    Returns the profile file. An unknown profile or a malformed file raises
+    :class:`~weaksam.errors.InputError` naming the file (and the profiles there are).
+    """
+    cfg = Path(configs_dir) / f"{name}.yaml"
+    if not cfg.is_file():
+        have = ", ".join(list_profiles(configs_dir)) or "none"
+        raise InputError(cfg, f"no such profile (have: {have})")
+    params_path = Path(params_path)
+    if not params_path.is_file():
+        raise InputError(params_path, "params file not found")
+    override = _read_mapping(cfg, "profile")
+    merged = deep_merge(_read_mapping(params_path, "params file"), override)
+    # the report names the profile of the run it reports (params ``profile``)
+    merged["profile"] = override.get("profile", name)
+    with atomic_path(params_path) as tmp:
+        tmp.write_text(yaml.safe_dump(merged, sort_keys=False))
+    return cfg

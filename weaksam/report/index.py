@@ -1,0 +1,248 @@
+"""``reports/README.md``: an index of the report tables with, per table, whether this run
+reproduces the paper's *direction* (which variant beats which), computed from the metrics.
+
+Absolute numbers of the default (embedded, CPU) profile are not comparable with the paper's;
+the comparisons inside a table are. Each table's direction is a list of :class:`Check` s, one
+per comparison the paper makes, e.g. Table 1: "WeakSAM (OICR) AP50 > OICR [SS] AP50". A check
+whose metrics file or key does not exist is "not run", never a guess. A table's verdict:
+``reproduced`` (every check holds), ``not reproduced`` (none holds), ``partly (k of n)``, or
+``not run``; checks that could not be computed are counted beside the verdict.
+
+``DIRECTIONS`` maps a table name (``table1``) to its checks builder ``f(metrics_dir)``; a table
+without an entry is listed with "no direction check". Add one entry per new table.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from weaksam.report import table1, table4, table8
+from weaksam.report.table import NOT_RUN, metric
+
+REPRODUCED = "reproduced"
+NOT_REPRODUCED = "not reproduced"
+NOT_RUN_VERDICT = "not run"
+
+
+@dataclass(frozen=True)
+class Value:
+    """A metric of this run: ``label`` names it in the index, ``value`` is None when not run."""
+
+    label: str
+    value: float | None
+
+
+@dataclass(frozen=True)
+class Check:
+    """One comparison ``left op right`` with ``op`` in ``>``, ``>=``, ``<``, ``<=``."""
+
+    left: Value
+    op: str
+    right: Value
+
+    @property
+    def holds(self) -> bool | None:
+        """True / False, or None when a side was not run."""
+        a, b = self.left.value, self.right.value
+        if a is None or b is None:
+            return None
+        return {">": a > b, ">=": a >= b, "<": a < b, "<=": a <= b}[self.op]
+
+    def text(self) -> str:
+        """``label (value) op label (value)`` with a mark: yes / NO / n/a."""
+        def side(v: Value) -> str:
+            return f"{v.label} {'n/a' if v.value is None else f'{v.value:.4g}'}"
+
+        mark = {True: "yes", False: "NO", None: "n/a"}[self.holds]
+        return f"{side(self.left)} {self.op} {side(self.right)}: {mark}"
+
+
+@dataclass(frozen=True)
+class Direction:
+    """The paper's claim for one table (``claim``, in words) and this run's checks of it."""
+
+    claim: str
+    checks: Sequence[Check]
+
+    def verdict(self) -> str:
+        """``reproduced`` / ``not reproduced`` / ``partly (k of n)`` / ``not run`` (+ missing)."""
+        done = [c.holds for c in self.checks if c.holds is not None]
+        missing = len(self.checks) - len(done)
+        if not done:
+            return NOT_RUN_VERDICT
+        k = sum(done)
+        if k == len(done):
+            out = REPRODUCED
+        elif k == 0:
+            out = NOT_REPRODUCED
+        else:
+            out = f"partly ({k} of {len(done)})"
+        return out + (f", {missing} check(s) not run" if missing else "")
+
+
+def value(metrics_dir: Path, file: str, key: str, label: str) -> Value:
+    """``key`` of ``metrics_dir/file`` as a :class:`Value` (None when the file or key is
+    missing; a corrupt file raises :class:`~weaksam.errors.InputError`)."""
+    cell = metric(metrics_dir, file, key, stage="")
+    v = None if cell.source == NOT_RUN or cell.value is None else float(cell.value)
+    return Value(label, v)
+
+
+def chain(values: Sequence[Value], op: str) -> list[Check]:
+    """Checks ``values[i + 1] op values[i]`` for consecutive rows (e.g. each row >= the last)."""
+    return [Check(b, op, a) for a, b in zip(values[:-1], values[1:], strict=True)]
+
+
+def best_is(values: Sequence[Value], chosen: int) -> list[Check]:
+    """Checks that ``values[chosen]`` is at least every other value (the paper's chosen
+    setting is the best of a sweep)."""
+    return [Check(values[chosen], ">=", v) for i, v in enumerate(values) if i != chosen]
+
+
+# --- the paper's directions, table by table ---
+
+
+def table1_direction(metrics_dir: Path) -> Direction:
+    """Table 1: for each WSOD method, WeakSAM proposals give a higher AP50 than SS."""
+    labels = {(m, s): label for label, _, m, s in table1.RUN_ROWS}
+    checks = [
+        Check(value(metrics_dir, f"wsod_{m}_weaksam.json", "ap50", labels[m, "weaksam"]), ">",
+              value(metrics_dir, f"wsod_{m}_ss.json", "ap50", f"{labels[m, 'ss']} [SS]"))
+        for m in dict.fromkeys(m for _, _, m, _ in table1.RUN_ROWS)
+    ]
+    return Direction("WeakSAM proposals beat Selective Search in VOC07 AP50, for OICR and for "
+                     "MIST", checks)
+
+
+def table4_direction(metrics_dir: Path) -> Direction:
+    """Table 4: each added prompt source raises recall (every IoU) and MIST AP50; the full
+    WeakSAM set beats SS in AP50 with fewer proposals."""
+    rows = [(label, name) for label, name, *_ in table4.RUN_ROWS]
+    prompt_rows = rows[1:]
+    checks: list[Check] = []
+    for key in ("recall@0.5", "recall@0.75", "recall@0.9"):
+        checks += chain([value(metrics_dir, f"recall_{n}.json", key, f"{lab} {key}")
+                         for lab, n in prompt_rows], ">=")
+    checks += chain([value(metrics_dir, f"wsod_mist_{n}.json", "ap50", f"{lab} AP50")
+                     for lab, n in prompt_rows], ">")
+    (ss_label, ss), (ws_label, ws) = rows[0], rows[-1]
+    checks.append(Check(value(metrics_dir, f"wsod_mist_{ws}.json", "ap50", f"{ws_label} AP50"),
+                        ">", value(metrics_dir, f"wsod_mist_{ss}.json", "ap50",
+                                   f"{ss_label} AP50")))
+    checks.append(Check(value(metrics_dir, f"recall_{ws}.json", "num_per_image",
+                              f"{ws_label} Num."), "<",
+                        value(metrics_dir, f"recall_{ss}.json", "num_per_image",
+                              f"{ss_label} Num.")))
+    return Direction("adding prompt sources (dense, +CAM fine, +CAM coarse, +cross) raises "
+                     "recall and MIST AP50 row by row; all prompts beat SS in AP50 with fewer "
+                     "proposals", checks)
+
+
+def table6_direction(metrics_dir: Path) -> Direction:
+    """Table 6: WeakSAM needs fewer proposals, less proposal time, less MIST training time and
+    less memory than SS."""
+    def pair(file: str, key: str, what: str) -> Check:
+        return Check(value(metrics_dir, file.format("weaksam"), key, f"WeakSAM {what}"), "<",
+                     value(metrics_dir, file.format("ss"), key, f"SS {what}"))
+
+    return Direction("WeakSAM costs less than SS: proposals, proposal time, WSOD training time, "
+                     "WSOD memory", [
+                         pair("recall_{}.json", "num_per_image", "Num."),
+                         pair("proposals_time_{}.json", "seconds_per_image", "s/image"),
+                         pair("wsod_mist_{}.json", "seconds_per_epoch", "s/epoch"),
+                         pair("wsod_mist_{}.json", "peak_rss_mib", "MiB"),
+                     ])
+
+
+def table7_direction(metrics_dir: Path) -> Direction:
+    """Table 7: WeakSAM proposals give a higher CorLoc than SS, for OICR and for MIST."""
+    checks = []
+    for m, name in (("oicr", "OICR"), ("mist", "MIST")):
+        checks.append(Check(
+            value(metrics_dir, f"wsod_{m}_weaksam.json", "corloc", f"WeakSAM ({name}) CorLoc"),
+            ">", value(metrics_dir, f"wsod_{m}_ss.json", "corloc", f"{name} [SS] CorLoc")))
+    return Direction("WeakSAM proposals beat Selective Search in CorLoc, for OICR and for MIST",
+                     checks)
+
+
+def table8_direction(metrics_dir: Path) -> Direction:
+    """Table 8: WeakSAM proposals (WeakTr clues) have a higher recall at every IoU than SS, with
+    fewer proposals."""
+    ss_file, ws_file = table8.RUN_ROWS[0][1], table8.RUN_ROWS[1][1]
+    checks = [
+        Check(value(metrics_dir, ws_file, k, f"WeakSAM {k}"), ">",
+              value(metrics_dir, ss_file, k, f"SS {k}"))
+        for k in ("recall@0.5", "recall@0.75", "recall@0.9")
+    ]
+    checks.append(Check(value(metrics_dir, ws_file, "num_per_image", "WeakSAM Num."), "<",
+                        value(metrics_dir, ss_file, "num_per_image", "SS Num.")))
+    return Direction("WeakSAM proposals reach a higher recall than SS at IoU 0.5, 0.75 and 0.9 "
+                     "with fewer proposals", checks)
+
+
+DIRECTIONS: dict[str, Callable[[Path], Direction]] = {
+    "table1": table1_direction,
+    "table4": table4_direction,
+    "table6": table6_direction,
+    "table7": table7_direction,
+    "table8": table8_direction,
+}
+
+
+def _table_number(name: str) -> tuple[int, str]:
+    m = re.fullmatch(r"table(\d+)", name)
+    return (int(m.group(1)), "") if m else (10**6, name)
+
+
+def build_index(
+    tables: Mapping[str, str],
+    metrics_dir: str | Path,
+    profile: str | None = None,
+    directions: Mapping[str, Callable[[Path], Direction]] | None = None,
+) -> str:
+    """Markdown of ``reports/README.md``: one line per table of ``tables`` (name -> its
+    markdown; its first sentence in bold is the title) with the paper's direction, this run's
+    verdict and the checks behind it. ``profile`` (e.g. "default", "tiny") is named on top."""
+    metrics_dir = Path(metrics_dir)
+    directions = DIRECTIONS if directions is None else directions
+    lines = [
+        "# Report: the paper's tables beside this run",
+        "",
+        "Generated by the `report` stage (`weaksam.report.index`) from `metrics/`: do not edit.",
+        f"Profile of this run: **{profile or 'unknown'}**. Absolute numbers of the default "
+        "(embedded, CPU) profile are not comparable with the paper's; the *direction* of each "
+        "table's comparisons is, and is checked below from the metrics files.",
+        "",
+        "| table | the paper's direction | this run | checks (this run's values) |",
+        "|---|---|---|---|",
+    ]
+    for name in sorted(tables, key=_table_number):
+        title = _title(tables[name]) or name
+        link = f"[{title}](tables/{name}.md)"
+        fn = directions.get(name)
+        if fn is None:
+            lines.append(f"| {link} | no direction check | n/a | |")
+            continue
+        d = fn(metrics_dir)
+        lines.append(f"| {link} | {d.claim} | {d.verdict()} | "
+                     + "; ".join(c.text() for c in d.checks) + " |")
+    lines += ["", "Verdicts: reproduced = every comparison of the table holds in this run; "
+              "partly (k of n) = k of the n computed comparisons hold; not run = the metrics "
+              "are missing. Figures: `figures/`."]
+    return "\n".join(lines) + "\n"
+
+
+def _title(markdown: str) -> str | None:
+    m = re.match(r"\*\*(.+?)\.?\*\*", markdown.strip())
+    return m.group(1) if m else None
+
+
+def verdicts(metrics_dir: str | Path,
+             directions: Mapping[str, Callable[[Path], Direction]] | None = None,
+             ) -> dict[str, str]:
+    """``{table name: verdict}`` for every table with a direction (for the CLI and tests)."""
+    directions = DIRECTIONS if directions is None else directions
+    return {name: fn(Path(metrics_dir)).verdict() for name, fn in directions.items()}
