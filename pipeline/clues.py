@@ -1,7 +1,10 @@
 """Stage ``clues``: classification clues of every trainval and test image (paper Sec. 3.1).
 
 For each image: coarse CAM, fine CAM and class-to-patch cross-attention maps (layers
-``clues_train.cross_layers``, heads averaged), aggregated over ``clues.scales`` and flips,
+``clues_train.cross_layers``; ``clues.cross_heads``: ``each`` head's map, the paper's CA tensor,
+or ``mean`` over heads), on the image resized by ``clues.resize`` (``square``: squashed to
+``clues_train.input_size``; ``area``: aspect kept at about that many pixels; ``original``: the
+image's own size, as WeakTr), aggregated over ``clues.scales`` and flips,
 restricted to the image's classes (trainval: image-level labels via ``WeakView``; test:
 predicted classes, ``clues.test_threshold``, top-1 if none) and min-max normalised per map.
 Writes ``clues/{trainval,test}.npz`` (layout: ``weaksam/clues/store.py``) and
@@ -12,7 +15,8 @@ Writes ``clues/{trainval,test}.npz`` (layout: ``weaksam/clues/store.py``) and
                        trainval inside a ground-truth instance MASK of their class
     pointing_accuracy_coarse: the same for cam_coarse points
     points_per_image_cam_fine, num_images, seconds
-Ground truth is read for these evaluation numbers only.
+Ground truth is read for these evaluation numbers only. Runs on ``runtime.device``;
+``clues.amp``: float16 autocast on CUDA (WeakTr's map generation), ignored on the CPU.
 """
 
 from __future__ import annotations
@@ -25,15 +29,24 @@ import torch
 from tqdm import tqdm
 
 from pipeline.common import load_params, set_threads, setup_logging, stage_args
-from weaksam.clues.infer import multiscale_maps, present_classes, select_and_normalise
+from weaksam.clues.infer import (
+    base_size,
+    cross_map_index,
+    group_by_size,
+    multiscale_maps,
+    present_classes,
+    resize_image,
+    select_and_normalise,
+)
 from weaksam.clues.store import ImageClues, build_clues, save_clues
-from weaksam.clues.train import classification_map, load_images, load_model
+from weaksam.clues.train import classification_map, load_model
 from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
 from weaksam.errors import InputError
 from weaksam.prompts.evaluate import annotation_masks, pointing_hits
 from weaksam.prompts.extract import map_peaks
 from weaksam.utils.atomic import write_json
+from weaksam.utils.device import resolve_device
 from weaksam.utils.seed import seed_everything
 
 SPLITS = ("trainval", "test")
@@ -42,29 +55,38 @@ OUT_DIR = Path("clues")
 METRICS = Path("metrics/clues.json")
 
 
-def split_clues(model, view: WeakView, *, use_labels: bool, input_size: int, scales, flip: bool,
-                threshold: float, batch_size: int):
-    """Clues of every image of ``view`` -> (CluesSet, probs (M, C))."""
-    images = load_images(view.read, len(view), input_size)
-    n = input_size // model.patch_size
-    records, probs = [], []
-    for s in tqdm(range(0, len(view), batch_size), desc="clues", disable=None):
-        maps = multiscale_maps(model, images[s : s + batch_size], scales, flip)
+def split_clues(model, view: WeakView, *, use_labels: bool, resize: str, input_size: int,
+                scales, flip: bool, cross_heads: str, threshold: float, batch_size: int,
+                device: torch.device, amp: bool):
+    """Clues of every image of ``view`` -> (CluesSet, probs (M, C)). Images of equal base size
+    are batched together; results keep the split order."""
+    p = model.patch_size
+    sizes = [base_size(it.height, it.width, resize, input_size, p) for it in view]
+    records: list[ImageClues | None] = [None] * len(view)
+    probs: list[np.ndarray | None] = [None] * len(view)
+    cat_ids = np.asarray(view.category_ids, dtype=np.int64)
+    for batch in tqdm(group_by_size(sizes, batch_size), desc="clues", disable=None):
+        imgs = torch.stack([torch.from_numpy(resize_image(view.read(i), sizes[i])).permute(2, 0, 1)
+                            for i in batch])
+        maps = multiscale_maps(model, imgs, scales, flip, cross_heads, device, amp)
         maps = {k: v.numpy() for k, v in maps.items()}
-        for j in range(len(maps["probs"])):
-            item = view[s + j]
-            p = maps["probs"][j]
-            keep = present_classes(p, item.labels if use_labels else None, threshold)
+        for j, i in enumerate(batch):
+            item = view[i]
+            pr = maps["probs"][j]
+            keep = present_classes(pr, item.labels if use_labels else None, threshold)
             sel = select_and_normalise({k: maps[k][j] for k in ("cam_coarse", "cam_fine",
                                                                  "cross")}, keep)
-            records.append(ImageClues(
+            records[i] = ImageClues(
                 image_id=item.image_id, width=item.width, height=item.height,
-                classes=np.asarray(view.category_ids, dtype=np.int64)[keep],
-                class_scores=p[keep].astype(np.float32), **sel))
-            probs.append(p)
-    probs_arr = np.stack(probs).astype(np.float32)
-    clues = build_clues(records, (n, n), list(model.cross_layers), list(view.category_ids),
-                        probs_arr)
+                classes=cat_ids[keep], class_scores=pr[keep].astype(np.float32), **sel)
+            probs[i] = pr
+    probs_arr = np.stack(probs).astype(np.float32) if probs else np.zeros(
+        (0, len(cat_ids)), np.float32)
+    grid = tuple(int(v) for v in np.max([(h // p, w // p) for h, w in sizes], axis=0)) \
+        if sizes else (1, 1)
+    layers, heads = cross_map_index(model.cross_layers, model.num_heads, cross_heads)
+    clues = build_clues(records, grid, layers.tolist(), list(view.category_ids), probs_arr,
+                        heads.tolist())
     return clues, probs_arr
 
 
@@ -77,8 +99,10 @@ def main() -> None:
     seed_everything(seed)
     cfg, pcfg = params["clues"], params["prompts"]
     input_size = int(params["clues_train"]["input_size"])
+    device = resolve_device(params["runtime"]["device"])
     t0 = time.time()
     model, cat_ids = load_model(MODEL)
+    model.to(device)
     metrics: dict[str, float | int] = {}
     sets = {}
     for split in SPLITS:
@@ -90,9 +114,11 @@ def main() -> None:
                                   f"model's {cat_ids} ({MODEL})")
         with torch.inference_mode():
             clues, probs = split_clues(
-                model, view, use_labels=(split == "trainval"), input_size=input_size,
-                scales=[float(s) for s in cfg["scales"]], flip=bool(cfg["flip"]),
-                threshold=float(cfg["test_threshold"]), batch_size=int(cfg["batch_size"]))
+                model, view, use_labels=(split == "trainval"), resize=str(cfg["resize"]),
+                input_size=input_size, scales=[float(s) for s in cfg["scales"]],
+                flip=bool(cfg["flip"]), cross_heads=str(cfg["cross_heads"]),
+                threshold=float(cfg["test_threshold"]), batch_size=int(cfg["batch_size"]),
+                device=device, amp=bool(cfg["amp"]))
         save_clues(OUT_DIR / f"{split}.npz", clues)
         sets[split] = (index, clues)
         key = "cls_map" if split == "test" else "cls_map_trainval"

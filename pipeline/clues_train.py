@@ -8,6 +8,10 @@ Reads the trainval split through ``WeakView`` (no boxes, no masks), holds out
 - ``dvclive/clues_train/``: DVCLive curves (``loss``, ``val_map`` in %) per epoch, resumed with
   ``Live(resume=True)``; declared as DVC plots / metrics;
 - ``models/clues/model.pt``: the final weights with their architecture and class order.
+
+Runs on ``runtime.device`` (``weaksam.utils.device.resolve_device``); ``clues_train.amp``: mixed
+precision on CUDA (ignored on the CPU). WeakTr's training transforms are params:
+``drop_path``, ``randaugment`` (timm string or null), ``erasing`` (probability).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from weaksam.clues.train import (
 )
 from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
+from weaksam.utils.device import resolve_device
 from weaksam.utils.seed import seed_everything
 
 TRAINVAL = Path("data/annotations/trainval.json")
@@ -46,6 +51,7 @@ def arch_from_params(cfg: dict) -> dict:
     arch = {k: cfg[k] for k in ARCH_KEYS}
     arch["img_size"] = int(cfg["input_size"])
     arch["cross_layers"] = [int(i) for i in cfg["cross_layers"]]
+    arch["drop_path_rate"] = float(cfg["drop_path"])
     return arch
 
 
@@ -58,6 +64,7 @@ def main() -> None:
     cfg = params["clues_train"]
     seed = int(params["seed"])
     seed_everything(seed)
+    device = resolve_device(params["runtime"]["device"])
     t0 = time.time()
 
     view = WeakView(load_index(TRAINVAL))
@@ -95,7 +102,9 @@ def main() -> None:
         epochs=int(cfg["epochs"]), batch_size=int(cfg["batch_size"]), lr=float(cfg["lr"]),
         weight_decay=float(cfg["weight_decay"]), warmup_epochs=float(cfg["warmup_epochs"]),
         shift=int(cfg["shift"]), seed=seed, checkpoint=CKPT, fingerprint=fingerprint,
-        on_epoch=on_epoch, stop_after=args.stop_after,
+        on_epoch=on_epoch, stop_after=args.stop_after, device=device,
+        amp=bool(cfg["amp"]), randaugment=cfg["randaugment"] or None,
+        erasing=float(cfg["erasing"]),
     )
     live.end()
     if args.stop_after is not None and len(history) < int(cfg["epochs"]):

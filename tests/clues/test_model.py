@@ -24,7 +24,7 @@ def test_shapes_and_every_parameter_gets_a_gradient():
     out = m(x, with_cross=True)
     assert out["cam_coarse"].shape == (2, 3, 4, 4)
     assert out["cam_fine"].shape == (2, 3, 4, 4)
-    assert out["cross"].shape == (2, 2, 3, 4, 4)
+    assert out["cross"].shape == (2, 2, 1, 3, 4, 4)
     for k in ("logits_coarse", "logits_fine", "logits_tokens"):
         assert out[k].shape == (2, 3)
     losses = m.losses(out, torch.tensor([[1.0, 0, 1], [0, 1, 0]]))
@@ -37,7 +37,7 @@ def test_other_input_size_resamples_positions():
     m = _model(2)
     out = m(torch.randn(1, 3, 48, 40), with_cross=True)
     assert out["cam_fine"].shape == (1, 2, 6, 5)
-    assert out["cross"].shape == (1, 2, 2, 6, 5)
+    assert out["cross"].shape == (1, 2, 1, 2, 6, 5)
 
 
 def test_recording_attention_matches_timm_attention():
@@ -91,8 +91,30 @@ def test_cross_is_class_to_patch_attention_head_mean():
     for k, layer in enumerate(m.cross_layers):
         a = seen[layer][0]  # (Hd, T, T), class tokens first
         expect = a[:, :2, 2:].mean(0).view(2, 4, 4)
-        assert torch.allclose(out["cross"][0, k], expect, atol=1e-6)
+        assert torch.allclose(out["cross"][0, k, 0], expect, atol=1e-6)
     assert all(blk.attn.last_attn is None for blk in m.vit.blocks)  # weights not kept
+
+
+def test_cross_each_head_is_the_papers_ca_tensor():
+    """Paper Sec. 3.1: CA in R^{K x H x N x N x C}, one class-to-patch map per layer and head;
+    the release reads attn_weights[:, :, 8:10] (b, head, layer, C, n, m) per head."""
+    m = _model(2).eval()
+    seen = []
+    hooks = [blk.attn.register_forward_hook(lambda mod, i, o: seen.append(mod.last_attn.clone()))
+             for blk in m.vit.blocks]
+    with torch.no_grad():
+        out = m(torch.randn(1, 3, 32, 32), with_cross=True, cross_heads="each")
+    for h in hooks:
+        h.remove()
+    assert out["cross"].shape == (1, len(m.cross_layers), m.num_heads, 2, 4, 4)
+    for k, layer in enumerate(m.cross_layers):
+        for head in range(m.num_heads):
+            expect = seen[layer][0, head, :2, 2:].view(2, 4, 4)  # rows: class tokens
+            assert torch.allclose(out["cross"][0, k, head], expect, atol=1e-6)
+    # each head's map sums to at most 1 over patches (a softmax row restricted to patches)
+    assert (out["cross"].flatten(-2).sum(-1) <= 1 + 1e-5).all()
+    with pytest.raises(ValueError):
+        m(torch.randn(1, 3, 32, 32), with_cross=True, cross_heads="max")
 
 
 def test_bad_arguments_and_checkpoint(tmp_path):

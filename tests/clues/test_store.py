@@ -71,3 +71,25 @@ def test_save_clues_same_bytes_twice(tmp_path) -> None:
     time.sleep(2.1)  # zip timestamps have 2 s resolution
     save_clues(tmp_path / "b.npz", cs)
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+
+
+def test_images_of_different_grids_round_trip(tmp_path):
+    """Images inferred at their own aspect ratio have their own token grids: stored in a
+    split-wide array, each comes back cropped to its own grid."""
+    rng = np.random.default_rng(1)
+    wide = ImageClues(image_id=1, width=80, height=40, classes=np.array([1]),
+                      class_scores=np.array([0.8], np.float32), cam_coarse=rng.random((1, 2, 4)),
+                      cam_fine=rng.random((1, 2, 4)), cross=rng.random((1, 3, 2, 4)))
+    tall = ImageClues(image_id=2, width=30, height=60, classes=np.array([2]),
+                      class_scores=np.array([0.7], np.float32), cam_coarse=rng.random((1, 4, 2)),
+                      cam_fine=rng.random((1, 4, 2)), cross=rng.random((1, 3, 4, 2)))
+    cs = build_clues([wide, tall], (4, 4), [8, 8, 9], [1, 2], np.zeros((2, 2), np.float32),
+                     cross_heads=[0, 1, -1])
+    assert cs.arrays["grids"].tolist() == [[2, 4], [4, 2]]
+    save_clues(tmp_path / "g.npz", cs)
+    back = load_clues(tmp_path / "g.npz")
+    assert back.image(0).cam_fine.shape == (1, 2, 4) and back.image(1).cross.shape == (1, 3, 4, 2)
+    np.testing.assert_allclose(back.image(1).cam_coarse, tall.cam_coarse, atol=1e-3)
+    assert back.arrays["cross_heads"].tolist() == [0, 1, -1]
+    with pytest.raises(ValueError):  # a grid larger than the store grid
+        build_clues([wide], (2, 2), [8, 8, 9], [1, 2], np.zeros((1, 2), np.float32))

@@ -13,7 +13,15 @@ import torch
 import yaml
 
 from weaksam.clues.model import CluesViT
-from weaksam.clues.train import classification_map, fit, holdout_split, lr_at
+from weaksam.clues.train import (
+    autocast,
+    classification_map,
+    fit,
+    holdout_split,
+    lr_at,
+    rand_augment,
+    random_erasing,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0,
@@ -73,6 +81,71 @@ def test_resume_gives_the_same_weights(tmp_path):
     h = fit(m, x[:9], y[:9], x[9:], y[9:], epochs=1, batch_size=4, lr=1e-3, weight_decay=0.0,
             warmup_epochs=0, shift=0, seed=0, checkpoint=tmp_path / "b.pt", fingerprint="other")
     assert len(h) == 1
+
+
+def test_random_erasing_follows_timm_spec():
+    """WeakTr: RandomErasing(0.25, mode="pixel", max_count=1): one rectangle of 2 % to 1/3 of
+    the image, aspect in [0.3, 1/0.3], filled with per-pixel N(0, 1); p=0 leaves the image."""
+    x = torch.zeros(200, 3, 32, 32)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(random_erasing(x, 0.0, g), x)
+    out = random_erasing(x, 1.0, torch.Generator().manual_seed(0))
+    changed = (out != 0).any(1)  # (B, H, W) erased pixels
+    frac = changed.flatten(1).float().mean(1)
+    assert (frac > 0).all()  # probability 1: every image erased (32 px leaves room every time)
+    assert frac.min() >= 0.02 * 0.9 and frac.max() <= 1 / 3 * 1.1  # rounding of h, w
+    for i in range(20):  # one axis-aligned rectangle per image
+        ys, xs = torch.nonzero(changed[i], as_tuple=True)
+        box = changed[i, ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        assert box.all()
+        asp = box.shape[0] / box.shape[1]
+        assert 0.3 / 1.2 <= asp <= 1.2 / 0.3
+    vals = out[changed[:, None].expand_as(out)]
+    assert abs(float(vals.mean())) < 0.05 and abs(float(vals.std()) - 1) < 0.05  # N(0, 1)
+    half = random_erasing(x, 0.25, torch.Generator().manual_seed(1))
+    share = (half != 0).flatten(1).any(1).float().mean()
+    assert 0.15 < float(share) < 0.35  # about a quarter of the images
+    again = random_erasing(x, 0.25, torch.Generator().manual_seed(1))
+    assert torch.equal(half, again)  # a function of the generator
+
+
+def test_rand_augment_weaktr_string_is_deterministic():
+    """WeakTr's --aa rand-m9-mstd0.5-inc1 through timm: 2 ops at magnitude 9 (noise std 0.5);
+    the result depends only on the generator and leaves Python's / NumPy's global state alone."""
+    import random
+
+    from timm.data.auto_augment import rand_augment_transform
+
+    ra = rand_augment_transform("rand-m9-mstd0.5-inc1", {"translate_const": 14})
+    assert ra.num_layers == 2
+    assert all(op.magnitude == 9 and op.magnitude_std == 0.5 for op in ra.ops)
+    imgs = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8,
+                         generator=torch.Generator().manual_seed(0))
+    random.seed(5)
+    before = random.random()
+    random.seed(5)
+    a = rand_augment(imgs, "rand-m9-mstd0.5-inc1", torch.Generator().manual_seed(3))
+    assert random.random() == before
+    b = rand_augment(imgs, "rand-m9-mstd0.5-inc1", torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a.dtype == torch.uint8 and a.shape == imgs.shape
+    assert not torch.equal(a, imgs)
+
+
+def test_fit_with_weaktr_augmentations_and_amp_on_cpu(tmp_path):
+    """drop-path, RandAugment and erasing train; amp is a no-op on the CPU (same weights)."""
+    x, y = _data()
+    runs = []
+    for amp in (False, True):
+        torch.manual_seed(0)
+        m = CluesViT(num_classes=3, drop_path_rate=0.1, **TINY)
+        fit(m, x[:9], y[:9], x[9:], y[9:], epochs=1, batch_size=4, lr=1e-3, weight_decay=0.05,
+            warmup_epochs=1, shift=2, seed=0, checkpoint=tmp_path / f"{amp}.pt",
+            fingerprint="fp", device="cpu", amp=amp, randaugment="rand-m9-mstd0.5-inc1",
+            erasing=0.25)
+        runs.append(m.state_dict())
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    with autocast("cpu", True):
+        assert not torch.is_autocast_enabled("cpu")
 
 
 def _run(args, cwd, monkeypatch):

@@ -12,8 +12,10 @@ Outputs of :meth:`CluesViT.forward` (a dict):
     cam_coarse:    (B, C, n, m)  convolutional CAM head on the last layer's patch tokens
     cam_fine:      (B, C, n, m)  ReLU(coarse CAM) propagated by the fused patch-to-patch
                    attention (non-negative)
-    cross:         (B, Ls, C, n, m)  class-to-patch attention of the selected layers
-                   ``cross_layers`` (Ls of them), heads averaged (only when ``with_cross``)
+    cross:         (B, Ls, Hc, C, n, m)  class-to-patch attention of the selected layers
+                   ``cross_layers`` (Ls of them), per head (Hc = Hd, the paper's
+                   CA in R^{K x H x N x N x C}, Sec. 3.1) or heads averaged (Hc = 1)
+                   (only when ``with_cross``)
 
 Fine CAM (WeakTr's adaptive attention fusion, static variant): one learnable logit per
 (layer, head); ``w = softmax(logits)`` over all L*Hd maps; the fused patch-to-patch affinity
@@ -177,8 +179,14 @@ class CluesViT(nn.Module):
         """(L, Hd) non-negative weights summing to 1 (softmax of the fusion logits)."""
         return self.fusion_logits.flatten().softmax(0).view_as(self.fusion_logits)
 
-    def forward(self, x: torch.Tensor, with_cross: bool = False) -> dict[str, torch.Tensor]:
-        """See the module docstring for the returned dict."""
+    def forward(
+        self, x: torch.Tensor, with_cross: bool = False, cross_heads: str = "mean"
+    ) -> dict[str, torch.Tensor]:
+        """See the module docstring for the returned dict. ``cross_heads``: ``"each"`` keeps
+        every head's map (paper's CA tensor; the authors' release prompts from each head of
+        layers 8-9), ``"mean"`` averages the heads of a layer."""
+        if cross_heads not in ("mean", "each"):
+            raise ValueError(f"cross_heads must be 'mean' or 'each', got {cross_heads!r}")
         c = self.num_classes
         tokens, attns, n, m = self.forward_features(x)
         b = tokens.shape[0]
@@ -205,8 +213,10 @@ class CluesViT(nn.Module):
             "cam_fine": cam_fine,
         }
         if with_cross:
-            sel = [attns[li][:, :, :c, c:].mean(1) for li in self.cross_layers]  # (B, C, nm)
-            out["cross"] = torch.stack(sel, dim=1).reshape(b, len(self.cross_layers), c, n, m)
+            sel = [attns[li][:, :, :c, c:] for li in self.cross_layers]  # (B, Hd, C, nm) each
+            if cross_heads == "mean":
+                sel = [a.mean(1, keepdim=True) for a in sel]
+            out["cross"] = torch.stack(sel, dim=1).reshape(b, len(self.cross_layers), -1, c, n, m)
         return out
 
     @staticmethod

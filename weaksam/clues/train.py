@@ -4,6 +4,17 @@ Shorthand: N images, C classes, S the square network input size in pixels.
     images: (N, 3, S, S) uint8 RGB, resized from the original (aspect not kept)
     labels: (N, C) float32 multi-hot image-level labels (from ``WeakView`` only)
 
+Augmentation: random horizontal flip and translation (always); optionally WeakTr's training
+transforms (its ``main.py`` defaults, through timm's ``create_transform``): RandAugment
+``rand-m9-mstd0.5-inc1`` on the uint8 image and random erasing (probability 0.25, "pixel" mode:
+one rectangle of 2-33 % of the image, aspect 0.3-3.3, filled with N(0, 1) noise in normalised
+units) on the normalised tensor.
+
+Devices: the model and every batch live on ``device``; ``amp`` runs forward passes under float16
+autocast with a gradient scaler on CUDA (WeakTr trains under ``torch.cuda.amp.autocast`` with
+timm's ``NativeScaler``) and is ignored on the CPU. Random numbers always come from CPU
+generators, so the draws do not depend on the device.
+
 Training is deterministic and resumable: epoch ``e`` draws its shuffle and augmentation from a
 generator seeded with ``(seed, e)``, the learning rate is a pure function of the global step,
 and a checkpoint (model, optimizer, epoch, history, fingerprint) is written atomically after
@@ -13,7 +24,9 @@ weights as an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -49,18 +62,91 @@ def load_images(read: Callable[[int], np.ndarray], count: int, size: int) -> tor
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) uint8 -> float32 normalised with the ImageNet mean and std."""
+    """(B, 3, H, W) uint8 -> float32 normalised with the ImageNet mean and std (same device)."""
     x = images.float() / 255.0
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+def autocast(device: torch.device | str, enabled: bool) -> contextlib.AbstractContextManager:
+    """float16 autocast on a CUDA ``device`` when ``enabled`` (WeakTr's mixed precision); a
+    no-op on the CPU (the rule: ``amp`` only ever changes CUDA runs)."""
+    if enabled and torch.device(device).type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def _seed_from(generator: torch.Generator) -> int:
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+
+
+def rand_augment(images: torch.Tensor, config: str, generator: torch.Generator) -> torch.Tensor:
+    """timm RandAugment (``config`` e.g. WeakTr's ``"rand-m9-mstd0.5-inc1"``: 2 operations per
+    image, magnitude 9 with noise std 0.5, magnitude-increasing variants) on each image of
+    ``images (B, 3, S, S)`` uint8 (CPU) -> same shape and dtype. Hyper-parameters as timm's
+    ``transforms_imagenet_train`` (translate 45 % of the side, fill with the ImageNet mean,
+    bicubic). timm draws from Python's and NumPy's global generators: they are seeded from
+    ``generator`` here and restored afterwards, so the result is a function of ``generator``."""
+    from PIL import Image
+    from timm.data.auto_augment import rand_augment_transform
+
+    side = int(min(images.shape[-2:]))
+    hp = {"translate_const": int(side * 0.45),
+          "img_mean": tuple(min(255, round(255 * m)) for m in IMAGENET_MEAN),
+          "interpolation": Image.BICUBIC}
+    ra = rand_augment_transform(config, hp)
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        random.seed(_seed_from(generator))
+        np.random.seed(_seed_from(generator))
+        out = torch.empty_like(images)
+        for i in range(len(images)):
+            im = Image.fromarray(images[i].permute(1, 2, 0).numpy())
+            out[i] = torch.from_numpy(np.asarray(ra(im), dtype=np.uint8).copy()).permute(2, 0, 1)
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    return out
+
+
+def random_erasing(x: torch.Tensor, probability: float, generator: torch.Generator,
+                   min_area: float = 0.02, max_area: float = 1 / 3, min_aspect: float = 0.3,
+                   attempts: int = 10) -> torch.Tensor:
+    """Random erasing as timm's ``RandomErasing(probability, mode="pixel", max_count=1)``
+    (WeakTr: ``--reprob 0.25 --remode pixel --recount 1``) on ``x (B, 3, H, W)`` normalised.
+
+    Each image, with ``probability``: up to ``attempts`` draws of a target area
+    ``U(min_area, max_area) * H * W`` and a log-uniform aspect in ``[min_aspect, 1/min_aspect]``;
+    the first rectangle ``h = round(sqrt(area * aspect))``, ``w = round(sqrt(area / aspect))``
+    with ``h < H`` and ``w < W`` is placed uniformly and filled with N(0, 1) per pixel and
+    channel. Returns a new tensor on ``x``'s device."""
+    b, c, hh, ww = x.shape
+    out = x.clone()
+    lo, hi = math.log(min_aspect), math.log(1.0 / min_aspect)
+    for i in range(b):
+        if float(torch.rand((), generator=generator)) >= probability:
+            continue
+        for _ in range(attempts):
+            u = torch.rand(2, generator=generator).tolist()
+            area = (min_area + (max_area - min_area) * u[0]) * hh * ww
+            aspect = math.exp(lo + (hi - lo) * u[1])
+            h = int(round(math.sqrt(area * aspect)))
+            w = int(round(math.sqrt(area / aspect)))
+            if 0 < h < hh and 0 < w < ww:
+                top = int(torch.randint(0, hh - h + 1, (1,), generator=generator))
+                left = int(torch.randint(0, ww - w + 1, (1,), generator=generator))
+                noise = torch.randn((c, h, w), generator=generator)
+                out[i, :, top : top + h, left : left + w] = noise.to(out.device, out.dtype)
+                break
+    return out
 
 
 def augment(x: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Tensor:
     """Random horizontal flip and a random translation of up to ``shift`` px (reflect pad),
     per image. ``x: (B, 3, S, S)`` float -> same shape."""
     b, _, h, w = x.shape
-    flip = torch.rand(b, generator=generator) < 0.5
+    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
     x = torch.where(flip.view(b, 1, 1, 1), x.flip(-1), x)
     if shift <= 0:
         return x
@@ -99,12 +185,16 @@ def classification_map(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def predict_scores(model: CluesViT, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities ``(N, C)`` float32 of ``images (N, 3, S, S)`` uint8 (single scale)."""
+def predict_scores(model: CluesViT, images: torch.Tensor, batch_size: int = 64,
+                   device: torch.device | str = "cpu", amp: bool = False) -> np.ndarray:
+    """Class probabilities ``(N, C)`` float32 of ``images (N, 3, S, S)`` uint8 (single scale),
+    computed on ``device`` (where the model is)."""
     model.eval()
     out = []
     for s in range(0, len(images), batch_size):
-        out.append(model.class_scores(model(normalize(images[s : s + batch_size]))))
+        with autocast(device, amp):
+            o = model(normalize(images[s : s + batch_size].to(device)))
+        out.append(model.class_scores({k: v.float() for k, v in o.items()}).cpu())
     if not out:
         return np.zeros((0, model.num_classes), np.float32)
     return torch.cat(out).numpy().astype(np.float32)
@@ -153,14 +243,25 @@ def fit(
     fingerprint: str,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     stop_after: int | None = None,
+    device: torch.device | str = "cpu",
+    amp: bool = False,
+    randaugment: str | None = None,
+    erasing: float = 0.0,
 ) -> list[dict[str, float]]:
     """Train with AdamW on multi-label BCE, resuming from ``checkpoint`` when it holds the same
     ``fingerprint`` (params + data); otherwise start fresh. After every epoch ``e`` (1-based):
     evaluate held-out mAP, call ``on_epoch(e, metrics)``, then save the checkpoint.
     ``stop_after`` ends the run after that epoch (simulates a killed run in tests).
+    ``device``: where the model and batches go (images stay uint8 on the CPU until batched);
+    ``amp``: mixed precision on CUDA (module docstring); ``randaugment``: a timm RandAugment
+    string or None; ``erasing``: random-erasing probability (0: off).
     Returns the per-epoch metrics (``loss``, ``val_map`` in %, ``lr``) of all epochs so far.
     """
+    device = torch.device(device)
+    model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    use_scaler = amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     start, history = 0, []
     ckpt_path = Path(checkpoint)
     if ckpt_path.is_file():
@@ -168,6 +269,8 @@ def fit(
         if state.get("fingerprint") == fingerprint:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
             start, history = int(state["epoch"]), list(state["history"])
     n = len(train_images)
     if n == 0:
@@ -188,18 +291,31 @@ def fit(
             for group in opt.param_groups:
                 group["lr"] = cur_lr
             idx = perm[it * batch_size : (it + 1) * batch_size]
-            x = augment(normalize(train_images[idx]), shift, g)
-            losses = model.losses(model(x), train_labels[idx])
+            raw = train_images[idx]
+            if randaugment:
+                raw = rand_augment(raw, randaugment, g)
+            x = augment(normalize(raw.to(device)), shift, g)
+            if erasing > 0:
+                x = random_erasing(x, erasing, g)
+            with autocast(device, amp):
+                out = model(x)
+            out = {k: v.float() for k, v in out.items()}
+            losses = model.losses(out, train_labels[idx].to(device))
             if not torch.isfinite(losses["loss"]):
                 raise TrainingError(f"non-finite loss at epoch {epoch} step {it}")
             opt.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            opt.step()
+            if scaler is not None:
+                scaler.scale(losses["loss"]).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                losses["loss"].backward()
+                opt.step()
             loss_sum += float(losses["loss"].detach()) * len(idx)
         metrics = {"loss": loss_sum / n, "lr": cur_lr}
         if len(val_images):
             metrics["val_map"] = classification_map(
-                predict_scores(model, val_images, batch_size), val_labels.numpy()
+                predict_scores(model, val_images, batch_size, device, amp), val_labels.numpy()
             )
         history.append(metrics)
         if on_epoch is not None:
@@ -212,6 +328,7 @@ def fit(
                 "epoch": epoch,
                 "history": history,
                 "fingerprint": fingerprint,
+                "scaler": scaler.state_dict() if scaler is not None else None,
             },
         )
         if stop_after is not None and epoch >= stop_after:
@@ -221,7 +338,8 @@ def fit(
 
 def build_model(arch: dict, num_classes: int) -> CluesViT:
     """Build :class:`CluesViT` from an architecture dict saved beside the weights
-    (keys: img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio, cross_layers)."""
+    (keys: img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio, cross_layers, stem,
+    optionally drop_path_rate)."""
     return CluesViT(num_classes=num_classes, **arch)
 
 
