@@ -10,6 +10,8 @@ Outputs:
 - ``dvclive/backbone_pretrain/``: per-epoch loss curve.
 With ``wsod.backbone: vgg16`` (paper profile) the stage only records that the ImageNet VGG16
 checkpoint ``wsod.vgg16_checkpoint`` is used instead, and writes no model.
+Device: ``wsod.device`` if set, else ``runtime.device`` (the WSOD stages' device); the
+checkpoint is saved from CPU tensors, so it loads on any device.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pipeline.common import load_params, set_threads, setup_logging, stage_args
 from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
 from weaksam.utils.atomic import atomic_path, write_json
+from weaksam.utils.device import resolve_device
 from weaksam.utils.seed import seed_everything
 from weaksam.wsod.pretrain import load_resized, mean_ap, predict, pretrain_backbone
 
@@ -38,6 +41,7 @@ def main() -> None:
     log = setup_logging("backbone_pretrain")
     set_threads(params)
     cfg = params["backbone_pretrain"]
+    device = resolve_device(params["wsod"].get("device") or params["runtime"]["device"])
     seed_everything(int(params["seed"]))
     t0 = time.time()
     if params["wsod"]["backbone"] != "small_cnn":
@@ -58,7 +62,7 @@ def main() -> None:
         train, **arch, pool=cfg["pool"], image_size=int(cfg["image_size"]),
         epochs=int(cfg["epochs"]), batch_size=int(cfg["batch_size"]), lr=float(cfg["lr"]),
         weight_decay=float(cfg["weight_decay"]), min_crop=float(cfg["min_crop"]),
-        seed=int(params["seed"]), on_epoch=on_epoch,
+        seed=int(params["seed"]), on_epoch=on_epoch, device=device,
     )
     live.end()
     xt, yt = load_resized(test, int(cfg["image_size"]))
@@ -66,7 +70,7 @@ def main() -> None:
     metrics["seconds"] = round(time.time() - t0, 2)
     log.info("backbone pre-trained: %s", metrics)
     with atomic_path(OUT) as tmp:
-        torch.save({"backbone": model.backbone.state_dict(),
+        torch.save({"backbone": {k: v.cpu() for k, v in model.backbone.state_dict().items()},
                     "config": {"name": "small_cnn", **arch}}, tmp)
     write_json(METRICS, metrics)
 

@@ -15,9 +15,14 @@ Outputs (docs/contracts.md, "wsod"):
   AP, test), corloc (trainval), coco {AP, AP50, AP75} (test), per-class AP and CorLoc,
   train_seconds, seconds_per_epoch, peak_rss_mib, peak_gpu_mib, plus the proposal counts;
 - ``dvclive/wsod_{method}_{source}/``: per-epoch loss curves.
-Distributed: ``torchrun --nproc_per_node N -m pipeline.wsod ...`` trains with DDP (gloo on CPU),
-each process on its shard of every global batch (``wsod.batch_size`` images over all
-processes); rank 0 then runs inference and writes every output.
+Device: ``wsod.device`` if set, else ``runtime.device`` (``weaksam.utils.device``); model,
+images, boxes and labels go there. Distributed: ``torchrun --nproc_per_node N -m pipeline.wsod
+...`` trains with DDP (backend ``ddp_backend(device)``: NCCL on CUDA, gloo on the CPU), each
+process on its shard of every global batch (the method's batch size over all processes); rank 0
+then runs inference and writes every output.
+Per-method settings: ``wsod.<method>.<key>`` for the schedule keys (schedule, epochs,
+iterations, lr_steps, lr_gamma, warmup_iters, batch_size, lr, weight_decay, train_scales,
+test_scales); null means ``wsod.<key>``.
 """
 
 from __future__ import annotations
@@ -46,8 +51,9 @@ from weaksam.proposals.sources import TABLE4_VARIANTS
 from weaksam.proposals.store import ProposalSet, load_proposals
 from weaksam.utils.atomic import write_json
 from weaksam.utils.boxes import clip_boxes
+from weaksam.utils.device import ddp_backend, resolve_device
 from weaksam.utils.seed import seed_everything
-from weaksam.wsod.backbone import build_backbone
+from weaksam.wsod.backbone import build_backbone, load_vgg16_fc
 from weaksam.wsod.infer import detect_split
 from weaksam.wsod.mist import MIST
 from weaksam.wsod.oicr import OICR
@@ -79,27 +85,49 @@ def prepare_boxes(props: ProposalSet, image_id: int, width: int, height: int, ca
     return b[ok][order].astype(np.float32)
 
 
+def stage_device(params: dict[str, Any]) -> torch.device:
+    """The stage's device: ``wsod.device`` when set, else ``runtime.device``."""
+    return resolve_device(params["wsod"].get("device") or params["runtime"]["device"])
+
+
+def method_setting(params: dict[str, Any], method: str, key: str) -> Any:
+    """``wsod.<method>.<key>`` unless missing or null, else ``wsod.<key>``."""
+    m = params["wsod"][method]
+    return m[key] if m.get(key) is not None else params["wsod"][key]
+
+
 def build_model(method: str, num_classes: int, params: dict[str, Any]) -> torch.nn.Module:
-    """The OICR or MIST network of params ``wsod`` (backbone weights from its checkpoint)."""
+    """The OICR or MIST network of params ``wsod`` (backbone weights from its checkpoint; with
+    VGG16 and ``wsod.vgg16_fc`` the RoI head's fc6 / fc7 too)."""
     w, bp = params["wsod"], params["backbone_pretrain"]
     if w["backbone"] == "small_cnn":
         backbone = build_backbone("small_cnn", checkpoint="backbone/model.pt",
                                   widths=bp["widths"], stem=int(bp["stem"]),
                                   convs=int(bp["convs"]))
     else:
-        backbone = build_backbone(w["backbone"], checkpoint=w["vgg16_checkpoint"])
+        backbone = build_backbone(w["backbone"], checkpoint=w["vgg16_checkpoint"],
+                                  dilated=bool(w["dilated_conv5"]),
+                                  frozen_blocks=int(w["frozen_conv_blocks"]))
+    m = w[method]
     common = dict(roi_op=w["roi_op"], roi_size=int(w["roi_size"]),
                   roi_sampling=int(w["roi_sampling"]), hidden=int(w["hidden"]),
                   dropout=float(w["dropout"]), refine_times=int(w["refine_times"]),
                   fg_iou=float(w["fg_iou"]), bg_ignore_iou=float(w["bg_ignore_iou"]),
-                  freeze_backbone=bool(w["freeze_backbone"]))
+                  freeze_backbone=bool(w["freeze_backbone"]),
+                  mil_reduction=m["mil_reduction"],
+                  first_refine_weight=float(m["first_refine_weight"]))
     if method == "oicr":
-        return OICR(backbone, num_classes, **common)
-    m = w["mist"]
-    return MIST(backbone, num_classes, top_p=float(m["top_p"]),
-                spatial_iou=float(m["spatial_iou"]), reg_weight=float(m["reg_weight"]),
-                cdb=bool(m["cdb"]), cdb_block=int(m["cdb_block"]), cdb_rate=float(m["cdb_rate"]),
-                cdb_temperature=float(m["cdb_temperature"]), **common)
+        model = OICR(backbone, num_classes, **common)
+    else:
+        model = MIST(backbone, num_classes, top_p=float(m["top_p"]),
+                     spatial_iou=float(m["spatial_iou"]), reg_weight=float(m["reg_weight"]),
+                     reg_beta=float(m["reg_beta"]), cdb=bool(m["cdb"]),
+                     cdb_block=int(m["cdb_block"]), cdb_rate=float(m["cdb_rate"]),
+                     cdb_temperature=float(m["cdb_temperature"]), cdb_hard=bool(m["cdb_hard"]),
+                     cdb_net=m["cdb_net"], **common)
+    if w["backbone"] == "vgg16" and w["vgg16_checkpoint"] and w["vgg16_fc"]:
+        load_vgg16_fc(model.roi_head.fc, w["vgg16_checkpoint"])
+    return model
 
 
 def main() -> None:
@@ -112,6 +140,8 @@ def main() -> None:
         log.warning("Table 4 variants are defined for MIST; running OICR on %s anyway",
                     args.source)
     w = params["wsod"]
+    device = stage_device(params)
+    init_distributed(device)
     seed = int(params["seed"])
     seed_everything(seed)
     name = f"{args.method}_{args.source}"
@@ -129,9 +159,16 @@ def main() -> None:
     items = [TrainImage(it.image_id, train_view.read(i), it.labels, boxes["trainval"][it.image_id])
              for i, it in enumerate(train_view)]
 
-    model = build_model(args.method, train_view.num_classes, params)
+    model = build_model(args.method, train_view.num_classes, params).to(device)
     cache = FeatureCache(model.backbone, enabled=bool(w["freeze_backbone"]))
     mcfg = w[args.method]
+
+    def setting(key: str) -> Any:
+        return method_setting(params, args.method, key)
+
+    cdb_kw = {k: mcfg[k] for k in ("cdb_lr", "cdb_weight_decay", "cdb_adversary_weight",
+                                   "cdb_adversary", "cdb_lr_gamma", "cdb_warmup_iters")
+              if k in mcfg}
     rank = dist.get_rank() if dist.is_initialized() else 0
     live = Live(dir=f"dvclive/wsod_{name}", save_dvc_exp=False, dvcyaml=None, report=None) \
         if rank == 0 else None
@@ -143,19 +180,26 @@ def main() -> None:
             live.log_metric(f"train/{k}", v)
         live.next_step()
 
+    bwd = w["bias_weight_decay"]
     timing = train_wsod(
-        model, items, epochs=int(mcfg["epochs"]), batch_size=int(w["batch_size"]),
-        lr=float(w["lr"]), weight_decay=float(w["weight_decay"]), optimizer=w["optimizer"],
-        train_scales=[int(s) for s in w["train_scales"]], max_size=int(w["max_size"]),
-        flip=bool(w["flip"]), seed=seed, checkpoint=out_dir / "model.pt",
-        cdb_start_epoch=int(mcfg.get("cdb_start_epoch", 0)), on_epoch=on_epoch, cache=cache,
+        model, items, epochs=int(setting("epochs")), batch_size=int(setting("batch_size")),
+        lr=float(setting("lr")), weight_decay=float(setting("weight_decay")),
+        optimizer=w["optimizer"], train_scales=[int(s) for s in setting("train_scales")],
+        max_size=int(w["max_size"]), flip=bool(w["flip"]), seed=seed,
+        checkpoint=out_dir / "model.pt", cdb_start_epoch=int(mcfg.get("cdb_start_epoch", 0)),
+        on_epoch=on_epoch, cache=cache, schedule=setting("schedule"),
+        iterations=int(setting("iterations")), lr_steps=[int(v) for v in setting("lr_steps")],
+        lr_gamma=float(setting("lr_gamma")), warmup_iters=int(setting("warmup_iters")),
+        warmup_factor=float(w["warmup_factor"]), momentum=float(w["momentum"]),
+        bias_lr_factor=float(w["bias_lr_factor"]),
+        bias_weight_decay=None if bwd is None else float(bwd), device=device, **cdb_kw,
     )
     if live is None:  # torchrun: ranks > 0 only train; rank 0 evaluates and writes
         return
     live.end()
     del items
     t0, c0 = time.time(), time.process_time()
-    det_kw = dict(scales=[int(s) for s in w["test_scales"]], max_size=int(w["max_size"]),
+    det_kw = dict(scales=[int(s) for s in setting("test_scales")], max_size=int(w["max_size"]),
                   flip=bool(w["flip"]), nms_iou=float(w["nms_iou"]),
                   score_thresh=float(w["score_thresh"]), max_det=int(w["max_det"]))
     dets = {}
@@ -186,8 +230,8 @@ def main() -> None:
         "train_cpu_seconds": round(timing["train_cpu_seconds"], 2),
         "infer_cpu_seconds": round(infer_cpu, 2),
         "peak_rss_mib": round(peak_rss, 1),
-        "peak_gpu_mib": (torch.cuda.max_memory_allocated() / 2**20
-                         if torch.cuda.is_available() else None),
+        "peak_gpu_mib": (torch.cuda.max_memory_allocated(device) / 2**20
+                         if device.type == "cuda" else None),
         "proposals_per_image": {s: float(np.mean([len(b) for b in boxes[s].values()]))
                                 for s in boxes},
     }
@@ -197,14 +241,20 @@ def main() -> None:
     write_json(Path("metrics") / f"wsod_{name}.json", metrics)
 
 
-def _init_distributed() -> None:
-    """Under ``torchrun`` (WORLD_SIZE > 1) join the process group: gloo on CPU, nccl on GPU."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+def init_distributed(device: torch.device) -> str | None:
+    """Under ``torchrun`` (WORLD_SIZE > 1) join the process group with the backend of the
+    stage's device (``ddp_backend``: gloo for the CPU even where CUDA exists, NCCL for CUDA);
+    returns the backend, None outside torchrun."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return None
+    backend = ddp_backend(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend)
+    return backend
 
 
 if __name__ == "__main__":
-    _init_distributed()
     try:
         main()
     except InputError as e:

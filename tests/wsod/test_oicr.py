@@ -55,6 +55,30 @@ def test_seeds_are_top_proposal_per_present_class():
     assert torch.equal(sb, boxes[[1, 0, 2]])
 
 
+def test_a_proposal_taken_by_one_class_is_not_a_seed_of_the_next():
+    # OICR release (lib/oicr_layer/layer.py): classes in ascending order; after class c takes
+    # proposal j, cls_prob[j, :] = 0, so a later class takes its next-best proposal
+    m = OICR(tiny_backbone(), 3, roi_size=2, hidden=8)
+    boxes = torch.arange(16.).view(4, 4)
+    scores = torch.tensor([[0.9, 0.8, 0.1], [0.1, 0.6, 0.2], [0.0, 0.1, 0.3], [0.0, 0.0, 0.0]])
+    both = torch.tensor([1.0, 1.0, 0.0])
+    sb, sc, ss, si = m.seeds(scores, RoIBatch.of([boxes], [both]))
+    assert sc.tolist() == [1, 2] and torch.equal(sb, boxes[[0, 1]])  # class 2 loses row 0
+    assert torch.allclose(ss, torch.tensor([0.9, 0.6]))
+    # three classes all preferring row 0 once the others are gone: rows 0, 1, 2
+    s3 = torch.tensor([[0.9, 0.8, 0.7], [0.1, 0.6, 0.5], [0.0, 0.1, 0.3], [0.0, 0.0, 0.0]])
+    sb, sc, ss, _ = m.seeds(s3, RoIBatch.of([boxes], [torch.ones(3)]))
+    assert torch.equal(sb, boxes[[0, 1, 2]]) and torch.allclose(ss, torch.tensor([.9, .6, .3]))
+    # every row taken: the later class reads zeros and takes the first row (argmax of zeros)
+    sb, sc, ss, _ = m.seeds(s3[:2], RoIBatch.of([boxes[:2]], [torch.ones(3)]))
+    assert torch.equal(sb, boxes[[0, 1, 0]]) and ss.tolist()[2] == 0.0
+    # in a batch each image removes only its own proposals: same seeds as image by image
+    batch = RoIBatch.of([boxes, boxes[:2]], [both, torch.ones(3)])
+    sb, sc, ss, si = m.seeds(torch.cat([scores, s3[:2]]), batch)
+    assert si.tolist() == [0, 0, 1, 1, 1] and sc.tolist() == [1, 2, 1, 2, 3]
+    assert torch.equal(sb, torch.cat([boxes[[0, 1]], boxes[[0, 1, 0]]]))
+
+
 def test_mil_and_refine_losses_by_hand():
     m = OICR(tiny_backbone(), 2, roi_size=2, hidden=8, refine_times=1)
     mil = torch.tensor([[0.3, 0.1], [0.2, 0.05]])  # image scores: 0.5, 0.15

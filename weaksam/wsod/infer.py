@@ -33,11 +33,12 @@ def detect_image(
     labels (M,) in 0..C-1). No proposals -> no detections. ``cache`` (with ``image_id``) reuses
     backbone features computed in training (frozen backbone)."""
     model.eval()
+    dev = next(model.parameters()).device  # the device the stage put the model on
     h, w = pixels.shape[:2]
     if len(proposals) == 0:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
-    img = to_tensor(pixels)
-    props = torch.from_numpy(np.asarray(proposals, np.float32))
+    img = to_tensor(pixels).to(dev)
+    props = torch.from_numpy(np.asarray(proposals, np.float32)).to(dev)
     score_sum, delta_sum, n = None, None, 0
     for s in scales:
         f = scale_factor(h, w, s, max_size)
@@ -51,7 +52,7 @@ def detect_image(
                 fmap = model.backbone.forward_features(xi[None])
             scores, deltas = model.predict(fmap, b)
             if deltas is not None and fl:
-                deltas = deltas * torch.tensor([-1.0, 1.0, 1.0, 1.0])
+                deltas = deltas * torch.tensor([-1.0, 1.0, 1.0, 1.0], device=dev)
             score_sum = scores if score_sum is None else score_sum + scores
             if deltas is not None:
                 delta_sum = deltas if delta_sum is None else delta_sum + deltas
@@ -65,11 +66,11 @@ def detect_image(
     else:
         boxes = props.repeat_interleave(c, dim=0)
     scores = scores.reshape(-1)
-    labels = torch.arange(c).repeat(r)
+    labels = torch.arange(c, device=dev).repeat(r)
     ok = scores > score_thresh
     boxes, scores, labels = boxes[ok], scores[ok], labels[ok]
     keep = batched_nms(boxes, scores, labels, nms_iou)[:max_det]
-    return boxes[keep].numpy(), scores[keep].numpy(), labels[keep].numpy()
+    return boxes[keep].cpu().numpy(), scores[keep].cpu().numpy(), labels[keep].cpu().numpy()
 
 
 def detect_split(

@@ -1,23 +1,22 @@
 """MIST: multiple-instance self-training with Concrete DropBlock (Ren et al., CVPR 2020; the
-paper's stronger WSOD baseline, Tables 1, 4, 6, 7).
+paper's stronger WSOD baseline, Tables 1, 4, 6, 7), as released in NVlabs/wetectron.
 
 Extends :class:`weaksam.wsod.oicr.OICR` (same shorthand: R proposals, C classes, K branches):
-- pseudo labels per present class c (MIST Alg. 1): the top ``top_p`` fraction of proposals by
-  the previous branch's score, then spatial selection: walking down that list, keep a proposal
-  unless it overlaps an already kept one with IoU > ``spatial_iou`` (greedy, i.e. NMS on the
-  top-p set). All kept proposals are seeds; every proposal takes its highest-IoU seed's class
-  when IoU >= 0.5, else background, weighted by the seed's score.
+- pseudo labels per present class c (MIST Alg. 1; wetectron ``mist_layer``): the top
+  k = floor(``top_p`` R) proposals by the previous branch's score (at least 1: wetectron fails on
+  k = 0), then spatial selection: candidate i (rank order) is kept iff its IoU with EVERY
+  higher-ranked candidate, kept or not, is below ``spatial_iou`` (not NMS: a candidate dropped
+  for overlapping the first one still removes the ones that overlap it). All kept candidates
+  are seeds; every proposal takes its highest-IoU seed's class when IoU >= 0.5, else
+  background, weighted by the seed's score.
 - each refinement branch k has a box regression head (R, 4 (C + 1)); loss ``reg{k}`` (R,):
-  smooth L1 of the class-specific deltas to the matched seed box (torchvision's BoxCoder,
-  weights 10, 10, 5, 5), foreground proposals only, weighted like the classification loss.
-- Concrete DropBlock on the RoI feature maps (R, Cf, s, s): a small conv net predicts per-cell
-  drop logits from the (detached) RoI features; a relaxed-Bernoulli (Concrete) sample with
-  temperature T is expanded into ``block`` x ``block`` blocks by max-pooling and the features
-  are multiplied by the keep mask (rescaled to keep the mean). The module is trained
-  adversarially: the gradient of the detection loss reaches it through a gradient-reversal
-  layer, so it learns to drop the parts the detector relies on most. The seed budget is fixed
-  by construction (DropBlock's seed rate from ``cdb_rate``, spread by a softmax over the
-  cells), so the adversary chooses where to drop, never how much.
+  smooth L1 (``reg_beta``; wetectron: beta 1) of the class-specific deltas to the matched seed
+  box (BoxCoder weights 10, 10, 5, 5), foreground proposals only, weighted by the seed score;
+  branch 0's classification and regression losses x3 (wetectron ``lmda``), MIL BCE averaged
+  over classes.
+- Concrete DropBlock (:class:`ConcreteDropBlock`) on the RoI feature maps (R, Cf, s, s); its
+  parameters are trained by their own optimizer to INCREASE the detection loss (the trainer,
+  :func:`weaksam.wsod.train.train_wsod`, owns that adversarial step).
 Inference: mean over branches of class scores and of regression deltas.
 """
 
@@ -29,77 +28,89 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.detection._utils import BoxCoder
-from torchvision.ops import nms
+from torchvision.ops import box_iou
 
 from weaksam.wsod.oicr import OICR
 from weaksam.wsod.segments import RoIBatch, segment_sum
 
 
-class _GradReverse(torch.autograd.Function):
-    """Identity forward; gradient multiplied by -1 backward."""
+class _ReleasedScorer(nn.Module):
+    """wetectron's ``cdb.BasicBlock``: conv3x3-BN-ReLU-conv3x3(->2)-BN plus a 1x1 (->2)
+    shortcut, no biases; channel 0 is the drop score. (R, Cf, s, s) -> (R, 1, s, s)."""
 
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return x.view_as(x)
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.conv2 = nn.Conv2d(c, 2, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(2)
+        self.down = nn.Conv2d(c, 2, 1, bias=False)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return -grad
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return (out + self.down(x))[:, :1]
 
 
 class ConcreteDropBlock(nn.Module):
-    """Learned, adversarial DropBlock on RoI feature maps (MIST Sec. 3.3).
+    """Learned DropBlock on RoI feature maps (MIST Sec. 3.3; wetectron ``ConvConcreteDB``).
 
-    A small conv net scores every cell of each RoI map; the seed probability of a cell is
-    ``p = min(1, gamma * s^2 * softmax(scores over the s x s cells))`` with DropBlock's seed
-    rate ``gamma = rate / block^2``, so the expected dropped area is fixed by ``rate`` and the
-    module only learns WHERE to drop. Seeds are a relaxed Bernoulli (Concrete) sample with
-    temperature T, expanded to ``block`` x ``block`` blocks by max-pooling; features are scaled by
-    the keep mask (renormalised to keep their mean). Gradients of the detection loss reach the
-    module through a gradient-reversal layer (it maximises the loss: adversarial).
+    A conv net scores every cell of each RoI map from the detached features; the seed
+    probability of a cell is ``p = sigmoid(score) * gamma`` with DropBlock's seed rate
+    ``gamma = rate / block^2``. Seeds are a Gumbel-softmax sample over {drop, keep} with logits
+    ``log p, log(1 - p)`` and temperature T, hard (straight-through: the forward value is a 0/1
+    sample of Bernoulli(p), the gradient that of the soft sample) or soft; they are expanded to
+    ``block`` x ``block`` blocks by max-pooling and the features are scaled by the keep mask,
+    renormalised per image to keep the mean (wetectron renormalises over the GPU's batch).
 
-    ``forward(x (R, Cf, s, s), generator) -> (x_dropped (R, Cf, s, s), p (R, s * s))``;
-    identity in eval mode. For a batch of images, ``generator`` is one generator per image and
-    ``sizes`` the images' RoI counts: each image draws its own noise and keeps its own mean.
+    ``net``: ``released`` (wetectron's BasicBlock) or ``light`` (1x1 conv to ``hidden``, ReLU,
+    3x3 conv to 1: a cheaper scorer). The module is adversarial only through its optimizer.
+    ``forward(x (R, Cf, s, s), generator, sizes) -> (x_dropped (R, Cf, s, s), p (R, s * s))``;
+    identity in eval mode. For a batch of images, ``generator`` is one generator per image
+    (noise drawn on the CPU, so any device gives the same draws) and ``sizes`` their RoI counts.
     """
 
     def __init__(self, in_channels: int, block: int = 3, rate: float = 0.3,
-                 temperature: float = 0.5, hidden: int = 16) -> None:
+                 temperature: float = 0.01, hard: bool = True, net: str = "released",
+                 hidden: int = 16) -> None:
         super().__init__()
-        self.block, self.rate, self.temperature = block, rate, temperature
-        # 1x1 channel reduction then a 3x3 conv: spatial context at a small cost per RoI
-        self.net = nn.Sequential(
+        if net not in ("released", "light"):
+            raise ValueError(f"cdb net must be released or light, got {net!r}")
+        self.block, self.rate, self.temperature, self.hard = block, rate, temperature, hard
+        self.net = _ReleasedScorer(in_channels) if net == "released" else nn.Sequential(
             nn.Conv2d(in_channels, hidden, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, 1, 3, padding=1),
-        )
+            nn.Conv2d(hidden, 1, 3, padding=1))
 
     def seed_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """(R, Cf, s, s) -> seed probabilities (R, 1, s, s), mean gamma per RoI (when < 1)."""
-        scores = self.net(x.detach())  # the module does not move the features themselves
-        r, _, h, w = scores.shape
-        gamma = self.rate / self.block**2
-        p = gamma * h * w * F.softmax(scores.flatten(1), dim=1)
-        return p.clamp(1e-6, 1 - 1e-6).view(r, 1, h, w)
+        """(R, Cf, s, s) -> seed probabilities (R, 1, s, s) in [0, gamma]."""
+        return torch.sigmoid(self.net(x.detach())) * (self.rate / self.block**2)
 
     def forward(self, x: torch.Tensor,
                 generator: torch.Generator | Sequence[torch.Generator | None] | None = None,
                 sizes: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.seed_prob(x)
-        if not self.training:
+        if not self.training or self.rate == 0:
             return x, p.flatten(1)
         sizes = [len(x)] if sizes is None else list(sizes)
         gens = list(generator) if isinstance(generator, Sequence) else [generator]
-        u = torch.cat([torch.rand((n, *p.shape[1:]), generator=g)
-                       for g, n in zip(gens, sizes, strict=True)]).clamp(1e-6, 1 - 1e-6)
-        logit = torch.log(p) - torch.log1p(-p) + torch.log(u) - torch.log1p(-u)
-        z = torch.sigmoid(logit / self.temperature)
+        u = torch.cat([torch.rand((n, 2, *p.shape[2:]), generator=g)
+                       for g, n in zip(gens, sizes, strict=True)]).to(x.device)
+        gumbel = -torch.log(-torch.log(u + 1e-20) + 1e-20)
+        logits = torch.cat([p, 1.0 - p], dim=1).add(1e-10).log()
+        soft = F.softmax((logits + gumbel) / self.temperature, dim=1)[:, :1]  # P(drop)
+        if self.hard:  # straight-through: the value of the 0/1 sample, the soft gradient
+            z = (soft >= 0.5).to(soft.dtype) - soft.detach() + soft
+        else:
+            z = soft
         pad = self.block // 2
         drop = F.max_pool2d(z, self.block, stride=1, padding=pad)[..., : x.shape[2], : x.shape[3]]
-        keep = _GradReverse.apply(1.0 - drop)
+        keep = 1.0 - drop
         # per image: its RoIs' cells over its kept cells (the mean activation is unchanged)
-        counts = torch.tensor(sizes, dtype=torch.long)
+        counts = torch.tensor(sizes, dtype=torch.long, device=x.device)
         seg = torch.repeat_interleave(counts)
-        kept = segment_sum(keep.detach().flatten(1).sum(1), seg, len(sizes)).clamp_min(1e-6)
+        kept = segment_sum(keep.flatten(1).sum(1), seg, len(sizes)).clamp_min(1e-6)
         norm = (counts * keep[0].numel()) / kept
         return x * keep * norm[seg].view(-1, 1, 1, 1), p.flatten(1)
 
@@ -110,11 +121,15 @@ class MIST(OICR):
     loss_names = ("mil", "refine", "reg")
 
     def __init__(self, backbone: nn.Module, num_classes: int, *, top_p: float = 0.15,
-                 spatial_iou: float = 0.2, reg_weight: float = 1.0, cdb: bool = True,
-                 cdb_block: int = 3, cdb_rate: float = 0.3, cdb_temperature: float = 0.5,
-                 **oicr_kwargs) -> None:
+                 spatial_iou: float = 0.2, reg_weight: float = 1.0, reg_beta: float = 1.0,
+                 cdb: bool = True, cdb_block: int = 3, cdb_rate: float = 0.3,
+                 cdb_temperature: float = 0.01, cdb_hard: bool = True,
+                 cdb_net: str = "released", **oicr_kwargs) -> None:
+        oicr_kwargs.setdefault("mil_reduction", "mean")
+        oicr_kwargs.setdefault("first_refine_weight", 3.0)
         super().__init__(backbone, num_classes, **oicr_kwargs)
         self.top_p, self.spatial_iou, self.reg_weight = top_p, spatial_iou, reg_weight
+        self.reg_beta = reg_beta
         hidden = self.mil_cls.in_features
         self.reg = nn.ModuleList(nn.Linear(hidden, 4 * (num_classes + 1))
                                  for _ in range(self.refine_times))
@@ -123,8 +138,8 @@ class MIST(OICR):
             nn.init.zeros_(m.bias)
         self.coder = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
         self.cdb = ConcreteDropBlock(backbone.out_channels, cdb_block, cdb_rate,
-                                     cdb_temperature) if cdb else None
-        self.cdb_active = cdb  # switched by the trainer (MIST starts dropping after warm-up)
+                                     cdb_temperature, cdb_hard, cdb_net) if cdb else None
+        self.cdb_active = cdb  # switched by the trainer (``cdb_start_epoch``)
 
     def drop(self, maps: torch.Tensor, batch: RoIBatch,
              generators: list[torch.Generator | None]) -> torch.Tensor:
@@ -154,40 +169,46 @@ class MIST(OICR):
 
     def seeds(self, scores: torch.Tensor, batch: RoIBatch
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """MIST Alg. 1, per image and present class (a "pair"): the top-p% of the image's
-        proposals by score, then greedy spatial selection (drop one overlapping a kept seed by
-        IoU > spatial_iou). -> (seed boxes (G, 4), classes (G,) in 1..C, scores (G,), images
-        (G,)), pair by pair (image-major, classes ascending), scores descending within a pair.
+        """MIST Alg. 1 as wetectron's ``mist_layer``, per image and present class (a "pair"):
+        the top k = max(1, floor(top_p R)) of the image's R proposals by score; candidate i is
+        kept iff IoU < spatial_iou with every higher-ranked candidate (kept or not). ->
+        (seed boxes (G, 4), classes (G,) in 1..C, scores (G,), images (G,)), pair by pair
+        (image-major, classes ascending), scores descending within a pair.
 
-        All pairs of the batch at once: one sort, and one NMS on boxes shifted apart per pair
-        (in float64, where the shift is exact), so pairs never suppress each other."""
+        All pairs of the batch at once: one sort, one IoU matrix of all candidates, masked to
+        the pairs' own higher-ranked candidates."""
+        dev = scores.device
         img, cls = torch.nonzero(batch.labels > 0, as_tuple=True)  # (P,) pairs
         if len(img) == 0:
-            z = torch.zeros(0, dtype=torch.long)
-            return batch.boxes.new_zeros((0, 4)), z, batch.boxes.new_zeros(0), z
+            z = torch.zeros(0, dtype=torch.long, device=dev)
+            return batch.boxes.new_zeros((0, 4)), z, scores.new_zeros(0), z
         n = batch.counts[img]  # (P,) proposals of each pair's image
-        pair = torch.repeat_interleave(torch.arange(len(img)), n)  # (M,) one entry per candidate
+        pair = torch.repeat_interleave(torch.arange(len(img), device=dev), n)  # (M,)
         first = torch.cumsum(n, 0) - n  # (P,) offset of each pair in the M entries
         rows = (torch.cumsum(batch.counts, 0) - batch.counts)[img][pair] \
-            + torch.arange(len(pair)) - first[pair]  # (M,) proposal row of each entry
+            + torch.arange(len(pair), device=dev) - first[pair]  # (M,) proposal row of each
         s = scores[rows, cls[pair]]
         order = torch.argsort(s, descending=True, stable=True)
         order = order[torch.argsort(pair[order], stable=True)]  # pair-major, score descending
-        rank = torch.arange(len(order)) - first[pair[order]]
-        n_top = torch.ceil(self.top_p * n.double()).long().clamp_min(1)  # as math.ceil
-        cand = order[rank < n_top[pair[order]]]
-        b = batch.boxes[rows[cand]].double()
-        shift = (pair[cand].double() * (float(b.max()) + 1.0))[:, None]
-        keep = torch.sort(nms(b + shift, s[cand].double(), self.spatial_iou)).values
-        k = cand[keep]
+        rank = torch.arange(len(order), device=dev) - first[pair[order]]
+        n_top = torch.floor(self.top_p * n.double()).long().clamp_min(1)  # wetectron's int()
+        cand = order[rank < n_top[pair[order]]]  # (M',) pair-major, rank ascending
+        cp, cr = pair[cand], rank[rank < n_top[pair[order]]]
+        iou = box_iou(batch.boxes[rows[cand]], batch.boxes[rows[cand]])  # (M', M')
+        above = (cp[:, None] == cp[None, :]) & (cr[None, :] < cr[:, None])
+        blocked = ((iou >= self.spatial_iou) & above).any(dim=1)
+        k = cand[~blocked]
         return batch.boxes[rows[k]], cls[pair[k]] + 1, s[k], img[pair[k]]
 
     def loss_reg(self, out: dict, tgt: dict) -> torch.Tensor:
-        """(N,) smooth L1 (beta 1/9, summed over the 4 deltas) of the matched seed's
-        class deltas, foreground only, times the seed weight and ``reg_weight``."""
+        """(N,) smooth L1 (``reg_beta``; wetectron: 1; summed over the 4 deltas) of the
+        matched seed's class deltas, foreground only, times the seed weight and
+        ``reg_weight``."""
         k, t = tgt["k"], tgt["refine"][tgt["k"]]
-        deltas = out["reg"][k][torch.arange(len(t["labels"])), t["labels"]]  # (R, 4)
-        l1 = F.smooth_l1_loss(deltas, t["reg_target"], beta=1.0 / 9, reduction="none").sum(1)
+        idx = torch.arange(len(t["labels"]), device=t["labels"].device)
+        deltas = out["reg"][k][idx, t["labels"]]  # (R, 4)
+        l1 = F.smooth_l1_loss(deltas, t["reg_target"], beta=self.reg_beta,
+                              reduction="none").sum(1)
         return self.reg_weight * t["weights"] * t["fg"].float() * l1
 
     def element_losses(self, out: dict, batch: RoIBatch) -> dict[str, torch.Tensor]:

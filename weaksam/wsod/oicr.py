@@ -14,9 +14,15 @@ reductions, so the cost of a step does not grow with a Python loop of small ops 
 Losses are per element (STYLE.md items 3-4), one method per loss with one signature
 (``loss_<name>(out, tgt) -> Tensor``), reduced per image in :meth:`OICR.reduce` only:
 - ``mil``: (B, C) BCE of the image score phi_c = sum_r softmax_c(x^cls)_rc softmax_r(x^det)_rc
-  (WSDDN); summed over classes.
+  (WSDDN); summed over classes (OICR paper Eq. 1, ``mil_reduction="sum"``) or averaged over
+  them (wetectron's ``F.binary_cross_entropy``, MIST: ``"mean"``).
 - ``refine{k}``: (N,) weighted cross-entropy of branch k against pseudo labels from branch
-  k - 1 (OICR Eq. 4: -1/|R| sum_r w_r log p_{r, y_r}); mean over each image's R proposals.
+  k - 1 (OICR Eq. 4: -1/|R| sum_r w_r log p_{r, y_r}); mean over each image's R proposals;
+  branch 0 times ``first_refine_weight`` (OICR: 1; wetectron's MIST loss: ``lmda = 3``).
+
+Seeds (OICR Sec. 3.3 and its release, ``lib/oicr_layer/layer.py``): for each present class in
+ascending order, the top-scoring proposal of the image; a proposal taken by one class has its
+scores set to 0 for the classes after it (``cls_prob[max_index, :] = 0``).
 """
 
 from __future__ import annotations
@@ -83,7 +89,7 @@ def assign_to_seeds(
     if len(seed_boxes) == 0:
         z = boxes.new_zeros(r)
         return {"labels": z.long(), "weights": z, "gt_boxes": boxes.clone(),
-                "fg": torch.zeros(r, dtype=torch.bool)}
+                "fg": torch.zeros(r, dtype=torch.bool, device=boxes.device)}
     iou = box_iou(boxes, seed_boxes) if iou is None else iou
     if seg is not None and seed_seg is not None:
         iou = iou.masked_fill(seg[:, None] != seed_seg[None, :], -1.0)
@@ -107,8 +113,12 @@ class OICR(nn.Module):
         roi_size: int = 7, roi_sampling: int = 2, hidden: int = 256, dropout: float = 0.0,
         refine_times: int = 3,
         fg_iou: float = 0.5, bg_ignore_iou: float = 0.0, freeze_backbone: bool = False,
+        mil_reduction: str = "sum", first_refine_weight: float = 1.0,
     ) -> None:
         super().__init__()
+        if mil_reduction not in ("sum", "mean"):
+            raise ValueError(f"mil_reduction must be sum or mean, got {mil_reduction!r}")
+        self.mil_reduction, self.first_refine_weight = mil_reduction, float(first_refine_weight)
         self.backbone = backbone
         self.freeze_backbone = freeze_backbone
         if freeze_backbone:
@@ -151,7 +161,7 @@ class OICR(nn.Module):
         image) -> ``mil`` (N, C) WSDDN proposal scores (product of the class softmax and the
         softmax over the image's proposals) and ``refine`` K x (N, C+1) logits."""
         if seg is None:
-            seg = torch.zeros(len(feats), dtype=torch.long)
+            seg = torch.zeros(len(feats), dtype=torch.long, device=feats.device)
         out = self.linear_heads(feats)
         cls = F.softmax(out.pop("mil_cls")[0], dim=1)
         det = segment_softmax(out.pop("mil_det")[0], seg, num_images)
@@ -173,13 +183,30 @@ class OICR(nn.Module):
     # ---- pseudo labels and losses ---------------------------------------------------------
     def seeds(self, scores: torch.Tensor, batch: RoIBatch
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """OICR seeds: the top-scoring proposal of every present class of every image.
-        scores (N, C) -> (seed boxes (G, 4), classes (G,) in 1..C, scores (G,), images (G,)),
-        image by image, classes ascending."""
-        top = segment_argmax(scores, batch.seg, batch.num_images)  # (B, C)
-        img, cls = torch.nonzero(batch.labels > 0, as_tuple=True)
-        rows = top[img, cls]
-        return batch.boxes[rows], cls + 1, scores[rows, cls], img
+        """OICR seeds: per image, for each present class in ascending order, the top-scoring
+        proposal; once a class has taken a proposal, its scores are 0 for the later classes
+        (OICR release). scores (N, C) -> (seed boxes (G, 4), classes (G,) in 1..C, scores (G,)
+        as read after the earlier classes' removals, images (G,)), image by image, classes
+        ascending. Batched: step j takes the j-th present class of every image at once."""
+        img, cls = torch.nonzero(batch.labels > 0, as_tuple=True)  # image-major, cls ascending
+        if len(img) == 0:
+            z = torch.zeros(0, dtype=torch.long, device=scores.device)
+            return batch.boxes.new_zeros((0, 4)), z, scores.new_zeros(0), z
+        n_pos = torch.bincount(img, minlength=batch.num_images)  # (B,)
+        rank = torch.arange(len(img), device=img.device) - (torch.cumsum(n_pos, 0) - n_pos)[img]
+        left = scores.clone()
+        rows = torch.empty_like(img)
+        vals = scores.new_empty(len(img))
+        for j in range(int(n_pos.max())):
+            sel = torch.nonzero(rank == j, as_tuple=True)[0]  # the j-th class of each image
+            c_of = torch.full((batch.num_images,), -1, dtype=torch.long, device=img.device)
+            c_of[img[sel]] = cls[sel]
+            col = left.gather(1, c_of[batch.seg].clamp_min(0)[:, None])  # (N, 1)
+            top = segment_argmax(col, batch.seg, batch.num_images)[:, 0]  # (B,)
+            r = top[img[sel]]
+            rows[sel], vals[sel] = r, left[r, cls[sel]]
+            left[r] = 0.0
+        return batch.boxes[rows], cls + 1, vals, img
 
     def targets(self, out: dict, batch: RoIBatch) -> list[dict]:
         """Pseudo labels of each refinement branch k from branch k - 1 (the MIL scores for
@@ -225,14 +252,22 @@ class OICR(nn.Module):
         return sorted(["mil", *(f"{n}{k}" for n in self.loss_names[1:]
                                 for k in range(self.refine_times))])
 
-    @staticmethod
-    def reduce(losses: dict[str, torch.Tensor], batch: RoIBatch) -> dict[str, torch.Tensor]:
-        """The one reduction, per image -> (B,) each: ``mil`` summed over classes (WSDDN);
-        every per-proposal loss averaged over the image's R proposals (OICR's 1/|R|, also for
-        regression: the denominator is all proposals, foreground or not, as detectron2's
-        box_reg_loss)."""
-        return {k: (v.sum(dim=1) if k == "mil" else segment_mean(v, batch.seg, batch.counts))
-                for k, v in losses.items()}
+    def reduce(self, losses: dict[str, torch.Tensor], batch: RoIBatch
+               ) -> dict[str, torch.Tensor]:
+        """The one reduction, per image -> (B,) each: ``mil`` summed (WSDDN, OICR Eq. 1) or
+        averaged (wetectron) over classes; every per-proposal loss averaged over the image's R
+        proposals (OICR's 1/|R|, also for regression: the denominator is all proposals,
+        foreground or not, as wetectron's ``reg_loss /= pseudo_labels.numel()``); the losses of
+        branch 0 (``refine0``, ``reg0``) times ``first_refine_weight``."""
+        out = {}
+        for k, v in losses.items():
+            if k == "mil":
+                out[k] = v.sum(dim=1) if self.mil_reduction == "sum" else v.mean(dim=1)
+            else:
+                out[k] = segment_mean(v, batch.seg, batch.counts)
+                if k.endswith("0") and self.first_refine_weight != 1.0:
+                    out[k] = self.first_refine_weight * out[k]
+        return out
 
     # ---- training forward -----------------------------------------------------------------
     def forward(self, inputs: list[torch.Tensor], boxes: list[torch.Tensor],

@@ -58,9 +58,12 @@ def augment(x: torch.Tensor, g: torch.Generator, min_crop: float) -> torch.Tenso
 
 @torch.no_grad()
 def predict(model: ImageClassifier, x: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
-    """Logits (N, C) of images (N, 3, S, S) in eval mode."""
+    """Logits (N, C) on the CPU of images (N, 3, S, S) in eval mode (batches go to the model's
+    device)."""
     model.eval()
-    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    dev = next(model.parameters()).device
+    return torch.cat([model(x[i : i + batch_size].to(dev)).cpu()
+                      for i in range(0, len(x), batch_size)])
 
 
 def pretrain_backbone(
@@ -78,15 +81,17 @@ def pretrain_backbone(
     seed: int,
     min_crop: float = 1.0,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[ImageClassifier, dict[str, float]]:
     """Train ``SmallCNN + pool + linear`` with BCE on image labels; AdamW with one-cycle
     decay, random resized crops (``min_crop``) and flips. Returns the classifier and its final
     train metrics (``loss``, ``train_map`` in %); ``on_epoch(epoch, metrics)`` after each
-    epoch."""
+    epoch. The model and each batch go to ``device``; images stay on the CPU between batches
+    and augmentation draws from a CPU generator (same draws on any device)."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = ImageClassifier(SmallCNN(widths=widths, stem=stem, convs=convs), train.num_classes,
-                            pool=pool)
+                            pool=pool).to(device)
     x, y = load_resized(train, image_size)
     n = len(x)
     steps = max(1, epochs * (-(-n // batch_size)))
@@ -100,9 +105,10 @@ def pretrain_backbone(
         total, seen = 0.0, 0
         for s in tqdm(range(0, n, batch_size), desc=f"pretrain {epoch}", disable=None):
             idx = perm[s : s + batch_size]
-            xb = augment(x[idx], g, min_crop)
+            xb = augment(x[idx], g, min_crop).to(device)
             # per-element BCE (B, C), reduced here: sum over classes, mean over images
-            per = F.binary_cross_entropy_with_logits(model(xb), y[idx], reduction="none")
+            per = F.binary_cross_entropy_with_logits(model(xb), y[idx].to(device),
+                                                     reduction="none")
             loss = per.sum(1).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()

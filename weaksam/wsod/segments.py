@@ -30,7 +30,8 @@ class RoIBatch:
     @classmethod
     def of(cls, boxes: Sequence[torch.Tensor], labels: Sequence[torch.Tensor]) -> RoIBatch:
         """Per-image ``boxes[i] (R_i, 4)`` and ``labels[i] (C,)`` -> one batch."""
-        counts = torch.tensor([len(b) for b in boxes], dtype=torch.long)
+        dev = boxes[0].device
+        counts = torch.tensor([len(b) for b in boxes], dtype=torch.long, device=dev)
         return cls(torch.cat(list(boxes)), torch.repeat_interleave(counts),
                    torch.stack(list(labels)), counts)
 
@@ -72,7 +73,7 @@ def segment_argmax(x: torch.Tensor, seg: torch.Tensor, n: int) -> torch.Tensor:
     such row on ties, as ``argmax`` of the segment alone; NaN counts as the maximum, as there,
     so a NaN loss still reaches the trainer's guard)."""
     hit = (x == segment_max(x, seg, n)[seg]) | x.isnan()
-    rows = torch.arange(len(x))[:, None].expand_as(x)
+    rows = torch.arange(len(x), device=x.device)[:, None].expand_as(x)
     cand = torch.where(hit, rows, len(x))
-    return torch.full((n, x.shape[1]), len(x), dtype=torch.long).scatter_reduce(
+    return torch.full((n, x.shape[1]), len(x), dtype=torch.long, device=x.device).scatter_reduce(
         0, seg[:, None].expand_as(x), cand, "amin", include_self=True)

@@ -14,12 +14,26 @@ W processes (``torch.distributed`` world size; 1 without it), C classes.
   sum of its images' losses / B * W, so DDP's gradient average equals the gradient of the
   global mean over B images: one process and W processes give the same updates (up to float
   summation order).
+- Schedules: ``onecycle`` (``epochs`` passes, OneCycle learning rate: the default profile) or
+  ``multistep`` (``iterations`` optimiser steps, linear warm-up from ``warmup_factor`` over
+  ``warmup_iters``, x ``lr_gamma`` at each of ``lr_steps``: OICR's Caffe ``step`` policy and
+  wetectron's ``WarmupMultiStepLR``), SGD with ``momentum``, biases at ``bias_lr_factor`` x the
+  learning rate and ``bias_weight_decay`` (both releases: x2, no decay).
+- Concrete DropBlock (MIST): its parameters have their own SGD optimizer (``cdb_lr``,
+  ``cdb_weight_decay``; with ``multistep`` its own warm-up ``cdb_warmup_iters`` and factor
+  ``cdb_lr_gamma`` at the same steps, as wetectron's ``SOLVER_CDB``) and minimise
+  ``-cdb_adversary_weight`` x the detection loss. ``cdb_adversary="second_pass"`` is
+  wetectron's ``do_train_cdb``: after the detector's step, a second forward with fresh noise;
+  ``"same_pass"`` reuses the gradient of the detector's forward (one forward per step).
+- Device: ``device`` takes the model, images, boxes and labels; random draws stay on CPU
+  generators, so CPU and GPU runs draw the same numbers.
 - A non-finite loss raises :class:`weaksam.errors.TrainingError`; the checkpoint written
   atomically after the last good epoch is left as it was.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -85,7 +99,8 @@ class FeatureCache:
             return self._store[key].float()
         x = image() if callable(image) else image
         self.backbone.eval()  # frozen: BatchNorm running statistics, as OICR.train() keeps it
-        f = self.backbone.forward_features(x[None])[0]
+        dev = next(self.backbone.parameters()).device
+        f = self.backbone.forward_features(x.to(dev)[None])[0]
         if self.enabled:  # a miss returns the stored (float16-rounded) values, as a hit does
             self._store[key] = f.half()
             return self._store[key].float()
@@ -115,6 +130,42 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
+def multistep_factor(it: int, steps: Sequence[int], gamma: float, warmup_iters: int,
+                     warmup_factor: float) -> float:
+    """Learning-rate factor of step ``it`` (0-based): linear warm-up from ``warmup_factor`` to 1
+    over ``warmup_iters`` steps, times ``gamma`` per milestone of ``steps`` passed (wetectron's
+    ``WarmupMultiStepLR``; OICR's Caffe ``step`` policy is warmup_iters 0)."""
+    warm = 1.0
+    if it < warmup_iters:
+        a = it / warmup_iters
+        warm = warmup_factor * (1 - a) + a
+    return warm * gamma ** bisect.bisect_right(list(steps), it)
+
+
+def multistep_scheduler(opt: torch.optim.Optimizer, steps: Sequence[int], gamma: float,
+                        warmup_iters: int, warmup_factor: float
+                        ) -> torch.optim.lr_scheduler.LambdaLR:
+    """LambdaLR of :func:`multistep_factor` times each group's ``lr_factor`` (default 1)."""
+    def rule(factor: float) -> Callable[[int], float]:
+        return lambda it: factor * multistep_factor(it, steps, gamma, warmup_iters,
+                                                    warmup_factor)
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, [rule(float(g.get("lr_factor", 1.0))) for g in opt.param_groups])
+
+
+def sgd_param_groups(named: Sequence[tuple[str, nn.Parameter]], weight_decay: float,
+                     bias_lr_factor: float, bias_weight_decay: float | None) -> list[dict]:
+    """Two SGD groups: weights (lr factor 1, ``weight_decay``) and biases (``bias_lr_factor``,
+    ``bias_weight_decay``, None: ``weight_decay``), as Caffe's ``lr_mult: 2`` / wetectron's
+    ``BIAS_LR_FACTOR``. Each group's ``lr_factor`` scales the scheduled learning rate."""
+    w = [p for n, p in named if p.requires_grad and not n.endswith("bias")]
+    b = [p for n, p in named if p.requires_grad and n.endswith("bias")]
+    bwd = weight_decay if bias_weight_decay is None else bias_weight_decay
+    return [g for g in ({"params": w, "weight_decay": weight_decay, "lr_factor": 1.0},
+                        {"params": b, "weight_decay": bwd, "lr_factor": bias_lr_factor})
+            if g["params"]]
+
+
 def save_checkpoint(path: str | Path, model: nn.Module, epoch: int) -> None:
     """Atomic ``{"model": state_dict, "epoch": epoch}`` (a crash never leaves half a file)."""
     with atomic_path(path) as tmp:
@@ -138,8 +189,28 @@ def train_wsod(
     cdb_start_epoch: int = 0,
     cache: FeatureCache | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    schedule: str = "onecycle",
+    iterations: int = 0,
+    lr_steps: Sequence[int] = (),
+    lr_gamma: float = 0.1,
+    warmup_iters: int = 0,
+    warmup_factor: float = 1.0 / 3,
+    momentum: float = 0.9,
+    bias_lr_factor: float = 1.0,
+    bias_weight_decay: float | None = None,
+    cdb_lr: float = 1e-4,
+    cdb_weight_decay: float = 1e-4,
+    cdb_adversary_weight: float = 0.01,
+    cdb_adversary: str = "same_pass",
+    cdb_lr_gamma: float = 3.0,
+    cdb_warmup_iters: int = 500,
+    device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """Train ``model`` (an OICR or MIST network) on ``items``.
+
+    ``schedule="onecycle"`` runs ``epochs`` passes; ``"multistep"`` runs ``iterations`` steps
+    of ``batch_size`` images (the last pass cut short), SGD only. See the module docstring for
+    the schedules and the Concrete DropBlock adversary.
 
     Returns timing figures: ``train_seconds``, ``seconds_per_epoch`` (wall) and
     ``train_cpu_seconds`` (this process). ``on_epoch(epoch, losses)`` receives the mean of each
@@ -147,40 +218,78 @@ def train_wsod(
     (frozen backbone), so inference on the training split can reuse it. Works unchanged under
     ``torchrun`` / an initialised process group (DDP over the trainable parameters)."""
     rank, world = _world()
+    device = torch.device(device)
     items = usable(items)
     if not items:
         raise TrainingError("no training image has proposals")
-    core = model
+    if schedule not in ("onecycle", "multistep"):
+        raise ValueError(f"schedule must be onecycle or multistep, got {schedule!r}")
+    if cdb_adversary not in ("same_pass", "second_pass"):
+        raise ValueError(f"cdb_adversary must be same_pass or second_pass, got {cdb_adversary!r}")
+    core = model.to(device)
     net: nn.Module = model
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    params = [p for p in model.parameters() if p.requires_grad]
+        ids = [device.index] if device.type == "cuda" else None
+        net = nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                                  find_unused_parameters=True)
+    cdb = getattr(core, "cdb", None)
+    cdb_ids = {id(p) for p in cdb.parameters()} if cdb is not None else set()
+    named = [(k, p) for k, p in model.named_parameters()
+             if p.requires_grad and id(p) not in cdb_ids]
+    params = [p for _, p in named]
+    n = len(items)
+    steps_per_epoch = -(-n // batch_size)
+    if schedule == "multistep":
+        if optimizer != "sgd":
+            raise ValueError("the multistep schedule is the releases' SGD schedule: "
+                             f"optimizer must be sgd, got {optimizer!r}")
+        total_steps = int(iterations)
+        epochs = -(-total_steps // steps_per_epoch)
+    else:
+        total_steps = max(1, epochs * steps_per_epoch)
     if optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+        opt = torch.optim.SGD(sgd_param_groups(named, weight_decay, bias_lr_factor,
+                                               bias_weight_decay),
+                              lr=lr, momentum=momentum, weight_decay=weight_decay)
     elif optimizer == "adam":
         # fused: one kernel over all parameters (4x cheaper per step on the CPU than the loop)
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
     else:
         raise ValueError(f"optimizer must be sgd or adam, got {optimizer!r}")
-    n = len(items)
-    steps_per_epoch = -(-n // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=lr, total_steps=max(1, epochs * steps_per_epoch), pct_start=0.1)
+    if schedule == "multistep":
+        sched = multistep_scheduler(opt, lr_steps, lr_gamma, warmup_iters, warmup_factor)
+    else:
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=lr, total_steps=total_steps, pct_start=0.1)
+    cdb_opt = cdb_sched = None
+    if cdb is not None:
+        cdb_named = list(cdb.named_parameters())
+        cdb_opt = torch.optim.SGD(sgd_param_groups(cdb_named, cdb_weight_decay, bias_lr_factor,
+                                                   bias_weight_decay),
+                                  lr=cdb_lr, momentum=momentum, weight_decay=cdb_weight_decay)
+        if schedule == "multistep":
+            cdb_sched = multistep_scheduler(cdb_opt, lr_steps, cdb_lr_gamma, cdb_warmup_iters,
+                                            warmup_factor)
     frozen = bool(getattr(core, "freeze_backbone", False))
     if cache is None or not frozen:
         cache = FeatureCache(core.backbone, enabled=frozen)
-    tensors = [to_tensor(it.pixels) for it in items]
+    tensors = [to_tensor(it.pixels) for it in items]  # CPU; each step moves its images
     box_t = [torch.tensor(it.boxes, dtype=torch.float32) for it in items]
     label_t = [torch.tensor(it.labels, dtype=torch.float32) for it in items]
     t_start, cpu_start = time.time(), time.process_time()
+    step = 0
     for epoch in range(epochs):
         model.train()
         if hasattr(core, "cdb_active"):
             core.cdb_active = core.cdb is not None and epoch >= cdb_start_epoch
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919 * epoch))
         sums: dict[str, float] = {}
+        seen = 0
         for s in tqdm(range(0, n, batch_size), desc=f"wsod epoch {epoch}", disable=None):
+            if step >= total_steps:
+                break
             batch = perm[s : s + batch_size].tolist()
+            seen += len(batch)
             local = batch[rank::world]
             inputs, boxes, labels, gens = [], [], [], []
             for i in local:
@@ -196,10 +305,10 @@ def train_wsod(
                                   lambda img=img, si=si, fl=fl: train_view(
                                       img, train_scales[si], max_size, fl))
                 else:
-                    x = train_view(img, train_scales[si], max_size, fl)
+                    x = train_view(img.to(device), train_scales[si], max_size, fl)
                 inputs.append(x)
-                boxes.append(b)
-                labels.append(label_t[i])
+                boxes.append(b.to(device))
+                labels.append(label_t[i].to(device))
                 gens.append(g)
             # name -> (b,) reduced losses of this process's b images
             per_image = net(inputs, boxes, labels, gens, precomputed=cache.enabled) \
@@ -210,24 +319,42 @@ def train_wsod(
             loss = (table.sum() if table is not None else
                     sum(p.sum() * 0.0 for p in params)) * world / len(batch)
             # logged values: every named loss summed over all processes' images
-            vec = torch.zeros(len(names), dtype=torch.float64)
+            vec = torch.zeros(len(names), dtype=torch.float64, device=device)
             if table is not None:
                 vec += table.detach().sum(1).double()
             if world > 1:
                 dist.all_reduce(vec)
+            vec = vec.cpu()
             total = float(vec.sum())
             if not np.isfinite(total) or not torch.isfinite(loss):
                 raise TrainingError(
                     f"non-finite loss {total} at epoch {epoch}, step {s // batch_size} "
                     f"(losses {dict(zip(names, vec.tolist(), strict=True))}); "
                     f"last good checkpoint kept at {checkpoint}")
-            opt.zero_grad(set_to_none=True)
+            model.zero_grad(set_to_none=True)
             loss.backward()
+            adversary = cdb_opt is not None and getattr(core, "cdb_active", False)
+            if adversary and cdb_adversary == "same_pass":  # -w x the gradient just computed
+                for p in cdb.parameters():
+                    if p.grad is not None:
+                        p.grad.mul_(-cdb_adversary_weight)
             opt.step()
+            if adversary and cdb_adversary == "second_pass":  # wetectron's do_train_cdb
+                model.zero_grad(set_to_none=True)
+                again = net(inputs, boxes, labels, gens, precomputed=cache.enabled) \
+                    if local else {}
+                adv = (sum(v.sum() for v in again.values()) if again else
+                       sum(p.sum() * 0.0 for p in cdb.parameters())) * world / len(batch)
+                (-cdb_adversary_weight * adv).backward()
+            if adversary:
+                cdb_opt.step()
+            if cdb_sched is not None:
+                cdb_sched.step()
             sched.step()
+            step += 1
             for k, v in zip(names, vec.tolist(), strict=True):
                 sums[k] = sums.get(k, 0.0) + v
-        means = {k: v / n for k, v in sums.items()}
+        means = {k: v / max(seen, 1) for k, v in sums.items()}
         means["loss"] = sum(means.values())
         log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in means.items()})
         if checkpoint is not None and rank == 0:
@@ -236,4 +363,5 @@ def train_wsod(
             on_epoch(epoch, means)
     train_seconds = time.time() - t_start
     return {"train_seconds": train_seconds, "seconds_per_epoch": train_seconds / max(epochs, 1),
+            "steps": step,
             "train_cpu_seconds": time.process_time() - cpu_start}
