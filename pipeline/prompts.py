@@ -64,7 +64,9 @@ def main() -> None:
         raise InputError(args.params, f"prompts.sources: unknown {bad}; known {PROMPT_SOURCES}")
     kw = dict(grid=int(cfg["grid"]), kernel=int(cfg["kernel"]), tau=float(cfg["tau"]),
               cross_kernel=int(cfg["cross_kernel"]), cross_tau=float(cfg["cross_tau"]),
-              cross_clusters=int(cfg["cross_clusters"]), seed=seed)
+              cross_clusters=int(cfg["cross_clusters"]), seed=seed,
+              cross_points_per_cluster=int(cfg["cross_points_per_cluster"]),
+              cross_representative=str(cfg["cross_representative"]))
     t0 = time.time()
     metrics: dict[str, object] = {"sources": sources}
     fig_rows = []

@@ -83,3 +83,37 @@ def test_pointing_hits_and_masks():
     pts = np.array([[1.5, 1.5], [1.5, 2.5], [6.2, 6.9], [6.2, 6.9]])
     cls = np.array([1, 1, 2, 1])
     assert pointing_hits(pts, cls, masks, np.array([1, 2])).tolist() == [True, False, True, False]
+
+
+def test_release_kmeans_p_over_5_keeps_centroids():
+    """clustering_generation.py: KMeans(n_clusters=max(1, P // 5), random_state=0) on all the
+    image's peaks; the centroids (truncated to integer pixels by %d) are the prompts."""
+    from weaksam.prompts.cluster import cluster_centroids, clusters_for
+
+    assert clusters_for(4, 5) == 1 and clusters_for(10, 5) == 2 and clusters_for(14, 5) == 2
+    # two groups of 5 peaks at pixel centres; group A's pixel indices average to (11.4, 20.0)
+    a = np.array([[10, 20], [11, 20], [12, 20], [13, 20], [11, 20]], float) + 0.5
+    b = np.array([[60, 60], [61, 61], [62, 62], [60, 62], [62, 60]], float) + 0.5
+    pts = np.concatenate([a, b])
+    scores = np.array([0.1, 0.2, 0.9, 0.3, 0.4, 0.5, 0.95, 0.2, 0.3, 0.1])
+    cents, best = cluster_centroids(pts, scores, clusters_for(len(pts), 5), seed=0)
+    np.testing.assert_allclose(cents, [[11.5, 20.5], [61.5, 61.5]])  # int(11.4)=11, int(61)=61
+    assert best.tolist() == [2, 6]  # each cluster's best peak gives its class and score
+    assert cluster_centroids(np.zeros((0, 2)), np.zeros(0), 3)[0].shape == (0, 2)
+    # more clusters than distinct locations: capped
+    dup = np.array([[3.5, 3.5]] * 4)
+    assert len(cluster_centroids(dup, np.ones(4), 3)[0]) == 1
+
+
+def test_image_prompts_release_cross_options():
+    """P // 5 clusters and centroids through image_prompts; maps of every (layer, head) pooled."""
+    clue = _clues()
+    out = image_prompts(clue, grid=1, kernel=15, tau=0.9, cross_kernel=15, cross_tau=0.9,
+                        cross_clusters=4, cross_points_per_cluster=5,
+                        cross_representative="centroid")
+    # 2 maps x 1 peak each at the same place -> P = 2 -> 1 cluster at that pixel
+    assert len(out["cross"]["x"]) == 1 and out["cross"]["class"].tolist() == [3]
+    assert out["cross"]["x"][0] % 1 == 0.5  # a pixel centre
+    with pytest.raises(ValueError):
+        image_prompts(clue, grid=1, kernel=15, tau=0.9, cross_kernel=15, cross_tau=0.9,
+                      cross_clusters=4, cross_representative="mean")

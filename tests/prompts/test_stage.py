@@ -33,7 +33,8 @@ def _workspace(tmp_path, sources):
                    build_clues([im], (3, 4), [0, 1], [1, 2], np.array([[0.1, 0.8]])))
     params = {"seed": 0, "prompts": {"sources": sources, "grid": 2, "kernel": 9, "tau": 0.9,
                                      "cross_kernel": 9, "cross_tau": 0.9, "cross_clusters": 2,
-                                     "num_figures": 1}}
+                                     "cross_points_per_cluster": 0,
+                                     "cross_representative": "member", "num_figures": 1}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
 
 

@@ -4,8 +4,10 @@ Sources (names of ``weaksam.proposals.sources.PROMPT_SOURCES``):
     dense       S x S grid of patch centres, class -1, score 1.0 (spatial-aware)
     cam_fine    Algorithm 1 peaks of each present class's fine CAM (semantic-aware)
     cam_coarse  Algorithm 1 peaks of each present class's coarse CAM (semantic-aware)
-    cross       Algorithm 1 peaks of every (class, layer) cross-attention map of the image,
-                pooled and de-duplicated by KMeans (instance-aware)
+    cross       Algorithm 1 peaks of every (class, layer[, head]) cross-attention map of the
+                image, pooled and de-duplicated by KMeans (instance-aware): ``cross_clusters``
+                clusters, or max(1, P // ``cross_points_per_cluster``) as the release; each
+                cluster gives its best member or (release) its centroid
 Maps are upsampled from token resolution to the original image size and min-max normalised
 per map before Algorithm 1. A peak at pixel (column c, row r) is reported at its centre
 ``(c + 0.5, r + 0.5)``; ``score`` is the normalised map value there.
@@ -19,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from weaksam.clues.store import ImageClues
-from weaksam.prompts.cluster import cluster_points
+from weaksam.prompts.cluster import cluster_centroids, cluster_points, clusters_for
 from weaksam.prompts.grid import grid_points
 from weaksam.prompts.peaks import find_peaks, prepare_maps
 
@@ -61,8 +63,17 @@ def image_prompts(
     cross_tau: float,
     cross_clusters: int,
     seed: int = 0,
+    cross_points_per_cluster: int = 0,
+    cross_representative: str = "member",
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Prompts of every source for one image: ``{source: columns}`` (see the module doc)."""
+    """Prompts of every source for one image: ``{source: columns}`` (see the module doc).
+
+    ``cross_points_per_cluster > 0`` sets the KMeans cluster count to max(1, P // it) (release:
+    5) instead of ``cross_clusters``; ``cross_representative``: ``"member"`` (best peak of a
+    cluster) or ``"centroid"`` (release)."""
+    if cross_representative not in ("member", "centroid"):
+        raise ValueError(f"cross_representative must be 'member' or 'centroid', got "
+                         f"{cross_representative!r}")
     w, h = clues.width, clues.height
     out: dict[str, dict[str, np.ndarray]] = {}
     g = grid_points(w, h, grid)
@@ -73,6 +84,13 @@ def image_prompts(
     k, ls = clues.cross.shape[:2]
     flat = clues.cross.reshape(k * ls, *clues.cross.shape[2:])
     pts, idx, vals = map_peaks(flat, w, h, cross_kernel, cross_tau)
-    keep = cluster_points(pts, vals, cross_clusters, seed=seed)
-    out["cross"] = _rows(pts[keep], "cross", clues.classes[idx[keep] // max(ls, 1)], vals[keep])
+    k_clusters = (clusters_for(len(pts), cross_points_per_cluster)
+                  if cross_points_per_cluster > 0 else cross_clusters)
+    cls = clues.classes[idx // max(ls, 1)] if len(idx) else np.zeros(0, np.int64)
+    if cross_representative == "centroid":
+        cents, best = cluster_centroids(pts, vals, k_clusters, seed=seed)
+        out["cross"] = _rows(cents, "cross", cls[best], vals[best])
+    else:
+        keep = cluster_points(pts, vals, k_clusters, seed=seed)
+        out["cross"] = _rows(pts[keep], "cross", cls[keep], vals[keep])
     return out
