@@ -35,7 +35,8 @@ SPLIT = "trainval"
 ANNOTATIONS = Path("data/annotations") / f"{SPLIT}.json"
 
 
-def run(params: dict[str, Any], run_name: str, mode: str, root: Path = Path(".")) -> dict:
+def run(params: dict[str, Any], run_name: str, mode: str,
+        root: Path = Path(".")) -> dict[str, Any]:
     """Build ``pgt/{run}_{mode}/trainval.json`` and ``metrics/pgt_{run}_{mode}.json`` under
     ``root``; returns the metrics."""
     cfg = params["pgt"]

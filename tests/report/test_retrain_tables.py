@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from weaksam.report import TABLES, table1, table5, table9, table10, table11
+from weaksam.report import TABLES, retrain, table1, table5, table9, table10, table11
 
 
 def _rows(md: str, label: str) -> list[list[str]]:
@@ -71,3 +71,36 @@ def test_cells_come_from_the_contract_metrics_files(tmp_path):
         "33.0 [4]", *["n/a: not run"] * 4, "46.0 [1]", "this run (partly n/a)"]
     assert _rows(t1, "WeakSAM (MIST) [Faster R-CNN], this run")[0][1:7:5] == ["44.2 [2]",
                                                                              "40.4 [3]"]
+
+
+CONTRACT_FILES = (  # second-half contract, "rows": every (detector, pgt, variant) run
+    "frcnn_mist_weaksam_top1_nodrop", "frcnn_mist_weaksam_adaptive_nodrop",
+    "frcnn_mist_weaksam_adaptive_drop", "frcnn_mist_weaksam_adaptive_reg0p8",
+    "frcnn_mist_weaksam_adaptive_reg1p2", "frcnn_mist_weaksam_adaptive_cls3",
+    "frcnn_mist_weaksam_adaptive_cls5", "frcnn_oicr_weaksam_adaptive_drop",
+    "detr_mist_weaksam_top1_nodrop", "detr_mist_weaksam_adaptive_nodrop",
+    "detr_mist_weaksam_adaptive_things90", "detr_mist_weaksam_adaptive_all90",
+    "detr_mist_weaksam_adaptive_things80", "detr_oicr_weaksam_adaptive_things90",
+)
+
+
+def test_tables_read_exactly_the_contract_runs(tmp_path, monkeypatch):
+    read: set[str] = set()
+    real = retrain.metric
+
+    def spy(metrics_dir, file, *args, **kw):
+        read.add(file)
+        return real(metrics_dir, file, *args, **kw)
+
+    monkeypatch.setattr(retrain, "metric", spy)
+    m = tmp_path / "metrics"
+    for k, name in enumerate(CONTRACT_FILES):
+        _write(m, f"retrain_{name}.json", ap50=10.0 + k)
+    for build in (table1.build, table5.build, table9.build, table10.build, table11.build):
+        md = build(m).split("**Table 1 (retrain rows).**")[-1]  # Table 1: its retrain rows
+        rows = [line for line in md.splitlines() if line.startswith("| ") and "this run" in line]
+        assert rows
+        for line in rows:
+            assert "[" in line.split("|")[2], line  # the AP50 cell is this run's (footnoted)
+    retrain_files = {f for f in read if f.startswith("retrain_")}
+    assert retrain_files == {f"retrain_{n}.json" for n in CONTRACT_FILES}
