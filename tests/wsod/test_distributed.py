@@ -24,13 +24,15 @@ from weaksam.wsod.mist import MIST
 from weaksam.wsod.train import train_wsod
 
 KW = dict(epochs=3, batch_size=4, lr=1e-2, weight_decay=0.0, optimizer="adam",
-          train_scales=[28, 32], max_size=64, flip=True, seed=3, cdb_start_epoch=1)
+          train_scales=[28, 32], max_size=64, flip=True, seed=3, cdb_start_epoch=1,
+          cdb_lr=0.1)
 
 
 def _run(out: Path) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = MIST(tiny_backbone(), 3, roi_size=3, hidden=16)
+    # the light scorer: the released one has BatchNorm, whose batch statistics are per process
+    model = MIST(tiny_backbone(), 3, roi_size=3, hidden=16, cdb_net="light")
     curve: list[dict] = []
     train_wsod(model, tiny_items(10), on_epoch=lambda e, m: curve.append(m), **KW)
     rank = dist.get_rank() if dist.is_initialized() else 0

@@ -3,6 +3,7 @@ determinism, learning on a tiny hand-built task, and inference on an empty propo
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
@@ -11,10 +12,18 @@ import torch
 
 from tests.wsod.conftest import tiny_backbone, tiny_items
 from weaksam.errors import TrainingError
+from weaksam.wsod.imaging import to_tensor
 from weaksam.wsod.infer import detect_image, detect_split
 from weaksam.wsod.mist import MIST
 from weaksam.wsod.oicr import OICR
-from weaksam.wsod.train import FeatureCache, TrainImage, train_wsod
+from weaksam.wsod.train import (
+    FeatureCache,
+    TrainImage,
+    multistep_factor,
+    sgd_param_groups,
+    train_view,
+    train_wsod,
+)
 
 KW = dict(batch_size=2, lr=1e-2, weight_decay=0.0, optimizer="adam", train_scales=[32],
           max_size=64, flip=True, seed=0)
@@ -104,15 +113,84 @@ def test_warm_feature_cache_gives_the_cold_curve_without_backbone_calls():
 
 def test_mist_trains_with_dropblock_after_warmup():
     torch.manual_seed(0)
-    model = MIST(tiny_backbone(), 3, roi_size=3, hidden=16)
+    model = MIST(tiny_backbone(), 3, roi_size=3, hidden=16, cdb_net="light")
+    before = [q.detach().clone() for q in model.cdb.parameters()]
     seen: list[dict] = []
-    train_wsod(model, tiny_items(4), epochs=2, cdb_start_epoch=1,
+    train_wsod(model, tiny_items(4), epochs=2, cdb_start_epoch=1, cdb_lr=0.1,
                on_epoch=lambda e, m: seen.append(m), **KW)
     assert model.cdb_active  # switched on at epoch 1
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.cdb.parameters(),
+                                                      strict=True))
     assert all(np.isfinite(v) for m in seen for v in m.values())
     b, s, lab = detect_image(model, tiny_items(1)[0].pixels, tiny_items(1)[0].boxes, **DET)
     assert len(b) == len(s) == len(lab) > 0
     assert np.all(b[:, 0] >= 0) and np.all(b[:, 2] <= 32)  # regressed boxes clipped
+
+
+def test_multistep_factor_is_wetectrons_warmup_multistep():
+    # WarmupMultiStepLR: linear warm-up from 1/3 over 200 iterations, x0.1 at 20k and 26.7k
+    f = [multistep_factor(i, [20000, 26700], 0.1, 200, 1 / 3)
+         for i in (0, 100, 200, 19999, 20000, 26699, 26700, 29999)]
+    assert f == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01])
+    # OICR's Caffe "step" policy: no warm-up, x0.1 at 40k; SOLVER_CDB: gamma 3 (lr grows)
+    assert multistep_factor(39999, [40000], 0.1, 0, 1 / 3) == 1.0
+    assert multistep_factor(40000, [40000], 0.1, 0, 1 / 3) == pytest.approx(0.1)
+    assert multistep_factor(20000, [20000, 26700], 3.0, 500, 1 / 3) == pytest.approx(3.0)
+
+
+def test_sgd_groups_give_biases_twice_the_lr_and_no_decay():
+    # Caffe lr_mult 2 / decay_mult 0 on biases; wetectron BIAS_LR_FACTOR 2, WEIGHT_DECAY_BIAS 0
+    lin = torch.nn.Linear(2, 3)
+    groups = sgd_param_groups(list(lin.named_parameters()), 5e-4, 2.0, 0.0)
+    assert [(len(g["params"]), g["lr_factor"], g["weight_decay"]) for g in groups] == \
+        [(1, 1.0, 5e-4), (1, 2.0, 0.0)]
+    assert groups[0]["params"][0] is lin.weight and groups[1]["params"][0] is lin.bias
+
+
+def test_multistep_schedule_runs_its_iterations_at_the_stepped_lr(monkeypatch):
+    lrs: list[list[float]] = []
+    step = torch.optim.SGD.step
+
+    def record(self, *a, **k):
+        lrs.append([g["lr"] for g in self.param_groups])
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", record)
+    curve: list[dict] = []
+    out = train_wsod(_oicr(), tiny_items(4), epochs=99, batch_size=2, lr=0.01, weight_decay=0.0,
+                     optimizer="sgd", train_scales=[32], max_size=64, flip=True, seed=0,
+                     schedule="multistep", iterations=3, lr_steps=[2], warmup_iters=1,
+                     bias_lr_factor=2.0, on_epoch=lambda e, m: curve.append(m))
+    assert out["steps"] == 3 and len(curve) == 2  # 2 steps per pass: the 2nd pass cut short
+    flat = [v for step_lrs in lrs for v in step_lrs]  # (weights, biases) per step
+    assert flat == pytest.approx([0.01 / 3, 0.02 / 3, 0.01, 0.02, 0.001, 0.002])
+    with pytest.raises(ValueError, match="optimizer must be sgd"):
+        train_wsod(_oicr(), tiny_items(2), epochs=1, schedule="multistep", iterations=1,
+                   **KW)
+
+
+@pytest.mark.parametrize("net", ["light", "released"])
+def test_concrete_dropblock_ascends_the_loss_with_its_own_sgd(net):
+    # wetectron do_train_cdb: the CDB's own optimizer minimises -DB.WEIGHT x the detection
+    # loss; the detector's optimizer never touches it. One step, lr 0 for the detector, plain
+    # SGD for the CDB: its update is +cdb_lr x 0.01 x (gradient of the detection loss).
+    torch.manual_seed(0)
+    model = MIST(tiny_backbone(), 3, roi_size=3, hidden=16, cdb_net=net, cdb_block=2,
+                 cdb_temperature=0.5)
+    ref = copy.deepcopy(model).train()
+    item = tiny_items(1)[0]
+    g = torch.Generator().manual_seed(0)  # the trainer's generator of image 0, epoch 0, seed 0
+    torch.randint(1, (1,), generator=g)  # its scale draw (one scale, no flip: no flip draw)
+    x = train_view(to_tensor(item.pixels), 32, 64, False)
+    out = ref([x], [torch.tensor(item.boxes)], [torch.tensor(item.labels)], [g])
+    sum(v.sum() for v in out.values()).backward()
+    expect = [q.detach() + 0.1 * 0.01 * q.grad for q in ref.cdb.parameters()]
+    assert any(q.grad.abs().sum() > 0 for q in ref.cdb.parameters())
+    train_wsod(model, [item], epochs=1, batch_size=1, lr=0.0, weight_decay=0.0,
+               optimizer="sgd", train_scales=[32], max_size=64, flip=False, seed=0,
+               cdb_lr=0.1, cdb_weight_decay=0.0, cdb_adversary_weight=0.01)
+    for got, exp in zip(model.cdb.parameters(), expect, strict=True):
+        assert torch.allclose(got, exp, atol=1e-7)
 
 
 def test_duplicate_proposals_give_one_detection_per_class_after_nms():
