@@ -209,8 +209,9 @@ def train_wsod(
     """Train ``model`` (an OICR or MIST network) on ``items``.
 
     ``schedule="onecycle"`` runs ``epochs`` passes; ``"multistep"`` runs ``iterations`` steps
-    of ``batch_size`` images (the last pass cut short), SGD only. See the module docstring for
-    the schedules and the Concrete DropBlock adversary.
+    of ``batch_size`` images (the last pass cut short), with SGD (the OICR / MIST releases) or
+    AdamW (WeakSAM's release trains MIST with Adam on the same schedule). See the module
+    docstring for the schedules and the Concrete DropBlock adversary.
 
     Returns timing figures: ``train_seconds``, ``seconds_per_epoch`` (wall) and
     ``train_cpu_seconds`` (this process). ``on_epoch(epoch, losses)`` receives the mean of each
@@ -240,9 +241,6 @@ def train_wsod(
     n = len(items)
     steps_per_epoch = -(-n // batch_size)
     if schedule == "multistep":
-        if optimizer != "sgd":
-            raise ValueError("the multistep schedule is the releases' SGD schedule: "
-                             f"optimizer must be sgd, got {optimizer!r}")
         total_steps = int(iterations)
         epochs = -(-total_steps // steps_per_epoch)
     else:
