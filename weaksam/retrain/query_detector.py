@@ -383,6 +383,11 @@ class QueryDetector(nn.Module):
                 raise ValueError("targets are required in train mode")
             labels = self.hf_targets(targets, batch.image_sizes)
             out = rt(None, inputs_embeds=proj[0], encoder_outputs=encoded, labels=labels)
+            for name in ("intermediate_logits", "intermediate_reference_points"):
+                bad = ~torch.isfinite(getattr(out, name))
+                if bad.any():
+                    raise TrainingError(f"query detector: {int(bad.sum())} NaN/inf values in "
+                                        f"{name} (diverged training or invalid inputs)")
             return self.criterion(loss_outputs(out, self.config), labels)
         out = rt(None, inputs_embeds=proj[0], encoder_outputs=encoded)
         return self.postprocess(out.intermediate_logits[:, -1],
