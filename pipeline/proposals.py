@@ -6,6 +6,9 @@ peaks), prompts the frozen SAM (``sam.model`` / ``sam.checkpoint``) with every p
 ``proposals/weaksam/{split}_detectron2.pkl`` (detectron2 precomputed-proposal format) and
 ``metrics/proposals_time_weaksam.json``. Images of a split are sharded over
 ``runtime.workers`` processes, or over torch.distributed ranks when launched with torchrun.
+
+Device rule: SAM runs on ``sam.device`` when it is set (an override for this stage), else on
+``runtime.device``. With CUDA, use ``runtime.workers: 1`` or torchrun (one card per rank).
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import pandas as pd
 from pipeline.common import load_params, setup_logging, stage_args
 from weaksam.data.index import load_index
 from weaksam.errors import InputError
-from weaksam.proposals.sam import PromptingConfig
+from weaksam.proposals.sam import AmgConfig, PromptingConfig
 from weaksam.proposals.shard import ImageTask, SamSpec, generate, generate_distributed
 from weaksam.proposals.sources import PROMPT_SOURCES
 from weaksam.proposals.store import save_proposals, to_detectron2
 from weaksam.utils.atomic import write_json
+from weaksam.utils.device import resolve_device
 from weaksam.utils.seed import seed_everything
 
 PROMPT_COLUMNS = ("image_id", "x", "y", "source", "class", "score")
@@ -71,15 +75,31 @@ def build_tasks(index, prompts: pd.DataFrame, path: Path) -> list[ImageTask]:
 
 
 def prompting_config(p: dict) -> PromptingConfig:
+    a = p["amg"]
     return PromptingConfig(
         batch_size=int(p["batch_size"]),
         mask_indices=tuple(int(i) for i in p["mask_indices"]),
         multimask=bool(p["multimask"]),
         nms_iou=float(p["nms_iou"]),
-        classwise=bool(p["classwise"]),
+        classwise=str(p["classwise"]),
         outside=str(p["outside"]),
-        mask_order=str(p.get("mask_order", "model")),
+        mask_order=str(p["mask_order"]),
+        cross_nms_iou=float(p["cross_nms_iou"]),
+        dense_mode=str(p["dense_mode"]),
+        amg=AmgConfig(points_per_side=int(a["points_per_side"]),
+                      points_per_batch=int(a["points_per_batch"]),
+                      pred_iou_thresh=float(a["pred_iou_thresh"]),
+                      stability_score_thresh=float(a["stability_score_thresh"]),
+                      box_nms_thresh=float(a["box_nms_thresh"])),
     )
+
+
+def sam_device(params: dict) -> str:
+    """The one rule: ``sam.device`` when set (not null), else ``runtime.device``; checked by
+    ``resolve_device`` here so a bad name fails before any worker starts."""
+    name = params["sam"].get("device") or params["runtime"]["device"]
+    resolve_device(name)
+    return str(name)
 
 
 def main() -> None:
@@ -88,8 +108,7 @@ def main() -> None:
     log = setup_logging("proposals")
     seed_everything(int(params["seed"]))
     pp = params["proposals"]
-    spec = SamSpec(params["sam"]["model"], str(params["sam"]["checkpoint"]),
-                   str(params["sam"].get("device", "cpu")))
+    spec = SamSpec(params["sam"]["model"], str(params["sam"]["checkpoint"]), sam_device(params))
     cfg = prompting_config(pp)
     workers = int(params["runtime"]["workers"])
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1

@@ -4,7 +4,8 @@ corpus (the analogue of SAM's SA-1B training, DESIGN.md "Models in the default p
 Writes the checkpoint ``models/sam_small.pt``, ``metrics/sam_pretrain.json`` (held-out mask IoU
 for a point prompt and a box prompt, steps, seconds, parameters) and DVCLive curves under
 ``dvclive/sam_pretrain``. The paper profile skips this stage's output and points ``sam.model`` /
-``sam.checkpoint`` at an official checkpoint instead.
+``sam.checkpoint`` at an official checkpoint instead. Runs on ``sam.device`` when set, else
+``runtime.device`` (the rule of ``pipeline.proposals.sam_device``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from pathlib import Path
 
 from dvclive import Live
 from pipeline.common import load_params, set_threads, setup_logging, stage_args
+from pipeline.proposals import sam_device
 from weaksam.sam.checkpoint import save_small_sam
 from weaksam.sam.model import SmallSamConfig, build_small_sam, count_parameters
 from weaksam.sam.train import PretrainConfig, evaluate, pretrain
 from weaksam.utils.atomic import write_json
+from weaksam.utils.device import resolve_device
 from weaksam.utils.seed import seed_everything
 
 
@@ -32,7 +35,8 @@ def main() -> None:
     arch = SmallSamConfig(**p["model"])
     tr = p["train"]
     cfg = PretrainConfig(**tr, corpus_seed=seed)
-    sam = build_small_sam(arch)
+    device = resolve_device(sam_device(params))
+    sam = build_small_sam(arch).to(device)
     n_params = count_parameters(sam)
     log.info("small SAM: %d parameters, %d steps", n_params, cfg.steps)
     t0 = time.perf_counter()

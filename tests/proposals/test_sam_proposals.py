@@ -141,14 +141,100 @@ def test_no_prompts_and_all_outside(tiny_sam):
 
 
 def test_classwise_groups_points_of_a_class(tiny_sam):
+    """Class-aware prompting of the CAM sources (release: pooled_proposal_generation.py
+    --is-cls-aware True): "replace" prompts each (CAM source, class) with all its points at
+    once; "add" keeps every single-point prompt and adds those groups (the release: single
+    prompts, then one batch prompt per class). Dense and cross points stay single."""
     img, pts, src, cls = _image_and_points(4)
-    prop = SamPromptProposer(tiny_sam, PromptingConfig(classwise=True, mask_indices=(2,)))
-    groups = prop._prompt_groups(pts, src, cls)
-    n_dense = int((cls < 0).sum())
-    n_groups = len({(int(s), int(c)) for s, c in zip(src, cls, strict=True) if c >= 0})
-    assert len(groups) == n_dense + n_groups
+    cam = np.isin(src, (1, 2)) & (cls >= 0)
+    n_single = int((~cam).sum())
+    n_groups = len({(int(s), int(c)) for s, c, k in zip(src, cls, cam, strict=True) if k})
+    rep = SamPromptProposer(tiny_sam, PromptingConfig(classwise="replace", mask_indices=(2,)))
+    groups = rep._prompt_groups(pts, src, cls)
+    assert len(groups) == n_single + n_groups
+    for idx, s in groups[n_single:]:
+        assert s in (1, 2) and len(set(cls[idx])) == 1 and (src[idx] == s).all()
+    add = SamPromptProposer(tiny_sam, PromptingConfig(classwise="add", mask_indices=(2,)))
+    g_add = add._prompt_groups(pts, src, cls)
+    assert len(g_add) == len(pts) + n_groups
+    assert [int(i[0]) for i, _ in g_add[: len(pts)]] == list(range(len(pts)))
+    none = SamPromptProposer(tiny_sam, PromptingConfig(mask_indices=(2,)))
+    assert len(none._prompt_groups(pts, src, cls)) == len(pts)
+    out = rep.propose(img, pts, src, cls)
+    assert 0 < len(out) <= n_single + n_groups  # one kept mask per prompt, minus duplicates
+    # "add" gives every box of "none" plus the group boxes (a superset per source)
+    a_out = add.propose(img, pts, src, cls)
+    n_out = none.propose(img, pts, src, cls)
+    for s_ in range(4):
+        have = {tuple(b) for b in a_out.boxes[a_out.sources == s_]}
+        assert {tuple(b) for b in n_out.boxes[n_out.sources == s_]} <= have
+
+
+def test_sequential_nms_is_the_releases_post_suppression():
+    """post_suppression.nms: boxes in their given order, no scores; a box whose IoU with an
+    earlier kept box is above the threshold is dropped; a dropped box suppresses nothing."""
+    from weaksam.proposals.sam import sequential_nms
+
+    boxes = np.array([[0, 0, 10, 10],     # kept
+                      [0, 0, 10, 11],     # IoU 100/110 = 0.909 > 0.9 with 0: dropped
+                      [0, 0, 10, 12],     # IoU 0.833 with 0 (kept), 0.917 with 1 (dropped)
+                      [50, 50, 60, 60],   # disjoint: kept
+                      [0, 0, 10, 10]], np.float32)  # duplicate of 0: dropped
+    assert sequential_nms(boxes, 0.9).tolist() == [0, 2, 3]
+    assert sequential_nms(boxes[::-1], 0.9).tolist() == [0, 1, 2]  # order decides, not score
+    assert sequential_nms(np.zeros((0, 4)), 0.9).tolist() == []
+    # IoU exactly at the threshold is kept ("ovr > threshold" removes)
+    assert sequential_nms(np.array([[0, 0, 10, 10], [0, 0, 10, 20]]), 0.5).tolist() == [0, 1]
+
+
+def test_cross_nms_only_touches_cross_boxes(tiny_sam):
+    img, pts, src, cls = _image_and_points(5)
+    off = SamPromptProposer(tiny_sam, PromptingConfig()).propose(img, pts, src, cls)
+    on = SamPromptProposer(tiny_sam, PromptingConfig(cross_nms_iou=0.3)).propose(
+        img, pts, src, cls)
+    for s_ in (0, 1, 2):
+        np.testing.assert_array_equal(off.boxes[off.sources == s_], on.boxes[on.sources == s_])
+    kept, before = on.boxes[on.sources == 3], off.boxes[off.sources == 3]
+    assert 0 < len(kept) <= len(before)
+    from weaksam.utils.boxes import box_iou
+
+    iou = box_iou(kept, kept)
+    np.fill_diagonal(iou, 0)
+    assert (iou <= 0.3).all()  # no two kept cross boxes overlap above the threshold
+
+
+def test_dense_amg_replaces_grid_prompts(tiny_sam):
+    """dense_mode="amg": the dense source comes from SamAutomaticMaskGenerator (release:
+    pooled_amg.py), the grid points of the table are ignored, other sources are unchanged;
+    SAM's XYWH inclusive boxes become exclusive xyxy."""
+    from segment_anything import SamAutomaticMaskGenerator
+
+    from weaksam.proposals.sam import AmgConfig
+
+    img, pts, src, cls = _image_and_points(6)
+    amg = AmgConfig(points_per_side=4, points_per_batch=8, pred_iou_thresh=0.0,
+                    stability_score_thresh=0.0, box_nms_thresh=0.3)
+    grid = SamPromptProposer(tiny_sam, PromptingConfig()).propose(img, pts, src, cls)
+    prop = SamPromptProposer(tiny_sam, PromptingConfig(dense_mode="amg", amg=amg))
     out = prop.propose(img, pts, src, cls)
-    assert 0 < len(out) <= n_dense + n_groups  # one kept mask per prompt, minus duplicates
+    for s_ in (1, 2, 3):
+        np.testing.assert_array_equal(grid.boxes[grid.sources == s_], out.boxes[out.sources == s_])
+    recs = SamAutomaticMaskGenerator(tiny_sam, points_per_side=4, points_per_batch=8,
+                                     pred_iou_thresh=0.0, stability_score_thresh=0.0,
+                                     box_nms_thresh=0.3).generate(img)
+    assert len(recs) > 0
+    dense = out.boxes[out.sources == 0]
+    expect = {(r["bbox"][0], r["bbox"][1], r["bbox"][0] + r["bbox"][2] + 1,
+               r["bbox"][1] + r["bbox"][3] + 1) for r in recs}
+    assert {tuple(float(v) for v in b) for b in dense} == {tuple(map(float, e)) for e in expect}
+    for r in recs:  # the exclusive box holds exactly the mask's extent
+        ys, xs = np.nonzero(r["segmentation"])
+        assert (xs.min(), ys.min()) == tuple(r["bbox"][:2])
+        assert (xs.max() + 1, ys.max() + 1) == (r["bbox"][0] + r["bbox"][2] + 1,
+                                                r["bbox"][1] + r["bbox"][3] + 1)
+    # only dense prompts: the AMG boxes alone
+    only = prop.propose(img, pts[src == 0], src[src == 0])
+    assert len(only) == len(expect) and (only.sources == 0).all()
 
 
 def test_config_validation():
@@ -158,6 +244,10 @@ def test_config_validation():
         PromptingConfig(outside="wrap")
     with pytest.raises(ValueError):
         PromptingConfig(batch_size=0)
+    with pytest.raises(ValueError):
+        PromptingConfig(classwise="yes")
+    with pytest.raises(ValueError):
+        PromptingConfig(dense_mode="sift")
     with pytest.raises(ValueError, match="mask_order"):
         PromptingConfig(mask_order="iou")
 

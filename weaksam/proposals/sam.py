@@ -13,6 +13,20 @@ input frame; see :func:`boxes_from_lowres`). The one-prompt-at-a-time path of th
 (``SamPredictor.predict`` per point) gives identical boxes through the same function
 (``benchmarks/sam_prompting.py`` checks it).
 
+Options of the authors' release (``roi_generation/segment-anything``), each a field of
+:class:`PromptingConfig`:
+- class-aware prompting (``pooled_proposal_generation.py --is-cls-aware True``, used for the two
+  CAM sources): every peak point prompts SAM on its own AND all peak points of one class
+  prompt SAM together as one multi-point prompt (``classwise="add"``);
+- NMS of the cross-attention proposals (``post_suppression.py --threshold 0.9``): greedy in the
+  order the boxes were generated (no scores), a box is dropped when its IoU with a kept one
+  is above the threshold (``cross_nms_iou``);
+- the dense source as SAM's automatic mask generator (``scripts/pooled_amg.py``: 32 x 32 points,
+  predicted-IoU, stability and box-NMS thresholds 0.3) instead of prompting the S x S grid
+  (``dense_mode="amg"``, :class:`AmgConfig`).
+
+Devices: everything runs on SAM's device (``sam.to(device)`` by the caller); outputs are numpy.
+
 Shapes: ``points (N, 2)`` xy in pixels of the original image; ``low_res (B, K, L, L)`` mask
 logits; boxes ``(R, 4)`` float32 xyxy in pixels of the original image (x2/y2 exclusive);
 scores ``(R,)`` predicted IoU; sources ``(R,)`` uint8 index into ``PROMPT_SOURCES``.
@@ -25,15 +39,35 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from segment_anything import SamPredictor
+from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 from segment_anything.modeling import Sam
 from torchvision.ops import batched_nms
 
+from weaksam.proposals.sources import PROMPT_SOURCES
 from weaksam.proposals.store import ImageProposals
+from weaksam.utils.boxes import box_iou
+
+DENSE = PROMPT_SOURCES.index("dense")
+CROSS = PROMPT_SOURCES.index("cross")
+CAM_SOURCES = tuple(PROMPT_SOURCES.index(s) for s in ("cam_fine", "cam_coarse"))
+CLASSWISE_MODES = ("none", "replace", "add")
 
 # Masks are upsampled this many frame pixels at a time (16 MiB of float32: 256 masks at a
 # 128 px frame, 4 at the official 1024 px frame), which bounds memory.
 _UPSAMPLE_PIXELS = 1 << 22
+
+
+@dataclass(frozen=True)
+class AmgConfig:
+    """``SamAutomaticMaskGenerator`` settings of the dense source in ``dense_mode="amg"``;
+    defaults are the authors' release (``scripts/pooled_amg.py``): a 32 x 32 point grid,
+    64 points per batch, predicted-IoU, stability-score and box-NMS thresholds 0.3, no crops."""
+
+    points_per_side: int = 32
+    points_per_batch: int = 64
+    pred_iou_thresh: float = 0.3
+    stability_score_thresh: float = 0.3
+    box_nms_thresh: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -45,8 +79,13 @@ class PromptingConfig:
                   the larger "part" and "whole" masks); with ``multimask=False`` SAM's single
                   mask is used and this is ignored.
     nms_iou:      IoU of a per-source NMS after duplicate removal; 0 turns it off (paper: off).
-    classwise:    one multi-point prompt per (source, class) holding all its points, instead of
-                  one prompt per point (dense points, class -1, stay single-point prompts).
+    classwise:    multi-point prompts of the CAM sources (cam_fine, cam_coarse): ``"none"`` one
+                  prompt per point; ``"replace"`` one prompt per (source, class) holding all its
+                  points instead; ``"add"`` both (the release's class-aware prompting).
+    cross_nms_iou: the release's NMS of the cross-attention proposals, in generation order
+                  (greedy, no scores; IoU strictly above it drops a box); 0 turns it off.
+    dense_mode:   ``"grid"`` prompts the dense points of the prompt table; ``"amg"`` ignores
+                  them and takes the dense source from SAM's automatic mask generator (``amg``).
     outside:      prompts outside the image: ``"clip"`` moves them to the nearest pixel,
                   ``"drop"`` discards them.
     mask_order:   what ``mask_indices`` index: ``"model"`` SAM's own output order (the official
@@ -60,11 +99,18 @@ class PromptingConfig:
     mask_indices: tuple[int, ...] = (1, 2)
     multimask: bool = True
     nms_iou: float = 0.0
-    classwise: bool = False
+    classwise: str = "none"
     outside: str = "clip"
     mask_order: str = "model"
+    cross_nms_iou: float = 0.0
+    dense_mode: str = "grid"
+    amg: AmgConfig = AmgConfig()
 
     def __post_init__(self) -> None:
+        if self.classwise not in CLASSWISE_MODES:
+            raise ValueError(f"classwise must be one of {CLASSWISE_MODES}, got {self.classwise!r}")
+        if self.dense_mode not in ("grid", "amg"):
+            raise ValueError(f"dense_mode must be 'grid' or 'amg', got {self.dense_mode!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.mask_indices or not set(self.mask_indices) <= {0, 1, 2}:
@@ -98,7 +144,7 @@ def boxes_from_lowres(
     b, k, _, _ = low_res.shape
     h, w = input_size
     if b * k == 0:
-        return torch.zeros((b, k, 4)), torch.zeros((b, k), dtype=torch.bool)
+        return torch.zeros((b, k, 4)), torch.zeros((b, k), dtype=torch.bool)  # CPU
     flat = low_res.reshape(b * k, 1, *low_res.shape[-2:]).float()
     rows_max, cols_max = [], []
     chunk = max(1, _UPSAMPLE_PIXELS // (frame * frame))
@@ -112,14 +158,15 @@ def boxes_from_lowres(
     rows = torch.cat(rows_max) > threshold  # (BK, h)
     cols = torch.cat(cols_max) > threshold  # (BK, w)
     valid = rows.any(1)
-    ar_h = torch.arange(h)
-    ar_w = torch.arange(w)
+    ar_h = torch.arange(h, device=rows.device)
+    ar_w = torch.arange(w, device=rows.device)
     big = 1 << 30
     y1 = torch.where(rows, ar_h, big).amin(1)
     y2 = torch.where(rows, ar_h, -1).amax(1) + 1
     x1 = torch.where(cols, ar_w, big).amin(1)
     x2 = torch.where(cols, ar_w, -1).amax(1) + 1
-    boxes = torch.stack([x1, y1, x2, y2], 1).double()
+    boxes = torch.stack([x1, y1, x2, y2], 1).double().cpu()  # float64: CPU for every device
+    valid = valid.cpu()
     sy, sx = original_size[0] / h, original_size[1] / w
     boxes = boxes * torch.tensor([sx, sy, sx, sy], dtype=torch.float64)
     boxes[~valid] = 0
@@ -160,6 +207,22 @@ def prepare_points(points: np.ndarray, width: int, height: int, outside: str
     p[:, 0] = np.clip(p[:, 0], 0, width - 1)
     p[:, 1] = np.clip(p[:, 1], 0, height - 1)
     return p.astype(np.float32), keep
+
+
+def sequential_nms(boxes: np.ndarray, iou: float) -> np.ndarray:
+    """The release's ``post_suppression.nms``: walk ``boxes (N, 4)`` in their given order (no
+    scores), keep a box unless its IoU with an earlier KEPT box is above ``iou``. Returns the
+    kept indices ``(K,)`` in order. (The release's IoU adds 1 to widths of inclusive boxes; our
+    boxes are exclusive, so plain areas give the same IoU.)"""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    kept: list[int] = []
+    alive = np.ones(len(b), dtype=bool)
+    for i in range(len(b)):
+        if not alive[i]:
+            continue
+        kept.append(i)
+        alive[i + 1 :] &= box_iou(b[i : i + 1], b[i + 1 :])[0] <= iou
+    return np.asarray(kept, dtype=np.int64)
 
 
 def dedup_and_sort(boxes: np.ndarray, scores: np.ndarray, sources: np.ndarray, nms_iou: float
@@ -222,17 +285,36 @@ class SamPromptProposer:
 
     def _prompt_groups(self, pts: np.ndarray, src: np.ndarray, cls: np.ndarray
                        ) -> list[tuple[np.ndarray, int]]:
-        """Prompts as (point indices, source): one point each, or classwise groups."""
-        if not self.config.classwise:
-            return [(np.array([i]), int(src[i])) for i in range(len(pts))]
+        """Prompts as (point indices, source), in point order: one point each, plus or instead
+        of one group per (CAM source, class) (``classwise``), groups after the singles."""
+        mode = self.config.classwise
         groups: dict[tuple[int, int], list[int]] = {}
         singles: list[tuple[np.ndarray, int]] = []
         for i in range(len(pts)):
-            if cls[i] < 0:
-                singles.append((np.array([i]), int(src[i])))
-            else:
+            grouped = mode != "none" and int(src[i]) in CAM_SOURCES and cls[i] >= 0
+            if grouped:
                 groups.setdefault((int(src[i]), int(cls[i])), []).append(i)
+            if not grouped or mode == "add":
+                singles.append((np.array([i]), int(src[i])))
         return singles + [(np.array(v), k[0]) for k, v in sorted(groups.items())]
+
+    @torch.no_grad()
+    def automatic(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The release's dense source: ``SamAutomaticMaskGenerator`` with ``config.amg`` on
+        ``image (H, W, 3)`` uint8 -> ``(boxes (R, 4) float32 xyxy exclusive, scores (R,)
+        predicted IoU)``. SAM's ``bbox`` is XYWH of inclusive extents (w = x_max - x_min), so
+        the exclusive corner is ``x + w + 1``."""
+        a = self.config.amg
+        gen = SamAutomaticMaskGenerator(
+            self.sam, points_per_side=a.points_per_side, points_per_batch=a.points_per_batch,
+            pred_iou_thresh=a.pred_iou_thresh, stability_score_thresh=a.stability_score_thresh,
+            box_nms_thresh=a.box_nms_thresh)
+        recs = gen.generate(image)
+        if not recs:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        xywh = np.array([r["bbox"] for r in recs], dtype=np.float64)
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:] + 1], 1)
+        return boxes.astype(np.float32), np.array([r["predicted_iou"] for r in recs], np.float32)
 
     @torch.no_grad()
     def propose(self, image: np.ndarray, points: np.ndarray, sources: np.ndarray,
@@ -249,8 +331,14 @@ class SamPromptProposer:
                    else np.asarray(classes, np.int64).reshape(-1))
         pts, keep = prepare_points(points, w, h, self.config.outside)
         src, cls = src_all[keep], cls_all[keep]
+        extra_b, extra_s = np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        if self.config.dense_mode == "amg":
+            grid = src == DENSE
+            pts, src, cls = pts[~grid], src[~grid], cls[~grid]
+            extra_b, extra_s = self.automatic(image)
         if len(pts) == 0:
-            return ImageProposals.empty()
+            return dedup_and_sort(extra_b, extra_s, np.full(len(extra_b), DENSE, np.uint8),
+                                  self.config.nms_iou)
         self.predictor.set_image(image)
         groups = self._prompt_groups(pts, src, cls)
         by_size: dict[int, list[tuple[np.ndarray, int]]] = {}
@@ -275,4 +363,15 @@ class SamPromptProposer:
         scores = np.concatenate(out_s)
         srcs = np.concatenate(out_src)
         ok = np.concatenate(out_v)
-        return dedup_and_sort(boxes[ok], scores[ok], srcs[ok], self.config.nms_iou)
+        boxes, scores, srcs = boxes[ok], scores[ok], srcs[ok]
+        if self.config.cross_nms_iou > 0:  # generation order: prompt order, then mask index
+            cross = np.flatnonzero(srcs == CROSS)
+            drop = np.setdiff1d(cross, cross[sequential_nms(boxes[cross],
+                                                            self.config.cross_nms_iou)])
+            mask = np.ones(len(boxes), dtype=bool)
+            mask[drop] = False
+            boxes, scores, srcs = boxes[mask], scores[mask], srcs[mask]
+        boxes = np.concatenate([boxes, extra_b])
+        scores = np.concatenate([scores, extra_s])
+        srcs = np.concatenate([srcs, np.full(len(extra_b), DENSE, np.uint8)])
+        return dedup_and_sort(boxes, scores, srcs, self.config.nms_iou)

@@ -9,7 +9,11 @@ byte, with 1, 2 or N workers.
 
 Two launchers: :func:`generate` (a process pool keyed by rank, ``runtime.workers`` processes,
 spawned) and :func:`generate_distributed` (``torch.distributed`` ranks when the stage is
-launched with ``torchrun``; results gathered on rank 0 over gloo).
+launched with ``torchrun``; results gathered on rank 0, over NCCL when SAM runs on CUDA and gloo
+on the CPU, ``weaksam.utils.device.ddp_backend``).
+
+Devices: each worker resolves ``SamSpec.device`` with ``resolve_device`` (``"cuda"`` becomes
+the ``LOCAL_RANK`` card under torchrun, so ``CUDA_VISIBLE_DEVICES`` decides the cards).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from weaksam.data.index import read_image
 from weaksam.proposals.sam import PromptingConfig, SamPromptProposer
 from weaksam.proposals.sources import PROMPT_SOURCES
 from weaksam.proposals.store import ImageProposals, ProposalSet
+from weaksam.utils.device import ddp_backend, resolve_device
 
 
 @dataclass
@@ -63,7 +68,8 @@ def run_shard(tasks: list[ImageTask], rank: int, world: int, spec: SamSpec,
     from weaksam.sam.checkpoint import load_sam  # heavy import, only where SAM is needed
 
     torch.set_num_threads(1)
-    proposer = SamPromptProposer(load_sam(spec.model, spec.checkpoint, spec.device), config)
+    device = resolve_device(spec.device)
+    proposer = SamPromptProposer(load_sam(spec.model, spec.checkpoint, device), config)
     out: dict[int, ImageProposals] = {}
     mine = shard(len(tasks), rank, world)
     for i in tqdm(mine, desc=f"sam prompts rank {rank}", position=rank,
@@ -109,8 +115,11 @@ def generate_distributed(tasks: list[ImageTask], spec: SamSpec, config: Promptin
     import torch.distributed as dist
 
     own_group = not dist.is_initialized()
+    device = resolve_device(spec.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL's object collectives use the current device
     if own_group:
-        dist.init_process_group("gloo")
+        dist.init_process_group(ddp_backend(device))
     try:
         rank, world = dist.get_rank(), dist.get_world_size()
         part = run_shard(tasks, rank, world, spec, config)

@@ -27,7 +27,8 @@ SMALL_FORMAT = "weaksam-small-sam"
 def save_small_sam(path: str | Path, sam: Sam, cfg: SmallSamConfig,
                    extra: dict[str, Any] | None = None) -> None:
     """Write the small SAM's architecture and weights to ``path`` atomically."""
-    obj = {"format": SMALL_FORMAT, "config": cfg.to_dict(), "state_dict": sam.state_dict()}
+    state = {k: v.cpu() for k, v in sam.state_dict().items()}  # same file from any device
+    obj = {"format": SMALL_FORMAT, "config": cfg.to_dict(), "state_dict": state}
     if extra:
         obj["extra"] = extra
     with atomic_path(path) as tmp:

@@ -9,6 +9,10 @@ segment's box with noise (single-mask output). Mask loss: ``focal_weight * focal
 area-downsampled to that size (soft targets). IoU head: MSE between predicted and actual IoU of
 every output mask. AdamW with linear warm-up and cosine decay.
 
+Devices: training runs wherever ``sam`` is (``sam.to(device)`` by the caller): images, prompts
+and targets are drawn on the CPU (numpy generators, so the draws do not depend on the device)
+and moved to ``sam.device`` per step.
+
 Shapes: ``images (B, 3, S, S)`` padded frame, ``gt (P, 4E, 4E)`` soft masks in [0, 1],
 ``logits (P, K, 4E, 4E)`` with K = 3 (points) or 1 (boxes), ``iou_pred (P, K)``.
 """
@@ -60,7 +64,7 @@ def pad_image(sam: Sam, image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 at the model frame (max side == img_size) -> (3, S, S) normalised, padded
     exactly as ``Sam.preprocess`` does for ``SamPredictor``."""
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()[None]
-    return sam.preprocess(x)[0]
+    return sam.preprocess(x.to(sam.device))[0]
 
 
 def lowres_targets(masks: np.ndarray, frame: int, lowres: int) -> torch.Tensor:
@@ -79,6 +83,11 @@ class PromptBatch:
     point_gt: torch.Tensor  # (Pp, L, L)
     boxes: torch.Tensor  # (Pb, 4) xyxy pixels of the frame
     box_gt: torch.Tensor  # (Pb, L, L)
+
+    def to(self, device: torch.device) -> PromptBatch:
+        """The same prompts on ``device``."""
+        return PromptBatch(self.points.to(device), self.point_gt.to(device),
+                           self.boxes.to(device), self.box_gt.to(device))
 
 
 def sample_prompts(
@@ -155,7 +164,7 @@ def decode(sam: Sam, emb: torch.Tensor, points: torch.Tensor | None, boxes: torc
     """
     pts = None
     if points is not None:
-        pts = (points, torch.ones(points.shape[:2], dtype=torch.int))
+        pts = (points, torch.ones(points.shape[:2], dtype=torch.int, device=points.device))
     sparse, dense = sam.prompt_encoder(points=pts, boxes=boxes, masks=None)
     return sam.mask_decoder.predict_masks(
         image_embeddings=emb, image_pe=sam.prompt_encoder.get_dense_pe(),
@@ -197,12 +206,15 @@ def prompt_losses(sam: Sam, emb: torch.Tensor, batches: list[PromptBatch], cfg: 
     points = torch.cat([pb.points for pb in batches])
     boxes = torch.cat([pb.boxes for pb in batches])
     gts = [torch.cat([pb.point_gt for pb in batches]), torch.cat([pb.box_gt for pb in batches])]
-    image_idx = torch.cat([torch.full((len(pb.points),), b) for b, pb in enumerate(batches)]
-                          + [torch.full((len(pb.boxes),), b) for b, pb in enumerate(batches)])
+    dev = emb.device
+    image_idx = torch.cat([torch.full((len(pb.points),), b, device=dev)
+                           for b, pb in enumerate(batches)]
+                          + [torch.full((len(pb.boxes),), b, device=dev)
+                             for b, pb in enumerate(batches)])
     # sparse (n, 2, C): a point plus SAM's padding point, or a box's two corners
     sparse, dense = [], []
     if len(points):
-        labels = torch.ones(points.shape[:2], dtype=torch.int)
+        labels = torch.ones(points.shape[:2], dtype=torch.int, device=dev)
         sp, de = sam.prompt_encoder(points=(points, labels), boxes=None, masks=None)
         sparse.append(sp)
         dense.append(de.expand(len(points), -1, -1, -1))
@@ -248,7 +260,7 @@ def batch_losses(sam: Sam, samples: list[CorpusSample], rng: np.random.Generator
     emb = sam.image_encoder(x)
     # an image with no segment left draws no prompts (and no generator numbers)
     batches = [sample_prompts(s, cfg.prompts_per_image, cfg.point_prob, cfg.box_noise, frame,
-                              low, rng) for s in samples]
+                              low, rng).to(emb.device) for s in samples]
     if not any(len(pb.point_gt) + len(pb.box_gt) for pb in batches):
         z = emb.sum() * 0.0  # no segment in the whole batch: a zero loss that still has a graph
         return {"loss": z, "mask": z[None], "iou": z[None], "miou": z[None].detach()}
@@ -346,11 +358,12 @@ def evaluate(sam: Sam, seed: int, num_images: int, masks_per_image: int = 4,
             j = rng.integers(len(xs))
             pts.append([[xs[j], ys[j]]])
         boxes, _ = masks_to_boxes(m)
-        lp, ip = decode(sam, emb, torch.tensor(np.array(pts, np.float32)), None)
-        lb, _ = decode(sam, emb, None, torch.from_numpy(boxes))
+        dev = sam.device
+        lp, ip = decode(sam, emb, torch.tensor(np.array(pts, np.float32), device=dev), None)
+        lb, _ = decode(sam, emb, None, torch.from_numpy(boxes).to(dev))
         best = ip[:, 1:].argmax(1) + 1
-        lp = lp[torch.arange(len(m)), best]
-        gt = torch.from_numpy(m)
+        lp = lp[torch.arange(len(m), device=dev), best]
+        gt = torch.from_numpy(m).to(dev)
         for logits, out in ((lp, ious_p), (lb[:, 0], ious_b)):
             up = F.interpolate(logits[:, None], (frame, frame), mode="bilinear",
                                align_corners=False)[:, 0, :h, :w] > 0
