@@ -1,0 +1,155 @@
+"""What the ``retrain_prelim`` and ``retrain`` stages share: params -> model, data and run
+names (docs/contracts.md "Retraining"). Only this module and the two stage scripts read the
+``retrain`` params; ``weaksam.retrain`` gets keyword arguments.
+
+- detector ``frcnn``: Faster R-CNN with RoI drop (``weaksam.retrain.frcnn``). Default profile
+  (``retrain.frcnn.backbone: small_cnn_frozen``): heads over the cached maps of the frozen
+  ``backbone_pretrain`` CNN (``retrain_features/{split}.pt``); paper profile
+  (``resnet50_fpn``): end to end from images, ResNet-50 FPN from a local checkpoint.
+- detector ``detr``: the query-based detector with query drop (``weaksam.retrain.query_detector``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from weaksam.data.index import load_index
+from weaksam.data.weak import WeakView
+from weaksam.errors import InputError
+from weaksam.retrain.data import FeatureSource, ImageSource, PgtTargets, load_pgt
+from weaksam.retrain.features import FeatureStore, load_features
+from weaksam.retrain.frcnn import build_frcnn, build_frcnn_r50_fpn
+
+DETECTORS = ("frcnn", "detr")
+PGTS = ("mist_weaksam_top1", "mist_weaksam_adaptive", "oicr_weaksam_adaptive")
+TRAINVAL = Path("data/annotations/trainval.json")
+TEST = Path("data/annotations/test.json")
+
+
+def prelim_name(detector: str, pgt: str) -> str:
+    return f"prelim_{detector}_{pgt}"
+
+
+def run_name(detector: str, pgt: str, variant: str) -> str:
+    return f"{detector}_{pgt}_{variant}"
+
+
+def pgt_path(pgt: str) -> Path:
+    return Path("pgt") / pgt / "trainval.json"
+
+
+def uses_features(detector: str, params: dict[str, Any]) -> bool:
+    """True when the detector trains on the cached frozen-backbone maps (default profile)."""
+    cfg = params["retrain"][detector]
+    return cfg.get("input", "features") == "features"
+
+
+def variant_cfg(detector: str, variant: str, params: dict[str, Any]) -> dict[str, Any]:
+    variants = params["retrain"][detector]["variants"]
+    if variant not in variants:
+        raise SystemExit(f"retrain.{detector}.variants has no {variant!r} "
+                         f"(have {', '.join(variants)})")
+    return dict(variants[variant])
+
+
+def build_model(detector: str, num_classes: int, params: dict[str, Any],
+                variant: dict[str, Any] | None) -> nn.Module:
+    """The detector of ``retrain.<detector>`` with the drop thresholds of ``variant`` (None:
+    the preliminary training, whose drop is never active; thresholds then irrelevant)."""
+    cfg = params["retrain"][detector]
+    v = variant or {}
+    if detector == "frcnn":
+        d = cfg["drop"]
+        drop_kw = dict(tau_cls=float(v.get("tau_cls", d["tau_cls"])),
+                       tau_reg=float(v.get("tau_reg", d["tau_reg"])),
+                       normalize=str(d["normalize"]), rule=str(d["rule"]),
+                       smooth_l1_beta=float(d["smooth_l1_beta"]))
+        h = cfg["heads"]
+        if cfg["backbone"] == "resnet50_fpn":
+            return build_frcnn_r50_fpn(
+                num_classes, checkpoint=cfg["resnet50_checkpoint"],
+                trainable_layers=int(cfg["trainable_layers"]),
+                rois_per_image=int(h["rois_per_image"]), score_thresh=float(h["score_thresh"]),
+                detections_per_img=int(h["detections_per_img"]), **drop_kw)
+        if cfg["backbone"] != "small_cnn_frozen":
+            raise SystemExit(f"retrain.frcnn.backbone: unknown {cfg['backbone']!r} "
+                             "(small_cnn_frozen | resnet50_fpn)")
+        bp = params["backbone_pretrain"]
+        return build_frcnn(
+            num_classes, backbone=None, in_channels=int(bp["widths"][-1]),
+            stride=2 * 2 ** (len(bp["widths"]) - 1),
+            anchor_sizes=[int(a) for a in h["anchor_sizes"]],
+            aspect_ratios=[float(a) for a in h["aspect_ratios"]],
+            rpn_pre_nms_train=int(h["rpn_pre_nms_train"]),
+            rpn_post_nms_train=int(h["rpn_post_nms_train"]),
+            rpn_pre_nms_test=int(h["rpn_pre_nms_test"]),
+            rpn_post_nms_test=int(h["rpn_post_nms_test"]),
+            roi_size=int(h["roi_size"]), roi_sampling=int(h["roi_sampling"]),
+            box_head_dim=int(h["box_head_dim"]), rois_per_image=int(h["rois_per_image"]),
+            score_thresh=float(h["score_thresh"]), nms_thresh=float(h["nms_thresh"]),
+            detections_per_img=int(h["detections_per_img"]), **drop_kw)
+    if detector == "detr":
+        from pipeline.retrain_detr import build_detr  # the query-based detector's params
+
+        return build_detr(num_classes, params, variant)
+    raise SystemExit(f"unknown detector {detector!r} (have {', '.join(DETECTORS)})")
+
+
+def load_train_data(detector: str, pgt: str, params: dict[str, Any]
+                    ) -> tuple[PgtTargets, FeatureSource | ImageSource, WeakView]:
+    """PGT targets (InputError naming the file when it has no box: checked before training)
+    and the training source of the detector's input kind."""
+    view = WeakView(load_index(TRAINVAL))
+    targets = load_pgt(pgt_path(pgt), view.category_ids)
+    cfg = params["retrain"][detector]
+    if uses_features(detector, params):
+        store = load_features("retrain_features/trainval.pt")
+        check_store(store, view, "retrain_features/trainval.pt")
+        return targets, FeatureSource(store, targets, flip=bool(cfg["flip"])), view
+    pos = {iid: i for i, iid in enumerate(view.image_ids)}
+    src = ImageSource(view.image_ids, lambda iid: view.read(pos[iid]), targets,
+                      scales=[int(s) for s in cfg["train_scales"]], max_size=int(cfg["max_size"]),
+                      flip=bool(cfg["flip"]))
+    return targets, src, view
+
+
+def check_store(store: FeatureStore, view: WeakView, path: str) -> None:
+    """The feature cache must cover the split's images (else it is stale or of another run)."""
+    if sorted(store.image_ids) != sorted(view.image_ids):
+        raise InputError(path, f"feature cache holds {len(store)} images, the split "
+                               f"{len(view)}: rerun the retrain_features stage")
+
+
+def train_kwargs(detector: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Schedule keyword arguments of ``train_detector`` from ``retrain.<detector>``."""
+    c = params["retrain"][detector]["schedule"]
+    return dict(epochs=int(c["epochs"]), batch_size=int(c["batch_size"]), lr=float(c["lr"]),
+                optimizer=str(c["optimizer"]), momentum=float(c["momentum"]),
+                weight_decay=float(c["weight_decay"]), warmup_iters=int(c["warmup_iters"]),
+                warmup_factor=float(c["warmup_factor"]),
+                lr_steps=[float(f) for f in c["lr_steps"]], gamma=float(c["gamma"]),
+                grad_clip=float(c["grad_clip"]), seed=int(params["seed"]))
+
+
+def prelim_epochs(detector: str, params: dict[str, Any]) -> int:
+    """Epochs of the preliminary training (no drop): drop starts at this epoch."""
+    c = params["retrain"][detector]["schedule"]
+    p, t = int(c["prelim_epochs"]), int(c["epochs"])
+    if not 0 < p < t:
+        raise SystemExit(f"retrain.{detector}.schedule: need 0 < prelim_epochs ({p}) < "
+                         f"epochs ({t})")
+    return p
+
+
+def fingerprint(*parts: Any, files: tuple[Path, ...] = ()) -> str:
+    """sha256 of the JSON of ``parts`` and the bytes of ``files``: a checkpoint resumes only
+    when the run's settings and inputs are unchanged."""
+    h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
+    for f in files:
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()

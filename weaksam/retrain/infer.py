@@ -1,0 +1,76 @@
+"""Inference of a retrained detector on a split: COCO results in the original image frame.
+
+Shorthand: M detections of one image, ``boxes (M, 4)`` xyxy px of the input frame (the image
+rescaled by ``factor``), divided by ``factor`` and clipped to the original (W, H); labels 1..K
+map to the data set's category ids through ``category_ids[label - 1]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from weaksam.retrain.features import FeatureStore
+from weaksam.retrain.frcnn import FeatureBatch
+from weaksam.utils.boxes import xyxy_to_xywh
+from weaksam.wsod.imaging import rescale, scale_factor, to_tensor
+
+
+def to_results(image_id: int, det: dict[str, torch.Tensor], factor: float,
+               width: int, height: int, category_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """One image's detections (input frame) -> COCO results (image_id, category_id, bbox xywh
+    in original px, score), boxes clipped to the image."""
+    b = det["boxes"].detach().cpu().double().numpy().reshape(-1, 4) / factor
+    b[:, 0::2] = np.clip(b[:, 0::2], 0, width)
+    b[:, 1::2] = np.clip(b[:, 1::2], 0, height)
+    out = []
+    scores, labels = det["scores"].cpu().tolist(), det["labels"].cpu().tolist()
+    for bb, sc, lb in zip(xyxy_to_xywh(b), scores, labels, strict=True):
+        out.append({"image_id": int(image_id), "category_id": int(category_ids[int(lb) - 1]),
+                    "bbox": [round(float(v), 2) for v in bb], "score": round(float(sc), 5)})
+    return out
+
+
+@torch.no_grad()
+def detect_features(model: nn.Module, store: FeatureStore, original_sizes: dict[int, tuple[int,
+                    int]], category_ids: Sequence[int], batch_size: int = 8,
+                    device: torch.device | str = "cpu") -> list[dict]:
+    """COCO results of every image of ``store`` (cached frozen-backbone maps, no flip).
+    ``original_sizes[image_id]`` = (W, H) px."""
+    model.eval().to(device)
+    results: list[dict] = []
+    for s in tqdm(range(0, len(store), batch_size), desc="detect", disable=None):
+        rows = list(range(s, min(s + batch_size, len(store))))
+        dets = model(FeatureBatch([store.map(i).to(device) for i in rows],
+                                  [store.sizes[i] for i in rows]))
+        for i, d in zip(rows, dets, strict=True):
+            iid = store.image_ids[i]
+            w, h = original_sizes[iid]
+            results += to_results(iid, d, store.factors[i], w, h, category_ids)
+    return results
+
+
+@torch.no_grad()
+def detect_images(model: nn.Module, image_ids: Sequence[int], read: Callable[[int], np.ndarray],
+                  category_ids: Sequence[int], short_side: int, max_size: int,
+                  batch_size: int = 4, device: torch.device | str = "cpu") -> list[dict]:
+    """COCO results of images ``read(image_id)`` (H, W, 3) uint8 at one test scale."""
+    model.eval().to(device)
+    results: list[dict] = []
+    for s in tqdm(range(0, len(image_ids), batch_size), desc="detect", disable=None):
+        ids = list(image_ids[s:s + batch_size])
+        xs, fs, whs = [], [], []
+        for iid in ids:
+            img = to_tensor(read(iid))
+            f = scale_factor(img.shape[1], img.shape[2], short_side, max_size)
+            xs.append(rescale(img, f).to(device))
+            fs.append(f)
+            whs.append((img.shape[2], img.shape[1]))
+        for iid, d, f, (w, h) in zip(ids, model(xs), fs, whs, strict=True):
+            results += to_results(iid, d, f, w, h, category_ids)
+    return results
