@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from weaksam.errors import InputError
-from weaksam.profiles import apply_profile, deep_merge, list_profiles
+from weaksam.profiles import apply_profile, deep_merge, list_profiles, resolve_profile
 
 
 def test_deep_merge_leaves_and_copies():
@@ -50,3 +50,22 @@ def test_apply_profile_errors_name_the_file(tmp_path):
     with pytest.raises(InputError, match=r"bad\.yaml: profile: expected a mapping"):
         apply_profile("bad", root / "params.yaml", root / "configs")
     assert (root / "params.yaml").read_text() == before  # untouched on failure
+
+
+def test_extends_applies_bases_first(tmp_path):
+    root = _tree(tmp_path)
+    (root / "configs" / "voc12.yaml").write_text("extends: voc\ndata:\n  voc_root: V12\n")
+    (root / "configs" / "both.yaml").write_text("extends: [voc12, named]\nseed: 3\n")
+    assert resolve_profile("voc12", root / "configs") == {
+        "data": {"source": "voc", "voc_root": "V12"}}
+    assert resolve_profile("both", root / "configs") == {
+        "data": {"source": "voc", "voc_root": "V12"}, "profile": "custom",
+        "wsod": {"lr": 0.1}, "seed": 3}
+    apply_profile("voc12", root / "params.yaml", root / "configs")
+    p = yaml.safe_load((root / "params.yaml").read_text())
+    assert p["data"] == {"source": "voc", "voc_root": "V12"} and p["profile"] == "voc12"
+    assert "extends" not in p
+    (root / "configs" / "loop.yaml").write_text("extends: loop2\n")
+    (root / "configs" / "loop2.yaml").write_text("extends: loop\n")
+    with pytest.raises(InputError, match="profile cycle: loop -> loop2 -> loop"):
+        resolve_profile("loop", root / "configs")

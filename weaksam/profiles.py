@@ -45,25 +45,51 @@ def _read_mapping(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
+#: Top-level key of a profile file naming the profile(s) it builds on (applied first).
+EXTENDS = "extends"
+
+
+def resolve_profile(name: str, configs_dir: str | Path,
+                    _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The settings of profile ``name``: ``configs_dir/<name>.yaml`` deep-merged over the
+    profiles its ``extends`` key names (a name or a list, applied in order, recursively),
+    without the ``extends`` key. Unknown profiles and cycles raise
+    :class:`~weaksam.errors.InputError` naming the file."""
+    configs_dir = Path(configs_dir)
+    cfg = configs_dir / f"{name}.yaml"
+    if not cfg.is_file():
+        have = ", ".join(list_profiles(configs_dir)) or "none"
+        raise InputError(cfg, f"no such profile (have: {have})")
+    if name in _seen:
+        raise InputError(cfg, f"profile cycle: {' -> '.join((*_seen, name))}")
+    data = _read_mapping(cfg, "profile")
+    bases = data.pop(EXTENDS, None) or []
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise InputError(cfg, f"{EXTENDS}: expected a profile name or a list of names")
+    out: dict[str, Any] = {}
+    for base in bases:
+        out = deep_merge(out, resolve_profile(base, configs_dir, (*_seen, name)))
+    return deep_merge(out, data)
+
+
 def apply_profile(name: str, params_path: str | Path, configs_dir: str | Path) -> Path:
     """Deep-merge ``configs_dir/<name>.yaml`` into ``params_path`` (rewritten atomically, keys
     in their order; comments are not kept: ``git checkout params.yaml`` restores the default)
-    and set its top-level ``profile`` to ``name`` (unless the profile file sets it).
+    and set its top-level ``profile`` to ``name`` (unless the profile file sets it). The
+    profile's ``extends`` bases are applied first (:func:`resolve_profile`).
 
     Returns the profile file. An unknown profile or a malformed file raises
     :class:`~weaksam.errors.InputError` naming the file (and the profiles there are).
     """
-    cfg = Path(configs_dir) / f"{name}.yaml"
-    if not cfg.is_file():
-        have = ", ".join(list_profiles(configs_dir)) or "none"
-        raise InputError(cfg, f"no such profile (have: {have})")
+    override = resolve_profile(name, configs_dir)
     params_path = Path(params_path)
     if not params_path.is_file():
         raise InputError(params_path, "params file not found")
-    override = _read_mapping(cfg, "profile")
     merged = deep_merge(_read_mapping(params_path, "params file"), override)
     # the report names the profile of the run it reports (params ``profile``)
     merged["profile"] = override.get("profile", name)
     with atomic_path(params_path) as tmp:
         tmp.write_text(yaml.safe_dump(merged, sort_keys=False))
-    return cfg
+    return Path(configs_dir) / f"{name}.yaml"

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from weaksam.profiles import resolve_profile
+
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = sorted((ROOT / "configs").glob("*.yaml"))
 
@@ -31,7 +33,8 @@ def _get(d: dict[str, Any], path: str) -> Any:
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)
 def test_profile_keys_exist_in_params(profile: Path) -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for path, _ in _paths(yaml.safe_load(profile.read_text()) or {}):
+    # resolved: a profile's own keys and those of the profiles it extends
+    for path, _ in _paths(resolve_profile(profile.stem, profile.parent)):
         try:
             _get(params, path)
         except KeyError:
