@@ -5,7 +5,7 @@ Writes the checkpoint ``models/sam_small.pt``, ``metrics/sam_pretrain.json`` (he
 for a point prompt and a box prompt, steps, seconds, parameters) and DVCLive curves under
 ``dvclive/sam_pretrain``. The paper profile skips this stage's output and points ``sam.model`` /
 ``sam.checkpoint`` at an official checkpoint instead. Runs on ``sam.device`` when set, else
-``runtime.device`` (the rule of ``pipeline.proposals.sam_device``).
+``runtime.device`` (the same rule as the proposals stage).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 
 from dvclive import Live
 from pipeline.common import load_params, set_threads, setup_logging, stage_args
-from pipeline.proposals import sam_device
 from weaksam.sam.checkpoint import save_small_sam
 from weaksam.sam.model import SmallSamConfig, build_small_sam, count_parameters
 from weaksam.sam.train import PretrainConfig, evaluate, pretrain
@@ -35,7 +34,7 @@ def main() -> None:
     arch = SmallSamConfig(**p["model"])
     tr = p["train"]
     cfg = PretrainConfig(**tr, corpus_seed=seed)
-    device = resolve_device(sam_device(params))
+    device = resolve_device(params["sam"]["device"] or params["runtime"]["device"])
     sam = build_small_sam(arch).to(device)
     n_params = count_parameters(sam)
     log.info("small SAM: %d parameters, %d steps", n_params, cfg.steps)
