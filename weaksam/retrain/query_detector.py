@@ -22,16 +22,19 @@ with focal class cost. What it lacks (docs/fidelity.md, "query-based detector"):
   DINO with the sigmoid focal loss.
 
 Shorthand: B images, Q queries, C classes (labels 1..C outside, 0..C-1 inside transformers),
-S = ``image_size`` (the square side, px, images are resized to S x S as RT-DETR does), L
-feature levels, D_l channels. Boxes outside: ``(G, 4)`` float xyxy in original-image pixels;
-inside: normalised (cx, cy, w, h).
+L feature levels, D_l channels, s_l strides (px per cell). Boxes outside: ``(G, 4)`` float
+xyxy in pixels of the input frame (the image as rescaled by the data pipeline); inside:
+(cx, cy, w, h) normalised by the *canvas*, the padded batch extent: images (or their maps) of
+a batch are zero-padded at the bottom / right to the largest one, as DETR pads a batch; RT-DETR
+has no padding mask, so the padding is seen as image content and the canvas is the frame.
 
 Interface (torchvision detection convention, docs/contracts.md "Retraining"): in train mode
 ``model(inputs, targets) -> dict[str, Tensor]`` of weighted loss terms (their sum is the
-loss); in eval mode ``model(inputs) -> list[{"boxes", "scores", "labels"}]``. ``inputs`` is a
-list of (3, H, W) float images in [0, 1] (normalised inside) or a :class:`FeatureBatch` of
-cached backbone features (:meth:`QueryDetector.features` computes it). ``drop_active``
-(attribute, False by default) switches query drop on; the training loop sets it.
+loss); in eval mode ``model(inputs) -> list[{"boxes", "scores", "labels"}]``, boxes clipped to
+each input's (H, W). ``inputs`` is a list of (3, H, W) images normalised as
+``weaksam.wsod.imaging.to_tensor`` does, or a :class:`weaksam.retrain.frcnn.FeatureBatch` of
+cached single-level backbone maps (``weaksam.retrain.features``). ``drop_active`` (attribute,
+False by default) switches query drop on; the training loop sets it.
 """
 
 from __future__ import annotations
@@ -50,8 +53,9 @@ from transformers.loss.loss_for_object_detection import box_iou, generalized_box
 from transformers.loss.loss_rt_detr import RTDetrLoss, _set_aux_loss
 
 from weaksam.errors import TrainingError
+from weaksam.retrain.frcnn import FeatureBatch
 from weaksam.retrain.query_drop import QUERY_SETS, normalise_groups, per_query_bce, query_drop_mask
-from weaksam.wsod.backbone import MEAN, STD
+from weaksam.wsod.imaging import pad_batch
 
 # Key added to every outputs dict handed to the criterion: which loss term it feeds.
 ROLE = "query_drop_role"
@@ -62,15 +66,13 @@ DROP_ROLES = ("final", "aux", "enc")
 
 
 @dataclass
-class FeatureBatch:
-    """Backbone feature maps of a batch: ``features`` one (B, D_l, h_l, w_l) tensor per level,
-    computed on the S x S resized images; ``image_sizes`` the original (H, W) px per image."""
+class Levels:
+    """A padded batch: ``maps`` one (B, D_l, h_l, w_l) tensor per level, ``canvas`` the padded
+    (H, W) px the maps cover, ``image_sizes`` each input's own (H, W) px."""
 
-    features: list[torch.Tensor]
+    maps: list[torch.Tensor]
+    canvas: tuple[int, int]
     image_sizes: list[tuple[int, int]]
-
-    def __len__(self) -> int:
-        return len(self.image_sizes)
 
 
 def _matched(targets: Sequence[dict[str, torch.Tensor]],
@@ -91,8 +93,9 @@ class QueryDropRTDetrLoss(RTDetrLoss):
     percentile: tau in [0, 100] (paper 90); queries: ``things`` (drop matched queries only,
     paper default) or ``all``. Each loss term (last decoder layer, every auxiliary decoder
     layer, encoder top-k proposals) gets its own mask from its own Hungarian matching;
-    denoising terms never drop. ``counts`` accumulates, for the last decoder layer, the number
-    of queries, of drop candidates and of dropped queries while drop is active.
+    denoising terms never drop. ``counts`` accumulates, for the last decoder layer while drop is
+    active, the number of queries, drop candidates, dropped queries, matched queries and dropped
+    matched queries.
     """
 
     def __init__(self, config: RTDetrConfig, percentile: float = 90.0, queries: str = "things"
@@ -105,7 +108,8 @@ class QueryDropRTDetrLoss(RTDetrLoss):
         self.percentile = float(percentile)
         self.queries = queries
         self.drop_active = False
-        self.counts = {"queries": 0, "candidates": 0, "dropped": 0}
+        self.counts = {"queries": 0, "candidates": 0, "dropped": 0, "fg_queries": 0,
+                       "fg_dropped": 0}
 
     def query_weights(self, outputs: dict[str, Any], indices: list[tuple[torch.Tensor, ...]],
                       targets: list[dict[str, torch.Tensor]], count: bool = False
@@ -134,6 +138,8 @@ class QueryDropRTDetrLoss(RTDetrLoss):
             self.counts["queries"] += int(keep.numel())
             self.counts["candidates"] += int(cand.sum())
             self.counts["dropped"] += int((~keep).sum())
+            self.counts["fg_queries"] += int(foreground.sum())
+            self.counts["fg_dropped"] += int((~keep & foreground).sum())
         return keep.view(logits.shape[:2]).to(logits.dtype)
 
     def loss_labels_vfl(self, outputs, targets, indices, num_boxes, log=True):  # noqa: ANN001
@@ -262,10 +268,10 @@ def rtdetr_config(
 class QueryDetector(nn.Module):
     """RT-DETR on a frozen (or fine-tuned) backbone, with query drop; see the module docstring.
 
-    num_classes: C; backbone: module mapping normalised (B, 3, S, S) images to a list of L
-    feature maps (``in_channels`` / ``strides`` describe them), or None when the detector only
-    ever receives cached :class:`FeatureBatch` inputs; train_backbone: fine-tune it (paper
-    profile) or keep it frozen in eval mode (default profile); image_size: S px;
+    num_classes: C; backbone: module mapping normalised (B, 3, H, W) images to a (B, D, h, w)
+    map or a list of L maps (``in_channels`` / ``strides`` describe them), or None when the
+    detector only receives cached :class:`FeatureBatch` inputs (one level); train_backbone:
+    fine-tune it (paper profile) or keep it frozen in eval mode (default profile);
     drop_percentile, drop_queries: tau and the query set of Eq. 3; detections_per_image: the
     top-k (query, class) pairs kept at inference (RT-DETR's post-processing); the other
     arguments size the transformer (:func:`rtdetr_config`).
@@ -278,7 +284,6 @@ class QueryDetector(nn.Module):
         strides: Sequence[int],
         backbone: nn.Module | None = None,
         train_backbone: bool = False,
-        image_size: int = 160,
         d_model: int = 128,
         encoder_layers: int = 1,
         decoder_layers: int = 2,
@@ -294,7 +299,6 @@ class QueryDetector(nn.Module):
     ) -> None:
         super().__init__()
         self.num_classes = int(num_classes)
-        self.image_size = int(image_size)
         self.detections_per_image = int(detections_per_image)
         self.backbone = backbone
         self.train_backbone = bool(train_backbone)
@@ -310,8 +314,8 @@ class QueryDetector(nn.Module):
         self.detector = detector
         self.criterion = QueryDropRTDetrLoss(self.config, drop_percentile, drop_queries)
         self.criterion.matcher = _SafeMatcher(self.criterion.matcher)
-        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
+        self.strides = [int(x) for x in strides]
+        self._noise_seed: int | None = None
 
     @property
     def drop_active(self) -> bool:
@@ -328,32 +332,44 @@ class QueryDetector(nn.Module):
             self.backbone.eval()  # frozen BatchNorm statistics
         return self
 
-    def features(self, images: Sequence[torch.Tensor]) -> FeatureBatch:
-        """List of (3, H, W) float images in [0, 1] -> :class:`FeatureBatch` (resized to S x S,
-        normalised, through the backbone; no gradient when the backbone is frozen)."""
+    def set_sample_generators(self, generators: Sequence[torch.Generator] | None) -> None:
+        """Seed the denoising noise of the next training forward from the batch's per-image
+        generators (the training loop's contract), so a resumed run draws what an unbroken
+        one draws; None: the global RNG."""
+        self._noise_seed = (None if not generators else
+                            int(torch.randint(2**62, (1,), generator=generators[0])))
+
+    def levels(self, inputs: FeatureBatch | Sequence[torch.Tensor]) -> Levels:
+        """Pad a batch into :class:`Levels`: cached maps (one level) are zero-padded to the
+        largest (h, w), the canvas being stride x that; images are zero-padded to a multiple of
+        the largest stride and run through the backbone (no gradient when frozen)."""
+        if isinstance(inputs, FeatureBatch):
+            if len(self.strides) != 1:
+                raise ValueError("a FeatureBatch holds one level; this detector expects "
+                                 f"{len(self.strides)}")
+            maps = inputs.maps
+            hm, wm = max(m.shape[-2] for m in maps), max(m.shape[-1] for m in maps)
+            fmap = maps[0].new_zeros((len(maps), maps[0].shape[0], hm, wm))
+            for i, m in enumerate(maps):
+                fmap[i, :, : m.shape[-2], : m.shape[-1]] = m
+            canvas = (hm * self.strides[0], wm * self.strides[0])
+            return Levels([fmap], canvas, [tuple(map(int, s)) for s in inputs.image_sizes])
         if self.backbone is None:
             raise ValueError("this QueryDetector has no backbone: pass a FeatureBatch")
-        sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
-        x = torch.stack([
-            F.interpolate(im[None].float(), size=(self.image_size, self.image_size),
-                          mode="bilinear", align_corners=False)[0] for im in images
-        ])
-        x = (x - self.mean) / self.std
+        sizes = [(int(t.shape[-2]), int(t.shape[-1])) for t in inputs]
+        x = pad_batch(list(inputs), multiple=max(self.strides))
         with torch.set_grad_enabled(self.train_backbone and torch.is_grad_enabled()):
             feats = self.backbone(x)
-        if isinstance(feats, torch.Tensor):
-            feats = [feats]
-        return FeatureBatch(list(feats), sizes)
+        feats = [feats] if isinstance(feats, torch.Tensor) else list(feats)
+        return Levels(feats, (int(x.shape[-2]), int(x.shape[-1])), sizes)
 
-    def _as_features(self, inputs: FeatureBatch | Sequence[torch.Tensor]) -> FeatureBatch:
-        return inputs if isinstance(inputs, FeatureBatch) else self.features(inputs)
-
-    def hf_targets(self, targets: Sequence[dict[str, torch.Tensor]],
-                   sizes: Sequence[tuple[int, int]]) -> list[dict[str, torch.Tensor]]:
+    def hf_targets(self, targets: Sequence[dict[str, torch.Tensor]], canvas: tuple[int, int]
+                   ) -> list[dict[str, torch.Tensor]]:
         """Targets (boxes (G, 4) xyxy px, labels (G,) in 1..C) -> transformers' labels
-        (class_labels 0..C-1, boxes normalised cxcywh)."""
+        (class_labels 0..C-1, boxes cxcywh normalised by the (H, W) px ``canvas``)."""
         out = []
-        for t, (h, w) in zip(targets, sizes, strict=True):
+        h, w = canvas
+        for t in targets:
             boxes = t["boxes"].reshape(-1, 4).float()
             labels = t["labels"].reshape(-1).to(torch.int64)
             if len(labels) and (labels.min() < 1 or labels.max() > self.num_classes):
@@ -372,17 +388,22 @@ class QueryDetector(nn.Module):
         targets: Sequence[dict[str, torch.Tensor]] | None = None,
     ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
         """Train mode: dict of weighted loss terms (sum = loss); eval: detections per image."""
-        batch = self._as_features(inputs)
+        batch = self.levels(inputs)
         rt = self.detector.model
-        proj = [rt.encoder_input_proj[level](f) for level, f in enumerate(batch.features)]
+        proj = [rt.encoder_input_proj[level](f) for level, f in enumerate(batch.maps)]
         # the hybrid encoder is run here because RTDetrModel's ``inputs_embeds`` path takes one
         # tensor; given ``encoder_outputs`` it only reads the batch size and device from it
         encoded = rt.encoder(proj)
         if self.training:
             if targets is None:
                 raise ValueError("targets are required in train mode")
-            labels = self.hf_targets(targets, batch.image_sizes)
-            out = rt(None, inputs_embeds=proj[0], encoder_outputs=encoded, labels=labels)
+            if len(targets) != len(batch.image_sizes):
+                raise ValueError(f"{len(targets)} targets for {len(batch.image_sizes)} inputs")
+            labels = self.hf_targets(targets, batch.canvas)
+            with torch.random.fork_rng(devices=[], enabled=self._noise_seed is not None):
+                if self._noise_seed is not None:
+                    torch.manual_seed(self._noise_seed)
+                out = rt(None, inputs_embeds=proj[0], encoder_outputs=encoded, labels=labels)
             for name in ("intermediate_logits", "intermediate_reference_points"):
                 bad = ~torch.isfinite(getattr(out, name))
                 if bad.any():
@@ -391,31 +412,40 @@ class QueryDetector(nn.Module):
             return self.criterion(loss_outputs(out, self.config), labels)
         out = rt(None, inputs_embeds=proj[0], encoder_outputs=encoded)
         return self.postprocess(out.intermediate_logits[:, -1],
-                                out.intermediate_reference_points[:, -1], batch.image_sizes)
+                                out.intermediate_reference_points[:, -1], batch.canvas,
+                                batch.image_sizes)
 
     @torch.no_grad()
-    def postprocess(self, logits: torch.Tensor, boxes: torch.Tensor,
+    def postprocess(self, logits: torch.Tensor, boxes: torch.Tensor, canvas: tuple[int, int],
                     sizes: Sequence[tuple[int, int]]) -> list[dict[str, torch.Tensor]]:
-        """RT-DETR post-processing: logits (B, Q, C), boxes (B, Q, 4) normalised cxcywh -> per
-        image the top-k (query, class) pairs by sigmoid score; boxes xyxy px, labels 1..C."""
+        """RT-DETR post-processing: logits (B, Q, C), boxes (B, Q, 4) cxcywh normalised by the
+        (H, W) ``canvas`` -> per image the top-k (query, class) pairs by sigmoid score; boxes
+        xyxy px clipped to the image's (H, W) in ``sizes``, labels 1..C."""
         results = []
         num_classes = logits.shape[-1]
+        ch, cw = canvas
         for lg, bx, (h, w) in zip(logits, boxes, sizes, strict=True):
             scores = lg.sigmoid().flatten()
             k = min(self.detections_per_image, scores.numel())
             top, idx = scores.topk(k)
             q, c = idx // num_classes, idx % num_classes
-            xyxy = center_to_corners_format(bx[q]) * bx.new_tensor([w, h, w, h])
+            xyxy = center_to_corners_format(bx[q]) * bx.new_tensor([cw, ch, cw, ch])
             xyxy[:, 0::2] = xyxy[:, 0::2].clamp(0, w)
             xyxy[:, 1::2] = xyxy[:, 1::2].clamp(0, h)
             results.append({"boxes": xyxy, "scores": top, "labels": c + 1})
         return results
 
-    def reset_drop_counts(self) -> dict[str, int]:
-        """Return the query-drop counts accumulated since the last reset, and reset them."""
-        counts = dict(self.criterion.counts)
-        self.criterion.counts = {k: 0 for k in counts}
-        return counts
+    def drop_counts(self) -> dict[str, int]:
+        """Query-drop counts since the last reset (last decoder layer, drop active), under the
+        training loop's names: ``rois`` queries, ``dropped``, ``fg_rois`` matched queries,
+        ``fg_dropped``, and ``candidates`` (queries allowed to drop)."""
+        c = self.criterion.counts
+        return {"rois": c["queries"], "dropped": c["dropped"], "fg_rois": c["fg_queries"],
+                "fg_dropped": c["fg_dropped"], "candidates": c["candidates"]}
+
+    def reset_drop_counts(self) -> None:
+        """Zero the query-drop counts (the training loop calls it at every epoch start)."""
+        self.criterion.counts = {k: 0 for k in self.criterion.counts}
 
 
 class ResNet50Levels(nn.Module):
