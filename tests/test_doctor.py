@@ -28,9 +28,10 @@ def test_pins_pass_here_and_fail_on_mismatch(monkeypatch):
 
 def test_devices():
     out = check_devices({"runtime": {"device": "cpu"}, "sam": {"device": "cuda:7"},
-                         "x": {"devices": "ignored"}})
+                         "wsod": {"device": None}, "x": {"devices": "ignored"}})
     by_key = {f.message.split(":")[0]: f for f in out[1:]}
-    assert set(by_key) == {"params runtime.device", "params sam.device"}
+    assert set(by_key) == {"params runtime.device", "params sam.device", "params wsod.device"}
+    assert by_key["params wsod.device"].message.endswith("null (follows runtime.device)")
     assert by_key["params runtime.device"].level == OK
     # cuda:7 exists on no machine this runs on (at most a few visible cards)
     if torch.cuda.device_count() < 8:

@@ -95,6 +95,9 @@ def check_devices(params: dict[str, Any]) -> list[Finding]:
     for key, val in _leaves(params):
         if key.split(".")[-1] != "device":
             continue
+        if val is None and key != "runtime.device":
+            out.append(Finding(OK, f"params {key}: null (follows runtime.device)"))
+            continue
         try:
             dev = resolve_device(val)
         except ValueError as e:
