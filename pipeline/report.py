@@ -1,5 +1,7 @@
 """Stage ``report``: write ``reports/tables/{name}.md`` for every table of
-``weaksam.report.TABLES`` (paper numbers beside this run's, read from ``metrics/``).
+``weaksam.report.TABLES`` (paper numbers beside this run's, read from ``metrics/``), and the
+index ``reports/README.md`` (per table: does this run reproduce the paper's direction?
+``weaksam.report.index``).
 
 All tables are built first, then the folder is replaced whole (atomically): a failing builder
 leaves the previous tables as they were.
@@ -12,7 +14,8 @@ from typing import Any
 
 from pipeline.common import load_params, setup_logging, stage_args
 from weaksam.report import TABLES
-from weaksam.utils.atomic import atomic_dir
+from weaksam.report.index import build_index
+from weaksam.utils.atomic import atomic_dir, atomic_path
 
 METRICS_DIR = Path("metrics")
 OUT_DIR = Path("reports/tables")
@@ -20,11 +23,15 @@ OUT_DIR = Path("reports/tables")
 
 def run(params: dict[str, Any] | None = None, metrics_dir: Path = METRICS_DIR,
         out_dir: Path = OUT_DIR) -> list[str]:
-    """Build every table; returns the names written. ``params`` is unused (no knobs yet)."""
+    """Build every table and the index ``out_dir/../README.md`` (naming params ``profile``);
+    returns the table names written."""
     built = {name: builder(metrics_dir) for name, builder in TABLES.items()}
+    index = build_index(built, metrics_dir, profile=(params or {}).get("profile"))
     with atomic_dir(out_dir) as tmp:
         for name, text in built.items():
             (tmp / f"{name}.md").write_text(text)
+    with atomic_path(out_dir.parent / "README.md") as tmp:
+        tmp.write_text(index)
     return sorted(built)
 
 

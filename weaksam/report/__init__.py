@@ -10,7 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from weaksam.report import table1, table4, table6, table7, table8
+from weaksam.report import (
+    pgt_quality,
+    table1,
+    table4,
+    table5,
+    table6,
+    table7,
+    table8,
+    table9,
+    table10,
+    table11,
+)
 
 TABLES: dict[str, Callable[[Path], str]] = {
     "table1": table1.build,
@@ -18,4 +29,9 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "table6": table6.build,
     "table7": table7.build,
     "table8": table8.build,
+    "table5": table5.build,       # issue 12: PGT and retraining tables
+    "table9": table9.build,
+    "table10": table10.build,
+    "table11": table11.build,
+    "pgt": pgt_quality.build,
 }
