@@ -135,7 +135,7 @@ def main() -> None:
         sizes = {it.image_id: (it.width, it.height) for it in test_view}
         dets = detect_features(model, store, sizes, view.category_ids, device=device)
     else:
-        cfg = params["retrain"][args.detector]
+        cfg = params["retrain"][args.detector]["model"]
         pos = {iid: i for i, iid in enumerate(test_view.image_ids)}
         dets = detect_images(model, test_view.image_ids, lambda iid: test_view.read(pos[iid]),
                              view.category_ids, short_side=int(cfg["test_scale"]),

@@ -45,8 +45,7 @@ def pgt_path(pgt: str) -> Path:
 
 def uses_features(detector: str, params: dict[str, Any]) -> bool:
     """True when the detector trains on the cached frozen-backbone maps (default profile)."""
-    cfg = params["retrain"][detector]
-    return cfg.get("input", "features") == "features"
+    return params["retrain"][detector]["model"].get("input", "features") == "features"
 
 
 def variant_cfg(detector: str, variant: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -64,20 +63,19 @@ def build_model(detector: str, num_classes: int, params: dict[str, Any],
     cfg = params["retrain"][detector]
     v = variant or {}
     if detector == "frcnn":
-        d = cfg["drop"]
+        d, h = cfg["drop"], cfg["model"]
         drop_kw = dict(tau_cls=float(v.get("tau_cls", d["tau_cls"])),
                        tau_reg=float(v.get("tau_reg", d["tau_reg"])),
                        normalize=str(d["normalize"]), rule=str(d["rule"]),
                        smooth_l1_beta=float(d["smooth_l1_beta"]))
-        h = cfg["heads"]
-        if cfg["backbone"] == "resnet50_fpn":
+        if h["backbone"] == "resnet50_fpn":
             return build_frcnn_r50_fpn(
-                num_classes, checkpoint=cfg["resnet50_checkpoint"],
-                trainable_layers=int(cfg["trainable_layers"]),
+                num_classes, checkpoint=h["resnet50_checkpoint"],
+                trainable_layers=int(h["trainable_layers"]),
                 rois_per_image=int(h["rois_per_image"]), score_thresh=float(h["score_thresh"]),
                 detections_per_img=int(h["detections_per_img"]), **drop_kw)
-        if cfg["backbone"] != "small_cnn_frozen":
-            raise SystemExit(f"retrain.frcnn.backbone: unknown {cfg['backbone']!r} "
+        if h["backbone"] != "small_cnn_frozen":
+            raise SystemExit(f"retrain.frcnn.model.backbone: unknown {h['backbone']!r} "
                              "(small_cnn_frozen | resnet50_fpn)")
         bp = params["backbone_pretrain"]
         return build_frcnn(
@@ -106,7 +104,7 @@ def load_train_data(detector: str, pgt: str, params: dict[str, Any]
     and the training source of the detector's input kind."""
     view = WeakView(load_index(TRAINVAL))
     targets = load_pgt(pgt_path(pgt), view.category_ids)
-    cfg = params["retrain"][detector]
+    cfg = params["retrain"][detector]["model"]
     if uses_features(detector, params):
         store = load_features("retrain_features/trainval.pt")
         check_store(store, view, "retrain_features/trainval.pt")

@@ -288,7 +288,10 @@ def build_frcnn_r50_fpn(
         state = read_checkpoint(checkpoint, "ResNet-50 checkpoint")
         state = state.get("model", state) if isinstance(state, dict) else state
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        missing, unexpected = body.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = body.load_state_dict(state, strict=False)
+        except RuntimeError as e:  # shape mismatches
+            raise InputError(checkpoint, f"not a ResNet-50 state dict ({e})") from e
         missing = [k for k in missing if not k.startswith("fc.")]
         if missing or unexpected:
             raise InputError(checkpoint, f"not a ResNet-50 state dict (missing {missing[:3]}, "
