@@ -129,6 +129,9 @@ def test_rand_augment_weaktr_string_is_deterministic():
     b = rand_augment(imgs, "rand-m9-mstd0.5-inc1", torch.Generator().manual_seed(3))
     assert torch.equal(a, b) and a.dtype == torch.uint8 and a.shape == imgs.shape
     assert not torch.equal(a, imgs)
+    # magnitude 10 (reached by m9 + noise) posterizes to 0 bits: black, not a Pillow error
+    many = torch.randint(0, 256, (40, 3, 16, 16), dtype=torch.uint8)
+    rand_augment(many, "rand-m10-mstd0-n3-inc1", torch.Generator().manual_seed(0))
 
 
 def test_fit_with_weaktr_augmentations_and_amp_on_cpu(tmp_path):

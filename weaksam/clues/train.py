@@ -81,6 +81,14 @@ def _seed_from(generator: torch.Generator) -> int:
     return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
 
 
+def _posterize_zero_ok(img, bits_to_keep: int, **kw):
+    """timm's ``posterize``; 0 bits gives the all-black image Pillow < 10 returned (WeakTr's
+    environment) instead of Pillow's ValueError."""
+    from timm.data.auto_augment import posterize
+
+    return img.point(lambda _: 0) if bits_to_keep < 1 else posterize(img, bits_to_keep, **kw)
+
+
 def rand_augment(images: torch.Tensor, config: str, generator: torch.Generator) -> torch.Tensor:
     """timm RandAugment (``config`` e.g. WeakTr's ``"rand-m9-mstd0.5-inc1"``: 2 operations per
     image, magnitude 9 with noise std 0.5, magnitude-increasing variants) on each image of
@@ -96,6 +104,9 @@ def rand_augment(images: torch.Tensor, config: str, generator: torch.Generator) 
           "img_mean": tuple(min(255, round(255 * m)) for m in IMAGENET_MEAN),
           "interpolation": Image.BICUBIC}
     ra = rand_augment_transform(config, hp)
+    for op in ra.ops:  # Pillow >= 10 rejects posterize to 0 bits, which timm reaches at
+        if op.name.startswith("Posterize"):  # magnitude 10 (m9 + noise): keep the old result
+            op.aug_fn = _posterize_zero_ok
     py_state, np_state = random.getstate(), np.random.get_state()
     try:
         random.seed(_seed_from(generator))
