@@ -1,37 +1,40 @@
-"""Query-based detector for retraining on pseudo ground truth: RT-DETR (transformers) with query
-drop (paper Sec. 3.2 Eq. 3-4, appendix C; Tables 5b, 10, 11).
+"""Query-based detector for retraining on pseudo ground truth: Deformable DETR (two-stage, box
+refinement; transformers) with query drop (paper Sec. 3.2 Eq. 3-4, appendix C; Tables 5b, 10,
+11).
 
-The paper retrains DINO (Zhang et al., 2022), which has no installable release. This is its
-nearest installable relative, transformers' ``RTDetrForObjectDetection`` built from a config
-(no download), chosen over Deformable DETR (two-stage, box refinement) by measured convergence
-on this machine (docs/retrain.md). What RT-DETR shares with DINO: contrastive denoising
-training (CDN: positive and negative noised GT queries), query selection from the encoder's
-top-k tokens (the encoder proposals are supervised), iterative box refinement, deformable
-cross-attention in the decoder, sigmoid (focal-family) classification and Hungarian matching
-with focal class cost. What it lacks (docs/fidelity.md, "query-based detector"):
+The paper retrains DINO (Zhang et al., 2022), which has no installable release. Its nearest
+installable relatives in transformers are Deformable DETR with box refinement and two-stage
+(DINO's base) and RT-DETR (contrastive denoising, query selection). Both were trained here on the
+same stand-in (trainval ground-truth boxes, frozen ``backbone_pretrain`` maps, 1 thread):
+Deformable DETR reached a higher test AP50 for the same CPU time (docs/retrain.md, "Query-based
+detector"), so it is the one built here, from a config (no download). What DINO has that it
+lacks (docs/fidelity.md, "Retraining: query-based detector"):
 
-- DINO's *mixed* query selection (positional queries from the top-k encoder boxes, content
-  queries learned); RT-DETR takes both from the top-k encoder tokens (content detached).
-- Look-forward-twice: RT-DETR's refinement detaches the reference boxes between decoder layers
-  (look-forward-once, as Deformable DETR).
-- A deformable multi-scale *encoder*: RT-DETR's hybrid encoder runs one attention layer (AIFI)
-  on the coarsest level and a CNN FPN/PAN across levels. The default profile has a single
-  feature level (the frozen stride-8 ``backbone_pretrain`` CNN), where the hybrid encoder is
-  one self-attention layer.
-- Classification loss: RT-DETR trains with the varifocal loss (IoU-aware soft targets);
-  DINO with the sigmoid focal loss.
+- contrastive denoising training (CDN: noised ground-truth boxes as extra positive and negative
+  queries): absent, so the matched loss is the only box supervision;
+- mixed query selection: two-stage Deformable DETR takes *both* the positional and the content
+  queries from the top-k encoder proposals (content from a projection of their positional
+  embedding), DINO only the positional ones (content queries learned);
+- look-forward-twice: box refinement detaches the reference box between decoder layers
+  (look-forward-once);
+- the top-k encoder proposals are ranked by one class logit trained as objectness (the original
+  two-stage recipe), not by the best class score.
+transformers' ``DeformableDetrForObjectDetectionLoss`` has no loss on the two-stage encoder
+proposals; the original Deformable DETR (and DINO) supervise them, so :class:`QueryDetector`
+adds that term (``*_enc``): the library's loss on the proposals with every target relabelled to
+class 0 (the original's ``bin_targets``), matched over all encoder tokens.
 
-Shorthand: B images, Q queries, C classes (labels 1..C outside, 0..C-1 inside transformers),
-L feature levels, D_l channels, s_l strides (px per cell). Boxes outside: ``(G, 4)`` float
-xyxy in pixels of the input frame (the image as rescaled by the data pipeline); inside:
-(cx, cy, w, h) normalised by the *canvas*, the padded batch extent: images (or their maps) of
-a batch are zero-padded at the bottom / right to the largest one, as DETR pads a batch; RT-DETR
-has no padding mask, so the padding is seen as image content and the canvas is the frame.
+Shorthand: B images, Q queries, T encoder tokens, C classes (labels 1..C outside, 0..C-1 inside
+transformers), L feature levels, D_l channels, s_l strides (px per cell). Boxes outside:
+``(G, 4)`` float xyxy in pixels of the input frame (the image as rescaled by the data
+pipeline); inside: (cx, cy, w, h) normalised by each image's own (H, W). A batch is zero-padded
+at the bottom / right to its largest member with a padding mask (DETR's convention), so the
+encoder ignores the padding and the reference points are scaled by each image's valid ratio.
 
 Interface (torchvision detection convention, docs/contracts.md "Retraining"): in train mode
-``model(inputs, targets) -> dict[str, Tensor]`` of weighted loss terms (their sum is the
-loss); in eval mode ``model(inputs) -> list[{"boxes", "scores", "labels"}]``, boxes clipped to
-each input's (H, W). ``inputs`` is a list of (3, H, W) images normalised as
+``model(inputs, targets) -> dict[str, Tensor]`` of weighted loss terms (their sum is the loss);
+in eval mode ``model(inputs) -> list[{"boxes", "scores", "labels"}]``, boxes clipped to each
+input's (H, W). ``inputs`` is a list of (3, H, W) images normalised as
 ``weaksam.wsod.imaging.to_tensor`` does, or a :class:`weaksam.retrain.frcnn.FeatureBatch` of
 cached single-level backbone maps (``weaksam.retrain.features``). ``drop_active`` (attribute,
 False by default) switches query drop on; the training loop sets it.
@@ -39,6 +42,7 @@ False by default) switches query drop on; the training loop sets it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,10 +51,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import RTDetrConfig, RTDetrForObjectDetection, RTDetrResNetConfig
+from transformers import DeformableDetrConfig, DeformableDetrForObjectDetection, ResNetConfig
 from transformers.image_transforms import center_to_corners_format
-from transformers.loss.loss_for_object_detection import box_iou, generalized_box_iou
-from transformers.loss.loss_rt_detr import RTDetrLoss, _set_aux_loss
+from transformers.loss.loss_deformable_detr import (
+    DeformableDetrHungarianMatcher,
+    DeformableDetrImageLoss,
+)
+from transformers.loss.loss_for_object_detection import _set_aux_loss, generalized_box_iou
 
 from weaksam.errors import TrainingError
 from weaksam.retrain.frcnn import FeatureBatch
@@ -59,19 +66,20 @@ from weaksam.wsod.imaging import pad_batch
 
 # Key added to every outputs dict handed to the criterion: which loss term it feeds.
 ROLE = "query_drop_role"
-ROLES = ("final", "aux", "enc", "dn")
-# Terms query drop applies to (the authors' release: every decoder layer and the encoder
-# proposals go through the dropping loss, the denoising queries never do).
+# Terms query drop applies to: all of them here (the authors' release sends every decoder layer
+# and the encoder proposals through its dropping loss; only its denoising terms, which this
+# detector does not have, never drop).
 DROP_ROLES = ("final", "aux", "enc")
 
 
 @dataclass
 class Levels:
-    """A padded batch: ``maps`` one (B, D_l, h_l, w_l) tensor per level, ``canvas`` the padded
-    (H, W) px the maps cover, ``image_sizes`` each input's own (H, W) px."""
+    """A padded batch: ``maps`` one (B, D_l, h_l, w_l) tensor per level, ``mask`` (B, h_0, w_0)
+    bool, True on image cells (level 0; coarser levels interpolate it), ``image_sizes`` each
+    input's own (H, W) px."""
 
     maps: list[torch.Tensor]
-    canvas: tuple[int, int]
+    mask: torch.Tensor
     image_sizes: list[tuple[int, int]]
 
 
@@ -82,25 +90,45 @@ def _matched(targets: Sequence[dict[str, torch.Tensor]],
     return torch.cat([t[key][j] for t, (_, j) in zip(targets, indices, strict=True)], dim=0)
 
 
-class QueryDropRTDetrLoss(RTDetrLoss):
-    """transformers' RT-DETR criterion with per-query drop signals d_i (Eq. 3-4).
+class _SafeMatcher(nn.Module):
+    """The library's Hungarian matcher, returning empty matches when no image of the batch has a
+    target box (transformers' matcher cannot reshape an empty cost matrix)."""
 
-    Only the two reductions change: the varifocal classification term and the L1 / GIoU box
+    def __init__(self, matcher: nn.Module) -> None:
+        super().__init__()
+        self.matcher = matcher
+
+    def forward(self, outputs: dict[str, Any], targets: list[dict[str, torch.Tensor]]
+                ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        if sum(len(t["class_labels"]) for t in targets) == 0:
+            empty = torch.zeros(0, dtype=torch.int64, device=outputs["logits"].device)
+            return [(empty, empty) for _ in targets]
+        return self.matcher(outputs, targets)
+
+
+class QueryDropLoss(DeformableDetrImageLoss):
+    """transformers' Deformable DETR criterion with per-query drop signals d_i (Eq. 3-4).
+
+    Only the reductions change: the sigmoid focal classification term and the L1 / GIoU box
     terms are computed per query (the library's formulas, unreduced) and multiplied by d_i
     before the library's reduction (same denominator: the number of target boxes). With
-    ``drop_active`` False every d_i is 1 and the terms equal the library's exactly.
+    ``drop_active`` False every d_i is 1 and the terms equal the library's exactly. Terms are
+    returned unweighted, as the library's (``loss_ce``, ``loss_bbox``, ``loss_giou``).
 
     percentile: tau in [0, 100] (paper 90); queries: ``things`` (drop matched queries only,
-    paper default) or ``all``. Each loss term (last decoder layer, every auxiliary decoder
-    layer, encoder top-k proposals) gets its own mask from its own Hungarian matching;
-    denoising terms never drop. ``counts`` accumulates, for the last decoder layer while drop is
-    active, the number of queries, drop candidates, dropped queries, matched queries and dropped
-    matched queries.
+    paper default, Table 10) or ``all``. Each loss term (last decoder layer, every auxiliary
+    decoder layer, encoder proposals) gets its own mask from its own Hungarian matching.
+    ``counts`` accumulates, for the last decoder layer while drop is active, the number of
+    queries, drop candidates, dropped queries, matched queries and dropped matched queries.
     """
 
-    def __init__(self, config: RTDetrConfig, percentile: float = 90.0, queries: str = "things"
-                 ) -> None:
-        super().__init__(config)
+    def __init__(self, config: DeformableDetrConfig, percentile: float = 90.0,
+                 queries: str = "things") -> None:
+        matcher = DeformableDetrHungarianMatcher(class_cost=config.class_cost,
+                                                 bbox_cost=config.bbox_cost,
+                                                 giou_cost=config.giou_cost)
+        super().__init__(_SafeMatcher(matcher), config.num_labels, config.focal_alpha,
+                         ["labels", "boxes"])
         if queries not in QUERY_SETS:
             raise ValueError(f"queries must be one of {QUERY_SETS}, got {queries!r}")
         if not 0.0 <= float(percentile) <= 100.0:
@@ -142,139 +170,101 @@ class QueryDropRTDetrLoss(RTDetrLoss):
             self.counts["fg_dropped"] += int((~keep & foreground).sum())
         return keep.view(logits.shape[:2]).to(logits.dtype)
 
-    def loss_labels_vfl(self, outputs, targets, indices, num_boxes, log=True):  # noqa: ANN001
-        """Varifocal loss, d_i-weighted per query (library formula, same reduction)."""
+    def loss_labels(self, outputs, targets, indices, num_boxes):  # noqa: ANN001
+        """Sigmoid focal loss (alpha ``focal_alpha``, gamma 2), d_i-weighted per query
+        (library formula, same reduction: sum over queries and classes / num_boxes)."""
+        logits = outputs["logits"]  # (B, Q, C)
         idx = self._get_source_permutation_idx(indices)
-        src_boxes = outputs["pred_boxes"][idx]
-        target_boxes = _matched(targets, indices, "boxes")
-        ious, _ = box_iou(center_to_corners_format(src_boxes.detach()),
-                          center_to_corners_format(target_boxes))
-        ious = torch.diag(ious)
-        src_logits = outputs["logits"]
-        dtype = src_logits.dtype
-        classes_o = _matched(targets, indices, "class_labels")
-        target_classes = torch.full(src_logits.shape[:2], self.num_classes, dtype=torch.int64,
-                                    device=src_logits.device)
-        target_classes[idx] = classes_o
-        target = F.one_hot(target_classes, num_classes=self.num_classes + 1)[..., :-1]
-        score_o = torch.zeros_like(target_classes, dtype=dtype)
-        score_o[idx] = ious.to(dtype)
-        target_score = score_o.unsqueeze(-1) * target
-        pred_score = F.sigmoid(src_logits.detach())
-        weight = (self.alpha * pred_score.pow(self.gamma) * (1 - target) + target_score).to(dtype)
-        loss = F.binary_cross_entropy_with_logits(src_logits, target_score, weight=weight,
-                                                  reduction="none")  # (B, Q, C)
+        target_classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.int64,
+                                    device=logits.device)
+        target_classes[idx] = _matched(targets, indices, "class_labels")
+        onehot = F.one_hot(target_classes, self.num_classes + 1)[..., :-1].to(logits.dtype)
+        prob = logits.sigmoid()
+        ce = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none")
+        p_t = prob * onehot + (1 - prob) * (1 - onehot)
+        loss = ce * ((1 - p_t) ** 2)
+        if self.focal_alpha >= 0:
+            loss = (self.focal_alpha * onehot + (1 - self.focal_alpha) * (1 - onehot)) * loss
         d = self.query_weights(outputs, indices, targets, count=True)  # (B, Q)
-        loss = (loss * d.unsqueeze(-1)).mean(1).sum() * src_logits.shape[1] / num_boxes
-        return {"loss_vfl": loss}
+        loss_ce = (loss * d.unsqueeze(-1)).mean(1).sum() / num_boxes * logits.shape[1]
+        return {"loss_ce": loss_ce}
 
     def loss_boxes(self, outputs, targets, indices, num_boxes):  # noqa: ANN001
         """L1 and GIoU terms of the matched queries, d_i-weighted (library formulas)."""
         idx = self._get_source_permutation_idx(indices)
-        src_boxes = outputs["pred_boxes"][idx]
-        target_boxes = _matched(targets, indices, "boxes")
+        src = outputs["pred_boxes"][idx]
+        tgt = _matched(targets, indices, "boxes")
         d = self.query_weights(outputs, indices, targets)[idx]  # (G,)
-        l1 = F.l1_loss(src_boxes, target_boxes, reduction="none")  # (G, 4)
-        giou = 1 - torch.diag(generalized_box_iou(center_to_corners_format(src_boxes),
-                                                  center_to_corners_format(target_boxes)))
+        l1 = F.l1_loss(src, tgt, reduction="none")  # (G, 4)
+        giou = 1 - torch.diag(generalized_box_iou(center_to_corners_format(src),
+                                                  center_to_corners_format(tgt)))
         return {"loss_bbox": (l1 * d.unsqueeze(-1)).sum() / num_boxes,
                 "loss_giou": (giou * d).sum() / num_boxes}
 
 
-class _SafeMatcher(nn.Module):
-    """The library's Hungarian matcher, returning empty matches when no image of the batch has a
-    target box (transformers' matcher cannot reshape an empty cost matrix)."""
-
-    def __init__(self, matcher: nn.Module) -> None:
-        super().__init__()
-        self.matcher = matcher
-
-    def forward(self, outputs: dict[str, Any], targets: list[dict[str, torch.Tensor]]
-                ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        if sum(len(t["class_labels"]) for t in targets) == 0:
-            dev = outputs["logits"].device
-            empty = torch.zeros(0, dtype=torch.int64, device=dev)
-            return [(empty, empty) for _ in targets]
-        return self.matcher(outputs, targets)
-
-
-def loss_outputs(model_out: Any, config: RTDetrConfig) -> dict[str, Any]:
-    """The criterion's outputs dict from an ``RTDetrModel`` output, as transformers'
-    ``RTDetrForObjectDetectionLoss`` assembles it (denoising queries split off, auxiliary
-    decoder layers, encoder top-k), each dict tagged with its :data:`ROLE`."""
-    logits_all = model_out.intermediate_logits  # (B, L_dec, Q_dn + Q, C)
-    boxes_all = model_out.intermediate_reference_points  # (B, L_dec, Q_dn + Q, 4)
-    dn_meta = model_out.denoising_meta_values
-    if dn_meta is not None:
-        dn_logits, logits_all = torch.split(logits_all, dn_meta["dn_num_split"], dim=2)
-        dn_boxes, boxes_all = torch.split(boxes_all, dn_meta["dn_num_split"], dim=2)
-    out: dict[str, Any] = {"logits": logits_all[:, -1], "pred_boxes": boxes_all[:, -1],
-                           ROLE: "final"}
-    if config.auxiliary_loss:
-        aux = _set_aux_loss(logits_all[:, :-1].transpose(0, 1), boxes_all[:, :-1].transpose(0, 1))
-        for a in aux:
-            a[ROLE] = "aux"
-        enc = _set_aux_loss([model_out.enc_topk_logits], [model_out.enc_topk_bboxes])
-        enc[0][ROLE] = "enc"
-        out["auxiliary_outputs"] = aux + enc
-        if dn_meta is not None:
-            dn = _set_aux_loss(dn_logits.transpose(0, 1), dn_boxes.transpose(0, 1))
-            for a in dn:
-                a[ROLE] = "dn"
-            out["dn_auxiliary_outputs"] = dn
-            out["denoising_meta_values"] = dn_meta
-    return out
-
-
-def rtdetr_config(
+def deformable_detr_config(
     num_classes: int,
     in_channels: Sequence[int],
-    strides: Sequence[int],
     d_model: int = 128,
     encoder_layers: int = 1,
     decoder_layers: int = 2,
     num_queries: int = 50,
-    num_denoising: int = 50,
     ffn_dim: int = 512,
     heads: int = 4,
     n_points: int = 4,
     extra_levels: int = 0,
-) -> RTDetrConfig:
-    """RT-DETR config (no download) for L = len(in_channels) backbone levels of D_l channels and
-    strides px, plus ``extra_levels`` stride-2 convolution levels for the decoder. The config's
-    backbone is a one-block placeholder whose outputs match ``in_channels``; the detector
-    replaces it (features come from :class:`QueryDetector`'s own backbone or a cache)."""
+) -> DeformableDetrConfig:
+    """Deformable DETR config (two-stage, box refinement, auxiliary losses, no dropout as DINO;
+    no download) for L = len(in_channels) backbone levels of D_l channels, plus
+    ``extra_levels`` stride-2 convolution levels. The config's backbone is a one-block
+    placeholder whose outputs match ``in_channels``; the detector replaces it."""
     levels = len(in_channels)
-    if levels != len(strides) or levels == 0:
-        raise ValueError(f"in_channels {list(in_channels)} and strides {list(strides)} "
-                         "must be non-empty and of the same length")
-    placeholder = RTDetrResNetConfig(
+    if levels == 0:
+        raise ValueError("in_channels must name at least one level")
+    placeholder = ResNetConfig(
         embedding_size=8, hidden_sizes=[int(c) for c in in_channels], depths=[1] * levels,
         layer_type="basic", out_features=[f"stage{i + 1}" for i in range(levels)],
     )
-    return RTDetrConfig(
-        backbone_config=placeholder, num_labels=int(num_classes),
-        encoder_in_channels=[int(c) for c in in_channels], feat_strides=[int(s) for s in strides],
-        encode_proj_layers=[levels - 1], encoder_layers=int(encoder_layers),
-        encoder_hidden_dim=int(d_model), encoder_ffn_dim=int(ffn_dim),
-        encoder_attention_heads=int(heads), d_model=int(d_model),
-        decoder_in_channels=[int(d_model)] * levels, num_feature_levels=levels + int(extra_levels),
-        decoder_layers=int(decoder_layers), decoder_ffn_dim=int(ffn_dim),
-        decoder_attention_heads=int(heads), decoder_n_points=int(n_points),
-        num_queries=int(num_queries), num_denoising=int(num_denoising),
+    return DeformableDetrConfig(
+        use_timm_backbone=False, backbone_config=placeholder, use_pretrained_backbone=False,
+        num_labels=int(num_classes), d_model=int(d_model), encoder_layers=int(encoder_layers),
+        decoder_layers=int(decoder_layers), encoder_ffn_dim=int(ffn_dim),
+        decoder_ffn_dim=int(ffn_dim), encoder_attention_heads=int(heads),
+        decoder_attention_heads=int(heads), encoder_n_points=int(n_points),
+        decoder_n_points=int(n_points), num_queries=int(num_queries),
+        two_stage_num_proposals=int(num_queries), num_feature_levels=levels + int(extra_levels),
+        with_box_refine=True, two_stage=True, auxiliary_loss=True, dropout=0.0,
     )
 
 
-class QueryDetector(nn.Module):
-    """RT-DETR on a frozen (or fine-tuned) backbone, with query drop; see the module docstring.
+class _LevelsInput(nn.Module):
+    """Stands in for the library's backbone: returns the (map, mask) pairs of the batch being
+    run (set by :class:`QueryDetector` right before the call), so cached maps and maps of our
+    own backbone enter Deformable DETR the same way."""
 
-    num_classes: C; backbone: module mapping normalised (B, 3, H, W) images to a (B, D, h, w)
-    map or a list of L maps (``in_channels`` / ``strides`` describe them), or None when the
-    detector only receives cached :class:`FeatureBatch` inputs (one level); train_backbone:
-    fine-tune it (paper profile) or keep it frozen in eval mode (default profile);
-    drop_percentile, drop_queries: tau and the query set of Eq. 3; detections_per_image: the
-    top-k (query, class) pairs kept at inference (RT-DETR's post-processing); the other
-    arguments size the transformer (:func:`rtdetr_config`).
+    def __init__(self, channels: Sequence[int]) -> None:
+        super().__init__()
+        self.intermediate_channel_sizes = [int(c) for c in channels]
+        self.pending: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor
+                ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        if self.pending is None:
+            raise RuntimeError("QueryDetector did not set the batch's feature maps")
+        out, self.pending = self.pending, None
+        return out
+
+
+class QueryDetector(nn.Module):
+    """Deformable DETR on a frozen (or fine-tuned) backbone, with query drop (module docstring).
+
+    num_classes: C; in_channels: D_l of the backbone levels; strides: s_l px; backbone: module
+    mapping normalised (B, 3, H, W) images to a (B, D, h, w) map or a list of L maps, or None
+    when the detector only receives cached :class:`FeatureBatch` inputs (one level);
+    train_backbone: fine-tune it (paper profile) or keep it frozen in eval mode (default
+    profile); drop_percentile, drop_queries: tau and the query set of Eq. 3;
+    detections_per_image: the top-k (query, class) pairs kept at inference (Deformable DETR's
+    post-processing); the other arguments size the transformer (:func:`deformable_detr_config`).
     """
 
     def __init__(
@@ -288,7 +278,6 @@ class QueryDetector(nn.Module):
         encoder_layers: int = 1,
         decoder_layers: int = 2,
         num_queries: int = 50,
-        num_denoising: int = 50,
         ffn_dim: int = 512,
         heads: int = 4,
         n_points: int = 4,
@@ -298,24 +287,37 @@ class QueryDetector(nn.Module):
         detections_per_image: int = 100,
     ) -> None:
         super().__init__()
+        if len(in_channels) != len(strides):
+            raise ValueError(f"in_channels {list(in_channels)} and strides {list(strides)} "
+                             "differ in length")
         self.num_classes = int(num_classes)
+        self.strides = [int(x) for x in strides]
         self.detections_per_image = int(detections_per_image)
         self.backbone = backbone
         self.train_backbone = bool(train_backbone)
         if backbone is not None and not train_backbone:
             for p in backbone.parameters():
                 p.requires_grad_(False)
-        self.config = rtdetr_config(num_classes, in_channels, strides, d_model, encoder_layers,
-                                    decoder_layers, num_queries, num_denoising, ffn_dim, heads,
-                                    n_points, extra_levels)
-        detector = RTDetrForObjectDetection(self.config)
-        # the placeholder backbone is never run: features enter as ``inputs_embeds``
-        detector.model.backbone = None
+        self.config = deformable_detr_config(num_classes, in_channels, d_model, encoder_layers,
+                                             decoder_layers, num_queries, ffn_dim, heads,
+                                             n_points, extra_levels)
+        detector = DeformableDetrForObjectDetection(self.config)
+        # the original Deformable DETR's head initialisation (transformers leaves it at zero /
+        # default): focal prior 0.01 on every class logit, box deltas start at zero
+        with torch.no_grad():
+            for head in detector.class_embed:
+                head.bias.fill_(-math.log((1 - 0.01) / 0.01))
+            for head in detector.bbox_embed:
+                head.layers[-1].weight.zero_()
+                head.layers[-1].bias.zero_()
+        self._input = _LevelsInput(in_channels)
+        detector.model.backbone = self._input  # the placeholder backbone is never run
+        # the library calls ``loss_function`` with the decoder outputs of every layer
+        detector.loss_function = self._decoder_losses
         self.detector = detector
-        self.criterion = QueryDropRTDetrLoss(self.config, drop_percentile, drop_queries)
-        self.criterion.matcher = _SafeMatcher(self.criterion.matcher)
-        self.strides = [int(x) for x in strides]
-        self._noise_seed: int | None = None
+        self.criterion = QueryDropLoss(self.config, drop_percentile, drop_queries)
+        self.weights = {"loss_ce": 1.0, "loss_bbox": float(self.config.bbox_loss_coefficient),
+                        "loss_giou": float(self.config.giou_loss_coefficient)}
 
     @property
     def drop_active(self) -> bool:
@@ -332,17 +334,11 @@ class QueryDetector(nn.Module):
             self.backbone.eval()  # frozen BatchNorm statistics
         return self
 
-    def set_sample_generators(self, generators: Sequence[torch.Generator] | None) -> None:
-        """Seed the denoising noise of the next training forward from the batch's per-image
-        generators (the training loop's contract), so a resumed run draws what an unbroken
-        one draws; None: the global RNG."""
-        self._noise_seed = (None if not generators else
-                            int(torch.randint(2**62, (1,), generator=generators[0])))
-
     def levels(self, inputs: FeatureBatch | Sequence[torch.Tensor]) -> Levels:
         """Pad a batch into :class:`Levels`: cached maps (one level) are zero-padded to the
-        largest (h, w), the canvas being stride x that; images are zero-padded to a multiple of
-        the largest stride and run through the backbone (no gradient when frozen)."""
+        largest (h, w); images are zero-padded to a multiple of the largest stride and run
+        through the backbone (no gradient when frozen). Image cells: ceil(H / s_0) x
+        ceil(W / s_0)."""
         if isinstance(inputs, FeatureBatch):
             if len(self.strides) != 1:
                 raise ValueError("a FeatureBatch holds one level; this detector expects "
@@ -350,10 +346,11 @@ class QueryDetector(nn.Module):
             maps = inputs.maps
             hm, wm = max(m.shape[-2] for m in maps), max(m.shape[-1] for m in maps)
             fmap = maps[0].new_zeros((len(maps), maps[0].shape[0], hm, wm))
+            mask = torch.zeros((len(maps), hm, wm), dtype=torch.bool, device=fmap.device)
             for i, m in enumerate(maps):
                 fmap[i, :, : m.shape[-2], : m.shape[-1]] = m
-            canvas = (hm * self.strides[0], wm * self.strides[0])
-            return Levels([fmap], canvas, [tuple(map(int, s)) for s in inputs.image_sizes])
+                mask[i, : m.shape[-2], : m.shape[-1]] = True
+            return Levels([fmap], mask, [(int(h), int(w)) for h, w in inputs.image_sizes])
         if self.backbone is None:
             raise ValueError("this QueryDetector has no backbone: pass a FeatureBatch")
         sizes = [(int(t.shape[-2]), int(t.shape[-1])) for t in inputs]
@@ -361,26 +358,53 @@ class QueryDetector(nn.Module):
         with torch.set_grad_enabled(self.train_backbone and torch.is_grad_enabled()):
             feats = self.backbone(x)
         feats = [feats] if isinstance(feats, torch.Tensor) else list(feats)
-        return Levels(feats, (int(x.shape[-2]), int(x.shape[-1])), sizes)
+        s0 = self.strides[0]
+        h0, w0 = feats[0].shape[-2:]
+        mask = torch.zeros((len(sizes), h0, w0), dtype=torch.bool, device=x.device)
+        for i, (h, w) in enumerate(sizes):
+            mask[i, : -(-h // s0), : -(-w // s0)] = True
+        return Levels(feats, mask, sizes)
 
-    def hf_targets(self, targets: Sequence[dict[str, torch.Tensor]], canvas: tuple[int, int]
-                   ) -> list[dict[str, torch.Tensor]]:
+    def hf_targets(self, targets: Sequence[dict[str, torch.Tensor]],
+                   sizes: Sequence[tuple[int, int]]) -> list[dict[str, torch.Tensor]]:
         """Targets (boxes (G, 4) xyxy px, labels (G,) in 1..C) -> transformers' labels
-        (class_labels 0..C-1, boxes cxcywh normalised by the (H, W) px ``canvas``)."""
+        (class_labels 0..C-1, boxes cxcywh normalised by each image's (H, W) in ``sizes``)."""
         out = []
-        h, w = canvas
-        for t in targets:
+        for t, (h, w) in zip(targets, sizes, strict=True):
             boxes = t["boxes"].reshape(-1, 4).float()
             labels = t["labels"].reshape(-1).to(torch.int64)
             if len(labels) and (labels.min() < 1 or labels.max() > self.num_classes):
                 raise ValueError(f"target labels must be in 1..{self.num_classes}, got "
                                  f"{labels.tolist()}")
-            scale = boxes.new_tensor([w, h, w, h])
-            b = (boxes / scale).clamp(0.0, 1.0)
+            b = (boxes / boxes.new_tensor([w, h, w, h])).clamp(0.0, 1.0)
             cxcywh = torch.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2,
                                   b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], dim=-1)
             out.append({"class_labels": labels - 1, "boxes": cxcywh})
         return out
+
+    def _decoder_losses(self, logits, labels, device, pred_boxes, config, outputs_class=None,
+                        outputs_coord=None, **kwargs):  # noqa: ANN001, ANN003
+        """``loss_function`` of the library model (same arguments as transformers'
+        ``DeformableDetrForObjectDetectionLoss``): weighted final and auxiliary decoder terms
+        -> (total, terms, auxiliary outputs)."""
+        for name, t in (("logits", outputs_class), ("boxes", outputs_coord)):
+            bad = ~torch.isfinite(t)
+            if bad.any():
+                raise TrainingError(f"query detector: {int(bad.sum())} NaN/inf values in the "
+                                    f"decoder's {name} (diverged training or invalid inputs)")
+        outputs: dict[str, Any] = {"logits": logits, "pred_boxes": pred_boxes, ROLE: "final"}
+        aux = _set_aux_loss(outputs_class, outputs_coord)
+        for a in aux:
+            a[ROLE] = "aux"
+        outputs["auxiliary_outputs"] = aux
+        terms = self.weighted(self.criterion(outputs, labels))
+        return sum(terms.values()), terms, aux
+
+    def weighted(self, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Unweighted library terms (``loss_ce``, ``loss_bbox_0``, ...) x their weights (1, 5,
+        2: the library's and DINO's), the logging-only ``cardinality_error`` left out."""
+        return {k: v * self.weights[k.split("_")[0] + "_" + k.split("_")[1]]
+                for k, v in terms.items() if not k.startswith("cardinality")}
 
     def forward(
         self,
@@ -389,47 +413,43 @@ class QueryDetector(nn.Module):
     ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
         """Train mode: dict of weighted loss terms (sum = loss); eval: detections per image."""
         batch = self.levels(inputs)
-        rt = self.detector.model
-        proj = [rt.encoder_input_proj[level](f) for level, f in enumerate(batch.maps)]
-        # the hybrid encoder is run here because RTDetrModel's ``inputs_embeds`` path takes one
-        # tensor; given ``encoder_outputs`` it only reads the batch size and device from it
-        encoded = rt.encoder(proj)
-        if self.training:
-            if targets is None:
-                raise ValueError("targets are required in train mode")
-            if len(targets) != len(batch.image_sizes):
-                raise ValueError(f"{len(targets)} targets for {len(batch.image_sizes)} inputs")
-            labels = self.hf_targets(targets, batch.canvas)
-            with torch.random.fork_rng(devices=[], enabled=self._noise_seed is not None):
-                if self._noise_seed is not None:
-                    torch.manual_seed(self._noise_seed)
-                out = rt(None, inputs_embeds=proj[0], encoder_outputs=encoded, labels=labels)
-            for name in ("intermediate_logits", "intermediate_reference_points"):
-                bad = ~torch.isfinite(getattr(out, name))
-                if bad.any():
-                    raise TrainingError(f"query detector: {int(bad.sum())} NaN/inf values in "
-                                        f"{name} (diverged training or invalid inputs)")
-            return self.criterion(loss_outputs(out, self.config), labels)
-        out = rt(None, inputs_embeds=proj[0], encoder_outputs=encoded)
-        return self.postprocess(out.intermediate_logits[:, -1],
-                                out.intermediate_reference_points[:, -1], batch.canvas,
-                                batch.image_sizes)
+        mask0 = batch.mask.long()
+        self._input.pending = [
+            (m, F.interpolate(batch.mask[None].float(), size=m.shape[-2:])[0].bool())
+            for m in batch.maps
+        ]
+        if not self.training:
+            out = self.detector(pixel_values=batch.maps[0], pixel_mask=mask0)
+            return self.postprocess(out.logits, out.pred_boxes, batch.image_sizes)
+        if targets is None:
+            raise ValueError("targets are required in train mode")
+        if len(targets) != len(batch.image_sizes):
+            raise ValueError(f"{len(targets)} targets for {len(batch.image_sizes)} inputs")
+        labels = self.hf_targets(targets, batch.image_sizes)
+        out = self.detector(pixel_values=batch.maps[0], pixel_mask=mask0, labels=labels)
+        terms = dict(out.loss_dict)
+        # two-stage encoder proposals: every target as class 0 (the original's bin_targets)
+        enc = {"logits": out.enc_outputs_class,
+               "pred_boxes": out.enc_outputs_coord_logits.sigmoid(), ROLE: "enc"}
+        binary = [{"class_labels": torch.zeros_like(t["class_labels"]), "boxes": t["boxes"]}
+                  for t in labels]
+        terms.update({k + "_enc": v for k, v in self.weighted(self.criterion(enc, binary)).items()})
+        return terms
 
     @torch.no_grad()
-    def postprocess(self, logits: torch.Tensor, boxes: torch.Tensor, canvas: tuple[int, int],
+    def postprocess(self, logits: torch.Tensor, boxes: torch.Tensor,
                     sizes: Sequence[tuple[int, int]]) -> list[dict[str, torch.Tensor]]:
-        """RT-DETR post-processing: logits (B, Q, C), boxes (B, Q, 4) cxcywh normalised by the
-        (H, W) ``canvas`` -> per image the top-k (query, class) pairs by sigmoid score; boxes
-        xyxy px clipped to the image's (H, W) in ``sizes``, labels 1..C."""
+        """Deformable DETR post-processing: logits (B, Q, C), boxes (B, Q, 4) cxcywh normalised
+        by each image's (H, W) in ``sizes`` -> per image the top-k (query, class) pairs by
+        sigmoid score; boxes xyxy px clipped to the image, labels 1..C."""
         results = []
         num_classes = logits.shape[-1]
-        ch, cw = canvas
         for lg, bx, (h, w) in zip(logits, boxes, sizes, strict=True):
             scores = lg.sigmoid().flatten()
             k = min(self.detections_per_image, scores.numel())
             top, idx = scores.topk(k)
             q, c = idx // num_classes, idx % num_classes
-            xyxy = center_to_corners_format(bx[q]) * bx.new_tensor([cw, ch, cw, ch])
+            xyxy = center_to_corners_format(bx[q]) * bx.new_tensor([w, h, w, h])
             xyxy[:, 0::2] = xyxy[:, 0::2].clamp(0, w)
             xyxy[:, 1::2] = xyxy[:, 1::2].clamp(0, h)
             results.append({"boxes": xyxy, "scores": top, "labels": c + 1})
