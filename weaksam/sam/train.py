@@ -13,6 +13,15 @@ Devices: training runs wherever ``sam`` is (``sam.to(device)`` by the caller): i
 and targets are drawn on the CPU (numpy generators, so the draws do not depend on the device)
 and moved to ``sam.device`` per step.
 
+Data parallel (``world > 1``, torch.distributed already initialised by the caller): each process
+takes a contiguous block of the step's ``B`` images. Image ``b`` of step ``s`` is corpus sample
+``s * B + b`` with its own prompt generator ``default_rng([corpus_seed, s, b])``, so the union of
+the blocks is exactly the one-process batch. Every process back-propagates the SUM of its
+per-prompt losses; one all-reduce adds the gradients and the prompt counts, and the gradients
+are divided by the global count: the gradient of the mean over every prompt of the step, the
+one-process step up to the order of float additions. Clipping and AdamW then run on identical
+gradients in every process, so the replicas stay identical without a broadcast per step.
+
 Shapes: ``images (B, 3, S, S)`` padded frame, ``gt (P, 4E, 4E)`` soft masks in [0, 1],
 ``logits (P, K, 4E, 4E)`` with K = 3 (points) or 1 (boxes), ``iou_pred (P, K)``.
 """
@@ -21,11 +30,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from segment_anything.modeling import Sam
 from torchvision.ops import sigmoid_focal_loss
@@ -249,18 +259,32 @@ def lowres_size(sam: Sam) -> int:
     return 4 * sam.prompt_encoder.image_embedding_size[0]
 
 
-def batch_losses(sam: Sam, samples: list[CorpusSample], rng: np.random.Generator,
-                 cfg: PretrainConfig) -> dict[str, torch.Tensor]:
-    """Losses of one training batch: the images encoded once, ``cfg.prompts_per_image`` prompts
-    drawn with ``rng`` on each. Returns ``{"loss"}`` (scalar, to back-propagate) and the
-    per-prompt ``{"mask", "iou", "miou"}`` (``(B * P,)``, prompts of all images)."""
+def _draw(sam: Sam, samples: list[CorpusSample],
+          rng: np.random.Generator | Sequence[np.random.Generator], cfg: PretrainConfig
+          ) -> tuple[torch.Tensor, list[PromptBatch]]:
+    """Encode ``samples`` once and draw ``cfg.prompts_per_image`` prompts on each: with ``rng``
+    for every image in turn, or with ``rng[b]`` for image ``b``."""
     frame = sam.image_encoder.img_size
     low = lowres_size(sam)
+    rngs = [rng] * len(samples) if isinstance(rng, np.random.Generator) else list(rng)
+    if len(rngs) != len(samples):
+        raise ValueError(f"{len(samples)} samples but {len(rngs)} prompt generators")
     x = torch.stack([pad_image(sam, s.image) for s in samples])
     emb = sam.image_encoder(x)
     # an image with no segment left draws no prompts (and no generator numbers)
     batches = [sample_prompts(s, cfg.prompts_per_image, cfg.point_prob, cfg.box_noise, frame,
-                              low, rng).to(emb.device) for s in samples]
+                              low, r).to(emb.device) for s, r in zip(samples, rngs, strict=True)]
+    return emb, batches
+
+
+def batch_losses(sam: Sam, samples: list[CorpusSample],
+                 rng: np.random.Generator | Sequence[np.random.Generator],
+                 cfg: PretrainConfig) -> dict[str, torch.Tensor]:
+    """Losses of one training batch: the images encoded once, ``cfg.prompts_per_image`` prompts
+    drawn on each (with ``rng``, or ``rng[b]`` for image ``b``). Returns ``{"loss"}`` (scalar, to
+    back-propagate) and the per-prompt ``{"mask", "iou", "miou"}`` (``(B * P,)``, prompts of all
+    images)."""
+    emb, batches = _draw(sam, samples, rng, cfg)
     if not any(len(pb.point_gt) + len(pb.box_gt) for pb in batches):
         z = emb.sum() * 0.0  # no segment in the whole batch: a zero loss that still has a graph
         return {"loss": z, "mask": z[None], "iou": z[None], "miou": z[None].detach()}
@@ -270,20 +294,89 @@ def batch_losses(sam: Sam, samples: list[CorpusSample], rng: np.random.Generator
     return out
 
 
+def shard(n: int, rank: int, world: int) -> range:
+    """The contiguous block of ``range(n)`` that process ``rank`` of ``world`` takes (sizes
+    differ by at most one)."""
+    return range(n * rank // world, n * (rank + 1) // world)
+
+
+def step_batch(cfg: PretrainConfig, step: int, frame: int, rank: int = 0, world: int = 1
+               ) -> tuple[list[CorpusSample], list[np.random.Generator]]:
+    """Corpus samples and prompt generators of process ``rank``'s block of step ``step``:
+    image ``b`` is sample ``step * B + b`` of ``cfg.corpus_seed``, prompted with
+    ``default_rng([corpus_seed, step, b])`` (independent of ``world``)."""
+    bs = shard(cfg.batch_images, rank, world)
+    samples = [generate_sample(cfg.corpus_seed, step * cfg.batch_images + b, size=frame,
+                               radius_range=tuple(cfg.corpus_radius)) for b in bs]
+    return samples, [np.random.default_rng([cfg.corpus_seed, step, b]) for b in bs]
+
+
+def step_gradients(sam: Sam, cfg: PretrainConfig, step: int, rank: int = 0, world: int = 1
+                   ) -> dict[str, float]:
+    """Forward and backward pass of step ``step`` (this process's block of images), leaving in
+    every ``p.grad`` the gradient of the step's loss (mean over ALL prompts of the step, every
+    process's; ``world > 1`` all-reduces over the initialised process group).
+
+    Loss: ``mean_prompts(mask) + iou_weight * mean_prompts(iou)`` as :func:`batch_losses`. A
+    parameter gets ``grad None`` when no process produced a gradient for it (as a one-process
+    ``backward`` leaves it). Returns the step's ``{"loss", "loss_mask", "loss_iou",
+    "train_miou", "prompts"}`` (means over all prompts; identical in every process).
+    """
+    samples, rngs = step_batch(cfg, step, sam.image_encoder.img_size, rank, world)
+    emb, batches = _draw(sam, samples, rngs, cfg)
+    total = emb.sum() * 0.0  # the encoder always has a (zero) gradient, even with no prompt
+    stats = torch.zeros(4, device=emb.device)  # sum mask, sum iou, sum miou, prompts
+    if any(len(pb.point_gt) + len(pb.box_gt) for pb in batches):
+        out = prompt_losses(sam, emb, batches, cfg)
+        total = total + out["mask"].sum() + cfg.iou_weight * out["iou"].sum()
+        stats = torch.stack([out["mask"].detach().sum(), out["iou"].detach().sum(),
+                             out["miou"].sum(), torch.tensor(float(len(out["mask"])),
+                                                             device=emb.device)])
+    for p in sam.parameters():
+        p.grad = None
+    total.backward()
+    params = [p for p in sam.parameters() if p.requires_grad]
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten()
+                      for p in params]
+                     + [torch.tensor([float(p.grad is not None) for p in params],
+                                     device=emb.device), stats])
+    if world > 1:
+        dist.all_reduce(flat)  # sum over processes: gradients, has-gradient flags, statistics
+    n_prompts = float(flat[-1])
+    s_mask, s_iou, s_miou = (float(v) / max(n_prompts, 1.0) for v in flat[-4:-1])
+    flags = flat[-4 - len(params):-4]
+    i = 0
+    for p, f in zip(params, flags.tolist(), strict=True):
+        g = flat[i:i + p.numel()]
+        i += p.numel()
+        p.grad = (g / max(n_prompts, 1.0)).view_as(p).clone() if f > 0 else None
+    return {"loss": s_mask + cfg.iou_weight * s_iou, "loss_mask": s_mask, "loss_iou": s_iou,
+            "train_miou": s_miou, "prompts": n_prompts}
+
+
 def pretrain(
     sam: Sam,
     cfg: PretrainConfig,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     log_every: int = 10,
+    rank: int = 0,
+    world: int = 1,
 ) -> dict[str, float]:
     """Train ``sam`` in place for ``cfg.steps`` steps on the on-the-fly corpus.
 
-    Step ``s`` uses corpus samples ``s * B .. s * B + B - 1`` of ``cfg.corpus_seed`` and prompt
-    generator ``default_rng([corpus_seed, s])``: deterministic given the torch seed set by the
-    caller. ``on_step(step, {"loss", "loss_mask", "loss_iou", "train_miou", "lr"})`` is called
-    every ``log_every`` steps. Returns the last logged values plus ``seconds``.
+    Step ``s`` uses corpus samples ``s * B .. s * B + B - 1`` of ``cfg.corpus_seed``, image ``b``
+    prompted by ``default_rng([corpus_seed, s, b])``: deterministic given the torch seed set by
+    the caller, and the same steps for any ``world`` (data parallel over the initialised process
+    group, see the module docstring; ``world`` must not exceed ``cfg.batch_images``; the
+    parameters of rank 0 are broadcast first). ``on_step(step, {"loss", "loss_mask",
+    "loss_iou", "train_miou", "lr"})`` is called every ``log_every`` steps (pass it on rank 0
+    only). Returns the last logged values plus ``seconds``.
     """
-    frame = sam.image_encoder.img_size
+    if not 1 <= world <= cfg.batch_images:
+        raise ValueError(f"{world} processes for {cfg.batch_images} images per step")
+    if world > 1:
+        for t in sam.state_dict().values():
+            dist.broadcast(t, 0)
     opt = torch.optim.AdamW(sam.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def lr_at(step: int) -> float:
@@ -297,24 +390,14 @@ def pretrain(
     t0 = time.perf_counter()
     last: dict[str, float] = {}
     acc: dict[str, list[float]] = {}
-    for step in tqdm(range(cfg.steps), desc="sam_pretrain", disable=None):
-        rng = np.random.default_rng([cfg.corpus_seed, step])
-        samples = [generate_sample(cfg.corpus_seed, step * cfg.batch_images + b, size=frame,
-                                   radius_range=tuple(cfg.corpus_radius))
-                   for b in range(cfg.batch_images)]
-        out = batch_losses(sam, samples, rng, cfg)
-        loss, mask_l, iou_l = out["loss"], out["mask"], out["iou"]
-        if not torch.isfinite(loss):
+    for step in tqdm(range(cfg.steps), desc="sam_pretrain", disable=None if rank == 0 else True):
+        vals = step_gradients(sam, cfg, step, rank, world)
+        vals.pop("prompts")
+        if not math.isfinite(vals["loss"]):  # the same value in every process: all raise
             raise FloatingPointError(f"non-finite loss at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
         torch.nn.utils.clip_grad_norm_(sam.parameters(), cfg.grad_clip)
         opt.step()
         sched.step()
-        vals = {
-            "loss": loss.item(), "loss_mask": mask_l.mean().item(), "loss_iou": iou_l.mean().item(),
-            "train_miou": float(out["miou"].mean()),
-        }
         for k, v in vals.items():
             acc.setdefault(k, []).append(v)
         if (step + 1) % log_every == 0 or step + 1 == cfg.steps:
