@@ -214,9 +214,9 @@ def deformable_detr_config(
     n_points: int = 4,
     extra_levels: int = 0,
 ) -> DeformableDetrConfig:
-    """Deformable DETR config (two-stage, box refinement, auxiliary losses, no dropout as DINO;
-    no download) for L = len(in_channels) backbone levels of D_l channels, plus
-    ``extra_levels`` stride-2 convolution levels. The config's backbone is a one-block
+    """Deformable DETR config (two-stage, box refinement, auxiliary losses; no dropout and
+    matching costs class 2 / L1 5 / GIoU 2 as DINO; no download) for L = len(in_channels)
+    backbone levels of D_l channels, plus ``extra_levels`` stride-2 convolution levels. The config's backbone is a one-block
     placeholder whose outputs match ``in_channels``; the detector replaces it."""
     levels = len(in_channels)
     if levels == 0:
@@ -234,6 +234,7 @@ def deformable_detr_config(
         decoder_n_points=int(n_points), num_queries=int(num_queries),
         two_stage_num_proposals=int(num_queries), num_feature_levels=levels + int(extra_levels),
         with_box_refine=True, two_stage=True, auxiliary_loss=True, dropout=0.0,
+        class_cost=2.0,  # DINO's (and the authors' release's) focal matching cost weight
     )
 
 
