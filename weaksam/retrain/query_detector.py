@@ -216,8 +216,9 @@ def deformable_detr_config(
 ) -> DeformableDetrConfig:
     """Deformable DETR config (two-stage, box refinement, auxiliary losses; no dropout and
     matching costs class 2 / L1 5 / GIoU 2 as DINO; no download) for L = len(in_channels)
-    backbone levels of D_l channels, plus ``extra_levels`` stride-2 convolution levels. The config's backbone is a one-block
-    placeholder whose outputs match ``in_channels``; the detector replaces it."""
+    backbone levels of D_l channels, plus ``extra_levels`` stride-2 convolution levels. The
+    config's backbone is a one-block placeholder whose outputs match ``in_channels``; the
+    detector replaces it."""
     levels = len(in_channels)
     if levels == 0:
         raise ValueError("in_channels must name at least one level")
