@@ -3,7 +3,8 @@ instances on test images; paper Fig. 7, right half: pseudo instance labels, here
 ground truth they are scored against).
 
 Each panel is an image with its instances as translucent coloured masks, their boxes and
-"class score" labels. Colours are fixed per instance index, so same inputs give the same PNG.
+"class score" labels. Colours are fixed per category, so panels of one image compare at a
+glance and same inputs give the same PNG.
 """
 
 from __future__ import annotations
@@ -24,15 +25,19 @@ from weaksam.utils.atomic import atomic_path  # noqa: E402
 _COLORS = plt.get_cmap("tab10").colors
 
 
+def _color(ann: Mapping[str, Any]) -> tuple[float, float, float]:
+    return _COLORS[int(ann["category_id"]) % len(_COLORS)]
+
+
 def overlay(image: np.ndarray, anns: Sequence[Mapping[str, Any]], alpha: float = 0.5
             ) -> np.ndarray:
     """``image (H, W, 3)`` uint8 with every annotation's mask blended in its colour -> a copy
     ``(H, W, 3)`` uint8."""
     h, w = image.shape[:2]
     out = image.astype(np.float32).copy()
-    for k, a in enumerate(anns):
+    for a in anns:
         m = decode_segmentation(a["segmentation"], h, w)
-        col = np.array(_COLORS[k % len(_COLORS)], np.float32) * 255
+        col = np.array(_color(a), np.float32) * 255
         out[m] = (1 - alpha) * out[m] + alpha * col
     return out.clip(0, 255).astype(np.uint8)
 
@@ -40,9 +45,9 @@ def overlay(image: np.ndarray, anns: Sequence[Mapping[str, Any]], alpha: float =
 def _panel(ax, image: np.ndarray, anns: Sequence[Mapping[str, Any]], names: Mapping[int, str],
            title: str) -> None:
     ax.imshow(overlay(image, anns))
-    for k, a in enumerate(anns):
+    for a in anns:
         x, y, bw, bh = a["bbox"]
-        col = _COLORS[k % len(_COLORS)]
+        col = _color(a)
         ax.add_patch(plt.Rectangle((x, y), bw, bh, fill=False, ec=col, lw=1))
         label = names.get(int(a["category_id"]), "?")
         if "score" in a:

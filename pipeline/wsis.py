@@ -1,0 +1,217 @@
+"""Stage ``wsis``: train an instance segmentation model on the pseudo masks (or, for the upper
+reference, on the ground-truth masks) and evaluate it on the test split (paper Tables 2, 3).
+
+    python -m pipeline.wsis --model {mask_rcnn,mask2former,mask_rcnn_gt}
+
+- ``mask_rcnn`` / ``mask2former``: trained on ``pseudo_masks/trainval.json`` (paper Sec. 3.3).
+- ``mask_rcnn_gt``: the same Mask R-CNN trained on the ground-truth instance masks of trainval
+  (fully supervised; the paper's upper rows are Mask R-CNN with mask supervision): how much of
+  the gap to full supervision is the pseudo labels'.
+Backbone (``wsis.backbone``): ``small_cnn`` = the frozen ``backbone_pretrain`` CNN, its
+features computed once (default profile: Mask R-CNN reads the maps of the ``retrain_features``
+stage, at ``retrain.features.short_side``; Mask2Former computes its two levels here at
+``wsis.short_side``); ``resnet50`` = ImageNet ResNet-50 from the local
+``wsis.resnet50_checkpoint`` (paper profile; Mask R-CNN R50-FPN, Mask2Former R50).
+Outputs: ``wsis/{model}/model.pt``, ``wsis/{model}/predictions_test.json`` (COCO results with
+RLE masks), ``checkpoints/wsis_{model}/last.pt`` (resume; DVC ``persist``),
+``dvclive/wsis_{model}/`` (loss curves), ``metrics/wsis_{model}.json`` (VOC-protocol mask
+AP25/50/70/75, COCO mask AP/AP50/AP75, per class, timing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dvclive import Live
+from pipeline.common import load_params, set_threads, setup_logging, stage_args
+from weaksam.data.index import load_index, read_image
+from weaksam.errors import InputError
+from weaksam.eval.mask_ap import coco_mask_ap, evaluate_voc_masks
+from weaksam.retrain.features import load_features
+from weaksam.utils.atomic import atomic_path, write_json
+from weaksam.utils.device import resolve_device
+from weaksam.utils.readers import read_json
+from weaksam.utils.seed import seed_everything
+from weaksam.wsis.data import build_views, instance_targets, stage_features, views_from_store
+from weaksam.wsis.train import predict_results, train_instance_model
+from weaksam.wsod.backbone import build_backbone
+
+MODELS = ("mask_rcnn", "mask2former", "mask_rcnn_gt")
+TRAINVAL = Path("data/annotations/trainval.json")
+TEST = Path("data/annotations/test.json")
+PSEUDO = Path("pseudo_masks/trainval.json")
+FEATURES = Path("retrain_features")
+
+
+def small_backbone(params: dict[str, Any]) -> torch.nn.Module:
+    """The frozen ``backbone_pretrain`` CNN (eval mode, no gradients)."""
+    bp = params["backbone_pretrain"]
+    net = build_backbone("small_cnn", checkpoint="backbone/model.pt", widths=bp["widths"],
+                         stem=int(bp["stem"]), convs=int(bp["convs"]))
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def build_model(name: str, num_classes: int, params: dict[str, Any]):
+    """(model, pixel multiple for padding, feature function or None, cached levels)."""
+    w = params["wsis"]
+    arch = "mask2former" if name == "mask2former" else "mask_rcnn"
+    m = w[arch]
+    if w["backbone"] == "small_cnn":
+        net = small_backbone(params)
+        feats = lambda x: stage_features(net, x)  # noqa: E731
+        if arch == "mask_rcnn":
+            from weaksam.wsis.mask_rcnn import build_small_mask_rcnn
+
+            model = build_small_mask_rcnn(
+                net, num_classes, anchor_sizes=m["anchor_sizes"],
+                rpn_batch_size=int(m["rpn_batch_size"]), roi_batch_size=int(m["roi_batch_size"]),
+                representation=int(m["representation"]), mask_layers=m["mask_layers"],
+                mask_dim=int(m["mask_dim"]), score_thresh=float(w["score_thresh"]),
+                detections_per_img=int(w["max_det"]))
+            return model, 1, feats, [-1]
+        from weaksam.wsis.mask2former import build_mask2former
+
+        n_levels = len(params["backbone_pretrain"]["widths"])
+        levels = list(range(n_levels))[-2:]  # stride 4 and 8 of the small CNN
+        model = build_mask2former(
+            [int(c) for c in params["backbone_pretrain"]["widths"]][-2:], num_classes,
+            stride=net.stride // 2, hidden_dim=int(m["hidden_dim"]),
+            num_queries=int(m["num_queries"]), decoder_layers=int(m["decoder_layers"]),
+            encoder_layers=int(m["encoder_layers"]), heads=int(m["heads"]),
+            ffn_dim=int(m["ffn_dim"]), train_points=int(m["train_points"]),
+            max_det=int(w["max_det"]), score_thresh=float(w["score_thresh"]))
+        return model, 1, feats, levels
+    if w["backbone"] != "resnet50":
+        raise ValueError(f"wsis.backbone must be small_cnn or resnet50, got {w['backbone']!r}")
+    ckpt = w.get("resnet50_checkpoint")
+    if arch == "mask_rcnn":
+        from weaksam.wsis.mask_rcnn import build_resnet50_fpn_mask_rcnn
+
+        return (build_resnet50_fpn_mask_rcnn(num_classes, ckpt, float(w["score_thresh"]),
+                                             int(w["max_det"])), 32, None, None)
+    from weaksam.wsis.mask2former import build_mask2former_resnet50
+
+    return (build_mask2former_resnet50(num_classes, ckpt, num_queries=int(m["num_queries"]),
+                                       max_det=int(w["max_det"]),
+                                       score_thresh=float(w["score_thresh"])), 32, None, None)
+
+
+def main() -> None:
+    args = stage_args(__doc__.splitlines()[0], [("--model", {"choices": MODELS,
+                                                             "required": True})])
+    params = load_params(args.params)
+    name = args.model
+    log = setup_logging(f"wsis.{name}")
+    set_threads(params)
+    seed = int(params["seed"])
+    seed_everything(seed)
+    device = resolve_device(params["runtime"].get("device", "cpu"))
+    w = params["wsis"]
+    arch = "mask2former" if name == "mask2former" else "mask_rcnn"
+    m = w[arch]
+
+    train_index = load_index(TRAINVAL)
+    test_index = load_index(TEST)
+    cat_ids = train_index.category_ids
+    if name == "mask_rcnn_gt":  # the fully supervised reference: ground-truth masks
+        source, train_coco = TRAINVAL, train_index.to_json()
+    else:
+        source, train_coco = PSEUDO, read_json(PSEUDO, "pseudo-mask file", want_object=True)
+    targets = instance_targets(train_coco, cat_ids)
+    n_inst = sum(len(t.labels) for t in targets.values())
+    log.info("%s: %d training instances from %s", name, n_inst, source)
+
+    model, multiple, feats, levels = build_model(name, len(cat_ids), params)
+    model.to(device)
+    flips = (False, True) if bool(w["flip"]) else (False,)
+    cached = w["backbone"] == "small_cnn" and arch == "mask_rcnn"
+    if cached:  # the retrain_features stage's maps of the same frozen CNN (one level)
+        train_views = views_from_store(load_features(FEATURES / "trainval.pt"), targets, flips)
+    else:
+        train_views = build_views(train_index.image_ids, lambda i: read_image(
+            train_index.image_path(i)), targets, flips=flips, desc="train views",
+            short_side=int(w["short_side"]), max_size=int(w["max_size"]), features=feats,
+            levels=levels)
+
+    fp_src = json.dumps({"model": name, "wsis": w, "backbone": params["backbone_pretrain"],
+                         "seed": seed, "targets": hashlib.sha256(json.dumps(
+                             train_coco["annotations"], sort_keys=True).encode()).hexdigest()},
+                        sort_keys=True)
+    fingerprint = hashlib.sha256(fp_src.encode()).hexdigest()
+    ckpt = Path("checkpoints") / f"wsis_{name}" / "last.pt"
+    resume = ckpt.is_file() and read_ckpt_fingerprint(ckpt) == fingerprint
+    live = Live(dir=f"dvclive/wsis_{name}", resume=resume, save_dvc_exp=False, dvcyaml=None,
+                report=None)
+
+    def on_epoch(epoch: int, losses: dict[str, float]) -> None:
+        live.step = epoch
+        for k, v in losses.items():
+            live.log_metric(f"train/{k}", v)
+        live.next_step()
+
+    timing = train_instance_model(
+        model, train_views, epochs=int(m["epochs"]), batch_size=int(m["batch_size"]),
+        lr=float(m["lr"]), weight_decay=float(m["weight_decay"]), optimizer=str(m["optimizer"]),
+        warmup_steps=int(m["warmup_steps"]), grad_clip=float(m["grad_clip"]), seed=seed,
+        multiple=multiple, checkpoint=ckpt, fingerprint=fingerprint, device=device,
+        on_epoch=on_epoch)
+    live.end()
+    del train_views
+
+    out_dir = Path("wsis") / name
+    with atomic_path(out_dir / "model.pt") as tmp:
+        torch.save({"model": model.state_dict(), "category_ids": cat_ids, "arch": arch}, tmp)
+    if cached:
+        test_views = views_from_store(load_features(FEATURES / "test.pt"), None)
+    else:
+        test_views = build_views(test_index.image_ids, lambda i: read_image(
+            test_index.image_path(i)), None, desc="test views", short_side=int(w["short_side"]),
+            max_size=int(w["max_size"]), features=feats, levels=levels)
+    sizes = {int(im["id"]): (int(im["height"]), int(im["width"])) for im in test_index.images}
+    results = predict_results(model, test_views, sizes, cat_ids, multiple=multiple,
+                              max_det=int(w["max_det"]), device=device)
+    write_json(out_dir / "predictions_test.json", results, indent=None)
+
+    # evaluation: the test ground truth is read only here
+    gt = test_index.to_json()
+    voc = evaluate_voc_masks(gt, results, ignore_difficult=bool(w["eval_ignore_difficult"]))
+    metrics = {
+        **{k: voc[k] for k in ("ap25", "ap50", "ap70", "ap75")},
+        "coco": coco_mask_ap(gt, results),
+        "ap50_per_class": voc["per_class"]["ap50"],
+        "train_source": str(source),
+        "train_instances": n_inst,
+        "predictions_per_image": round(len(results) / max(1, len(test_index)), 2),
+        **timing,
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+    }
+    write_json(Path("metrics") / f"wsis_{name}.json", metrics)
+    log.info("%s: mask AP25 %.1f AP50 %.1f AP70 %.1f AP75 %.1f, COCO AP %.1f; train %.0f s",
+             name, *(metrics[k] or 0.0 for k in ("ap25", "ap50", "ap70", "ap75")),
+             metrics["coco"]["AP"], timing["train_seconds"])
+
+
+def read_ckpt_fingerprint(path: Path) -> str | None:
+    from weaksam.utils.checkpoint import read_checkpoint
+
+    try:
+        return read_checkpoint(path, "WSIS training checkpoint").get("fingerprint")
+    except InputError:
+        return None
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except InputError as e:
+        sys.exit(f"wsis: {e}")

@@ -1,0 +1,198 @@
+"""Mask2Former (Cheng et al., 2022), the query-based WSIS model of paper Tables 2 and 3:
+transformers' ``Mask2FormerForUniversalSegmentation`` built from a config (no download), its
+pixel decoder, masked-attention transformer decoder, class head and loss (Hungarian matching,
+cross-entropy + sampled-point BCE + dice, auxiliary losses) used as they are; only the image
+backbone is ours.
+
+Shorthand: B images, Q queries, C classes (labels 1..C here; transformers' class index c - 1,
+index C = "no object"), h x w input pixels, levels at strides 4, 8, 16, 32.
+
+- Default profile: levels 4 and 8 are the frozen ``backbone_pretrain`` CNN's stride-4 and
+  stride-8 stages (cached in the views), levels 16 and 32 come from two trainable stride-2
+  convolutions on the stride-8 level; small widths (``hidden_dim``, queries, layers).
+- Paper profile: ResNet-50 C2..C5 (torchvision trunk, local ImageNet checkpoint) trained end to
+  end, transformers' default Mask2Former sizes (256-d, 100 queries, 6 + 10 layers).
+
+``forward(batch)`` (a :class:`~weaksam.wsis.mask_rcnn.Batch`) -> dict of the weighted losses
+(summed over the auxiliary layers per kind) in train mode; :meth:`instances` gives the test
+predictions as transformers' instance post-processing does (top-k of class x query scores,
+score = class probability x mean mask probability inside the binary mask).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, ResNetConfig
+
+from weaksam.errors import InputError
+from weaksam.utils.checkpoint import read_checkpoint
+from weaksam.wsis.mask_rcnn import Batch
+
+_LOSS_KINDS = ("loss_cross_entropy", "loss_mask", "loss_dice")
+
+
+class FeatureMask2Former(nn.Module):
+    """Mask2Former over a list of 4 feature levels (strides 4..32) from ``levels``: cached
+    frozen features plus ``extra`` convolutions, or a trainable ``trunk`` on images."""
+
+    def __init__(self, config: Mask2FormerConfig, *, trunk: nn.Module | None = None,
+                 extra_channels: int = 0, max_det: int = 100, score_thresh: float = 0.05) -> None:
+        super().__init__()
+        self.mask_stride = int(config.common_stride)  # input px per cell of the mask logits
+        self.hf = Mask2FormerForUniversalSegmentation(config)
+        # the backbone transformers built only to size the pixel decoder; ours replaces it
+        self.hf.model.pixel_level_module.encoder = nn.Identity()
+        self.trunk = trunk
+        self.extra = nn.ModuleList()
+        if extra_channels:
+            for _ in range(2):  # strides 16 and 32 from stride 8
+                self.extra.append(nn.Sequential(
+                    nn.Conv2d(extra_channels, extra_channels, 3, stride=2, padding=1),
+                    nn.ReLU(inplace=True)))
+        self.num_classes = int(config.num_labels)
+        self.max_det, self.score_thresh = int(max_det), float(score_thresh)
+
+    def levels(self, batch: Batch) -> list[torch.Tensor]:
+        """The 4 levels ``[(B, D_l, h/s, w/s)]`` for s = 4, 8, 16, 32."""
+        if batch.features is not None:
+            feats = [f.float() for f in batch.features]
+        else:
+            feats = list(self.trunk(batch.images))
+        for conv in self.extra:
+            feats.append(conv(feats[-1]))
+        return feats
+
+    def _heads(self, batch: Batch) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """Per decoder layer: class logits ``(B, Q, C + 1)`` and mask logits ``(B, Q, h/4,
+        w/4)`` (the last entry is the final prediction)."""
+        m = self.hf.model
+        dec = m.pixel_level_module.decoder(self.levels(batch), output_hidden_states=False)
+        out = m.transformer_module(multi_scale_features=dec.multi_scale_features,
+                                   mask_features=dec.mask_features, output_hidden_states=True)
+        classes = tuple(self.hf.class_predictor(h.transpose(0, 1))
+                        for h in out.intermediate_hidden_states)
+        return classes, tuple(out.masks_queries_logits)
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        classes, masks = self._heads(batch)
+        if batch.targets is None:
+            raise ValueError("Mask2Former forward needs targets; use instances() to predict")
+        s = self.mask_stride
+        hp, wp = masks[-1].shape[-2] * s, masks[-1].shape[-1] * s  # padded input frame
+        mask_labels, class_labels = [], []
+        for t in batch.targets:
+            g = t["masks"].float()
+            mask_labels.append(F.pad(g, (0, wp - g.shape[-1], 0, hp - g.shape[-2])))
+            class_labels.append(t["labels"] - 1)
+        aux = self.hf.get_auxiliary_logits(classes, masks)
+        losses = self.hf.get_loss_dict(masks[-1], classes[-1], mask_labels, class_labels, aux)
+        # one reduction per loss kind: final layer + auxiliary layers, already weighted
+        return {k: sum(v for n, v in losses.items() if n.startswith(k)) for k in _LOSS_KINDS}
+
+    @torch.no_grad()
+    def instances(self, batch: Batch, factors: Sequence[float],
+                  sizes: Sequence[tuple[int, int]]) -> list[dict[str, torch.Tensor]]:
+        """Test predictions at the original ``sizes`` (H, W): per image ``labels (R,)`` in
+        1..C, ``scores (R,)``, ``masks (R, H, W)`` bool; R <= ``max_det``."""
+        self.eval()
+        classes, masks = self._heads(batch)
+        probs = classes[-1].softmax(-1)[..., :-1]  # (B, Q, C)
+        out = []
+        for b, ((h, w), (oh, ow)) in enumerate(zip(batch.sizes, sizes, strict=True)):
+            q, c = probs.shape[1:]
+            k = min(self.max_det, q * c)
+            top, idx = probs[b].flatten().topk(k)
+            qi, labels = idx // c, idx % c + 1
+            ml = F.interpolate(masks[-1][b, qi][None], scale_factor=self.mask_stride,
+                               mode="bilinear",
+                               align_corners=False)[0, :, :h, :w]
+            ml = F.interpolate(ml[None], size=(oh, ow), mode="bilinear", align_corners=False)[0]
+            binary = ml > 0
+            mprob = ml.sigmoid()
+            mscore = (mprob * binary).flatten(1).sum(1) / binary.flatten(1).sum(1).clamp(min=1)
+            score = top * mscore
+            keep = score >= self.score_thresh
+            out.append({"labels": labels[keep], "scores": score[keep], "masks": binary[keep]})
+        return out
+
+
+def _config(num_classes: int, channels: Sequence[int], stride: int = 4, **kw
+            ) -> Mask2FormerConfig:
+    """A Mask2Former config whose (discarded) backbone has the feature ``channels`` of our 4
+    levels (strides ``stride`` x 1, 2, 4, 8), so transformers sizes the pixel decoder for them."""
+    backbone = ResNetConfig(embedding_size=8, hidden_sizes=[int(c) for c in channels],
+                            depths=[1, 1, 1, 1],
+                            out_features=["stage1", "stage2", "stage3", "stage4"])
+    return Mask2FormerConfig(backbone_config=backbone, num_labels=num_classes,
+                             feature_strides=[stride * 2**k for k in range(4)],
+                             common_stride=stride, **kw)
+
+
+def build_mask2former(
+    channels: Sequence[int],
+    num_classes: int,
+    *,
+    stride: int = 4,
+    hidden_dim: int = 64,
+    num_queries: int = 20,
+    decoder_layers: int = 3,
+    encoder_layers: int = 1,
+    heads: int = 4,
+    ffn_dim: int = 256,
+    train_points: int = 1568,
+    max_det: int = 100,
+    score_thresh: float = 0.05,
+) -> FeatureMask2Former:
+    """Small Mask2Former on cached frozen levels of ``channels = [D_s, D_2s]`` (strides
+    ``stride`` and 2 ``stride``; the small CNN: 4 and 8), plus two trainable stride-2 levels
+    (default profile)."""
+    c4, c8 = (int(c) for c in channels)
+    cfg = _config(num_classes, [c4, c8, c8, c8], stride, hidden_dim=hidden_dim,
+                  feature_size=hidden_dim,
+                  mask_feature_size=hidden_dim, num_queries=num_queries,
+                  decoder_layers=decoder_layers, encoder_layers=encoder_layers,
+                  num_attention_heads=heads, dim_feedforward=ffn_dim,
+                  encoder_feedforward_dim=ffn_dim, train_num_points=train_points)
+    return FeatureMask2Former(cfg, extra_channels=c8, max_det=max_det, score_thresh=score_thresh)
+
+
+class _ResNetLevels(nn.Module):
+    """torchvision ResNet-50 trunk -> C2..C5 ``[(B, 256|512|1024|2048, h/s, w/s)]``."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        n = self.net
+        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
+        out = []
+        for layer in (n.layer1, n.layer2, n.layer3, n.layer4):
+            x = layer(x)
+            out.append(x)
+        return out
+
+
+def build_mask2former_resnet50(num_classes: int, checkpoint: str | Path | None,
+                               num_queries: int = 100, max_det: int = 100,
+                               score_thresh: float = 0.05) -> FeatureMask2Former:
+    """Mask2Former R50 (paper profile): transformers' default sizes, a torchvision ResNet-50
+    trunk (frozen BatchNorm) from the local ImageNet ``checkpoint`` (None: random, tests)."""
+    from torchvision.models import resnet50
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    trunk = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
+    if checkpoint is not None:
+        state = read_checkpoint(Path(checkpoint), "ResNet-50 checkpoint")
+        try:
+            trunk.load_state_dict(state, strict=True)
+        except (RuntimeError, TypeError) as e:
+            raise InputError(checkpoint, f"not a torchvision resnet50 state dict ({e})") from e
+    cfg = _config(num_classes, [256, 512, 1024, 2048], num_queries=num_queries)
+    return FeatureMask2Former(cfg, trunk=_ResNetLevels(trunk), max_det=max_det,
+                              score_thresh=score_thresh)

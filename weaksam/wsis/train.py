@@ -1,0 +1,201 @@
+"""Training loop and test-split inference shared by the WSIS models (Mask R-CNN, Mask2Former).
+
+Shorthand: N training views (image, flip), B views per step, E epochs.
+
+- A model takes a :class:`~weaksam.wsis.mask_rcnn.Batch` and returns a dict of named scalar
+  losses in train mode; their sum is the loss (each model weights its own terms). For the test
+  split it has ``instances(batch, factors, sizes) -> [{"labels" (R,), "scores" (R,), "masks"
+  (R, H, W) bool}]`` at the original image sizes.
+- Each epoch reseeds torch's global generator (``seed + epoch``; torchvision's RoI samplers and
+  the Hungarian matcher's inputs draw from it) and permutes the views with a generator seeded
+  the same way, so a run resumed from the checkpoint of epoch e equals an uninterrupted run.
+- Learning rate: linear warm-up over ``warmup_steps`` then cosine decay to zero (per step).
+- After every epoch the checkpoint (model, optimiser, epoch, ``fingerprint`` of params and
+  data) is written atomically; a run whose fingerprint matches resumes after its epoch.
+- A non-finite loss raises :class:`weaksam.errors.TrainingError` (the last checkpoint stays).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from weaksam.errors import TrainingError
+from weaksam.eval.mask_ap import encode_mask
+from weaksam.utils.atomic import atomic_path
+from weaksam.utils.boxes import masks_to_boxes, xyxy_to_xywh
+from weaksam.utils.checkpoint import read_checkpoint
+from weaksam.wsis.data import View
+from weaksam.wsis.mask_rcnn import Batch
+
+log = logging.getLogger(__name__)
+
+
+def _pad_stack(ts: Sequence[torch.Tensor], h: int, w: int) -> torch.Tensor:
+    return torch.stack([F.pad(t.float(), (0, w - t.shape[-1], 0, h - t.shape[-2])) for t in ts])
+
+
+def collate(views: Sequence[View], multiple: int = 1, with_targets: bool = True,
+            device: torch.device | str = "cpu") -> Batch:
+    """Views -> a :class:`Batch`: images zero-padded to a multiple of ``multiple`` px, or each
+    cached feature level zero-padded to its largest size; targets as torchvision wants them."""
+    sizes = [v.size for v in views]
+    if views[0].features is not None:
+        feats = []
+        for lvl in range(len(views[0].features)):
+            hs = max(v.features[lvl].shape[-2] for v in views)
+            ws = max(v.features[lvl].shape[-1] for v in views)
+            feats.append(_pad_stack([v.features[lvl] for v in views], hs, ws).to(device))
+        batch = Batch(sizes, features=feats)
+    else:
+        hs = -(-max(s[0] for s in sizes) // multiple) * multiple
+        ws = -(-max(s[1] for s in sizes) // multiple) * multiple
+        batch = Batch(sizes, images=_pad_stack([v.image for v in views], hs, ws).to(device))
+    if with_targets:
+        batch.targets = [{"boxes": v.boxes.to(device), "labels": v.labels.to(device),
+                          "masks": v.masks.to(device)} for v in views]
+    return batch
+
+
+def save_state(path: str | Path, model: nn.Module, opt: torch.optim.Optimizer, epoch: int,
+               fingerprint: str) -> None:
+    """Atomic training checkpoint after ``epoch`` (0-based)."""
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                    "fingerprint": fingerprint}, tmp)
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Multiplier of the base learning rate at ``step``: linear warm-up, then cosine to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+
+def train_instance_model(
+    model: nn.Module,
+    views: Sequence[View],
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    optimizer: str = "adamw",
+    warmup_steps: int = 50,
+    grad_clip: float = 0.0,
+    seed: int = 0,
+    multiple: int = 1,
+    checkpoint: str | Path | None = None,
+    fingerprint: str = "",
+    device: torch.device | str = "cpu",
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` on ``views`` (module docstring). Returns ``train_seconds``,
+    ``train_cpu_seconds``, ``seconds_per_epoch`` (epochs run here) and ``resumed_after``."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    elif optimizer == "adamw":
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    else:
+        raise ValueError(f"optimizer must be sgd or adamw, got {optimizer!r}")
+    n = len(views)
+    if n == 0:
+        raise TrainingError("no training image")
+    steps_per_epoch = -(-n // batch_size)
+    total = epochs * steps_per_epoch
+    start = 0
+    if checkpoint is not None and Path(checkpoint).is_file():
+        state = read_checkpoint(checkpoint, "WSIS training checkpoint")
+        if state.get("fingerprint") == fingerprint:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            start = int(state["epoch"]) + 1
+            log.info("resuming after epoch %d from %s", start - 1, checkpoint)
+        else:
+            log.info("checkpoint %s is of other params or data: starting fresh", checkpoint)
+    t0, c0 = time.time(), time.process_time()
+    for epoch in range(start, epochs):
+        model.train()
+        torch.manual_seed(seed * 1_000_003 + epoch)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919 * epoch))
+        sums: dict[str, float] = {}
+        for s in tqdm(range(0, n, batch_size), desc=f"wsis epoch {epoch}", disable=None):
+            step = epoch * steps_per_epoch + s // batch_size
+            for g in opt.param_groups:
+                g["lr"] = lr * lr_factor(step, total, warmup_steps)
+            idx = perm[s : s + batch_size].tolist()
+            losses = model(collate([views[i] for i in idx], multiple, device=device))
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                raise TrainingError(f"non-finite loss at epoch {epoch}, step {step} "
+                                    f"({ {k: float(v) for k, v in losses.items()} }); last "
+                                    f"checkpoint kept at {checkpoint}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            opt.step()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
+        means = {k: v / n for k, v in sums.items()}
+        means["loss"] = sum(means.values())
+        log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in means.items()})
+        if checkpoint is not None:
+            save_state(checkpoint, model, opt, epoch, fingerprint)
+        if on_epoch is not None:
+            on_epoch(epoch, means)
+    sec = time.time() - t0
+    run = max(1, epochs - start)
+    return {"train_seconds": round(sec, 2), "train_cpu_seconds": round(time.process_time() - c0, 2),
+            "seconds_per_epoch": round(sec / run, 2), "resumed_after": start - 1 if start else None}
+
+
+@torch.no_grad()
+def predict_results(
+    model: nn.Module,
+    views: Sequence[View],
+    sizes: Mapping[int, tuple[int, int]],
+    category_ids: Sequence[int],
+    *,
+    batch_size: int = 8,
+    multiple: int = 1,
+    max_det: int = 100,
+    device: torch.device | str = "cpu",
+) -> list[dict[str, Any]]:
+    """COCO results (image_id, category_id, bbox xywh of the mask, score, segmentation RLE) of
+    ``model`` on ``views`` (one per image, no flip); ``sizes``: image id -> original (H, W).
+    Empty masks are left out; at most ``max_det`` per image, highest scores first."""
+    model.eval()
+    out: list[dict[str, Any]] = []
+    for s in tqdm(range(0, len(views), batch_size), desc="wsis predict", disable=None):
+        chunk = views[s : s + batch_size]
+        batch = collate(chunk, multiple, with_targets=False, device=device)
+        inst = model.instances(batch, [v.factor for v in chunk],
+                               [sizes[v.image_id] for v in chunk])
+        for v, r in zip(chunk, inst, strict=True):
+            scores = r["scores"].float().cpu().numpy()
+            order = np.argsort(-scores, kind="stable")[:max_det]
+            masks = r["masks"].cpu().numpy()
+            boxes, ok = masks_to_boxes(masks[order]) if len(order) else (np.zeros((0, 4)),
+                                                                        np.zeros(0, bool))
+            for j, k in enumerate(order):
+                if not ok[j]:
+                    continue
+                out.append({"image_id": v.image_id,
+                            "category_id": int(category_ids[int(r["labels"][k]) - 1]),
+                            "bbox": [round(float(x), 2) for x in xyxy_to_xywh(boxes[j:j + 1])[0]],
+                            "score": round(float(scores[k]), 5),
+                            "segmentation": encode_mask(masks[k])})
+    return out
