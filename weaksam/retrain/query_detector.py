@@ -235,7 +235,7 @@ def deformable_detr_config(
         decoder_n_points=int(n_points), num_queries=int(num_queries),
         two_stage_num_proposals=int(num_queries), num_feature_levels=levels + int(extra_levels),
         with_box_refine=True, two_stage=True, auxiliary_loss=True, dropout=0.0,
-        class_cost=2.0,  # DINO's (and the authors' release's) focal matching cost weight
+        class_cost=2,  # DINO's (and the authors' release's) focal matching cost weight
     )
 
 
