@@ -22,7 +22,7 @@ def test_tables_with_and_without_metrics(tmp_path: Path) -> None:
                                                                    "AP75": 18.0}})
     t2 = table2.build(tmp_path)
     assert "| 61.0 [1] | 50.0 [1] | 30.0 [1] | 20.2 [1] | this run |" in t2
-    assert "`wsis@mask_rcnn`, `metrics/wsis_mask_rcnn.json`" in t2
+    assert "DVC stage `wsis@mask_rcnn`" in t2 and "/wsis_mask_rcnn.json`" in t2
     t3 = table3.build(tmp_path)
     assert "| 25.2 | 38.4 | 27.0 | 25.9 | 39.9 | 27.9 | paper |" in t3  # Mask2Former row
     assert "| 21.5 [1] | 40.0 [1] | 18.0 [1] | n/a: not run | n/a: not run | n/a: not run |" in t3
