@@ -38,5 +38,5 @@ def test_pseudo_mask_table(tmp_path: Path) -> None:
                                            "images_without_mask": 0})
     md = wsis_pseudo_masks.build(tmp_path)
     assert "| disc | 3 [1] | 4 [1] | 0.500 [1] | 50.0 [1] | 33.3 [1] | 25.0 [1] | " \
-           "n/a: undefined |" in md
+           "n/a: undefined [1] |" in md
     assert "| empty masks dropped | 1 [1] | this run |" in md
