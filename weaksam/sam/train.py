@@ -407,8 +407,7 @@ def pretrain(
             if on_step is not None:
                 on_step(step + 1, last)
     sam.eval()
-    last["seconds"] = time.perf_counter() - t0
-    return last
+    return {**last, "seconds": time.perf_counter() - t0}  # a copy: on_step may keep ``last``
 
 
 @torch.no_grad()
