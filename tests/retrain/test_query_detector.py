@@ -9,7 +9,7 @@ from transformers.loss.loss_deformable_detr import DeformableDetrForObjectDetect
 
 from weaksam.errors import TrainingError
 from weaksam.retrain.frcnn import FeatureBatch
-from weaksam.retrain.query_detector import ROLE, QueryDetector
+from weaksam.retrain.query_detector import ROLE, QueryDetector, ResNet50Levels
 from weaksam.wsod.backbone import SmallCNN
 
 SIZES = [(120, 160), (150, 140)]  # input frames (H, W) px; maps 15 x 20 and 19 x 18
@@ -186,3 +186,18 @@ def test_box_frames_round_trip() -> None:
     det = model.postprocess(logits, hf["boxes"][None], [SIZES[0]])[0]
     assert torch.allclose(det["boxes"][0], t[0]["boxes"][0], atol=1e-4)
     assert int(det["labels"][0]) == 2
+
+
+def test_resnet50_levels_paper_profile() -> None:
+    torch.manual_seed(0)
+    backbone = ResNet50Levels()  # no checkpoint: random weights, nothing downloaded
+    model = tiny(backbone=backbone, in_channels=ResNet50Levels.in_channels,
+                 strides=ResNet50Levels.strides, train_backbone=True, extra_levels=1).train()
+    maps = model.levels([torch.randn(3, 64, 96)]).maps
+    assert [tuple(m.shape[1:]) for m in maps] == [(512, 8, 12), (1024, 4, 6), (2048, 2, 3)]
+    _, targets = batch()
+    loss = sum(model([torch.randn(3, h, w) for h, w in SIZES], targets).values())
+    loss.backward()
+    assert backbone.layer4[0].conv1.weight.grad is not None  # fine-tuned
+    assert all(p.grad is None for p in backbone.stem.parameters())  # stem + layer1 frozen
+    assert not any(m.training for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
