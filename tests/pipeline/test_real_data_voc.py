@@ -1,0 +1,41 @@
+"""The whole DAG, end to end, on a VOCdevkit tree in the real format (``data.source: voc``):
+1-based inclusive boxes, ``difficult``, the 20 VOC classes, ``ImageSets/Main``; the tiny
+profile's small models. Every stage of dvc.yaml (as it is when the test runs) must run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.pipeline.real_formats import write_vocdevkit
+from tests.pipeline.workspace import E2E_TIMEOUT, assert_whole_dag_ran, new_workspace, repro
+from weaksam.data.voc import VOC_CLASSES
+
+TINY_VOC = {"extends": "tiny", "data": {"source": "voc", "voc_root": "VOCdevkit/VOC2007",
+                                        "voc_trainval": "trainval", "voc_test": "test"}}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(E2E_TIMEOUT)
+def test_whole_dag_on_a_vocdevkit_tree(tmp_path: Path) -> None:
+    ws = new_workspace(tmp_path / "ws", "tiny_voc", {"tiny_voc": TINY_VOC})
+    fx = write_vocdevkit(ws / "VOCdevkit", n_trainval=10, n_test=6)
+    seconds = repro(ws)
+    print(f"VOC dvc repro: {seconds:.0f} s wall")
+    assert_whole_dag_ran(ws)
+
+    trainval = json.loads((ws / "data" / "annotations" / "trainval.json").read_text())
+    assert [c["name"] for c in trainval["categories"]] == list(VOC_CLASSES)
+    assert [c["id"] for c in trainval["categories"]] == list(range(1, 21))
+    name, cname, (x1, y1, x2, y2), diff = fx["first"]
+    first = next(a for a in trainval["annotations"] if a["image_id"] == int(name))
+    assert first["category_id"] == VOC_CLASSES.index(cname) + 1
+    assert first["bbox"] == [x1, y1, x2 - x1, y2 - y1]  # 1-based inclusive -> 0-based xywh
+    for split, js in (("trainval", trainval),
+                      ("test", json.loads((ws / "data/annotations/test.json").read_text()))):
+        images, objects, difficult = fx["counts"][split]
+        assert len(js["images"]) == images and len(js["annotations"]) == objects
+        assert sum(a["difficult"] for a in js["annotations"]) == difficult
+    assert "paper" in (ws / "reports" / "tables" / "table1.md").read_text()
