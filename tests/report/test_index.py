@@ -98,3 +98,14 @@ def test_build_index_lists_every_table_in_order(tmp_path):
 def test_every_direction_runs_without_metrics(tmp_path, name):
     d = DIRECTIONS[name](tmp_path)
     assert d.checks and d.verdict() == "not run"
+
+
+def test_table2_direction_from_metrics(tmp_path):
+    aps = {"mask_rcnn_gt": 60.0, "mask_rcnn": 40.0, "mask2former": 45.0}
+    for model, ap in aps.items():
+        _write(tmp_path, f"wsis_{model}.json",
+               {k: ap for k in ("ap25", "ap50", "ap70", "ap75")} | {"coco": {"AP": ap}})
+    d = DIRECTIONS["table2"](tmp_path)
+    assert d.verdict() == "reproduced" and len(d.checks) == 8
+    # Table 3 reads the "coco" key: AP present, AP50 / AP75 not
+    assert DIRECTIONS["table3"](tmp_path).verdict() == "reproduced, 4 check(s) not run"

@@ -23,6 +23,7 @@ from weaksam.report import (
     pgt_quality,
     retrain,
     table1,
+    table2,
     table4,
     table5,
     table8,
@@ -257,6 +258,34 @@ def pgt_direction(metrics_dir: Path) -> Direction:
     return Direction("adaptive PGT finds more objects than top-1 PGT (paper Fig. 7)", checks)
 
 
+def _wsis_direction(metrics_dir: Path, keys: tuple[str, ...], what: str) -> Direction:
+    """Tables 2 and 3: Mask2Former on the pseudo masks beats Mask R-CNN on them at every AP;
+    Mask R-CNN on ground-truth masks (the upper reference) beats it too."""
+    names = {"mask_rcnn_gt": "Mask R-CNN (GT masks)", "mask_rcnn": "WeakSAM Mask R-CNN",
+             "mask2former": "WeakSAM Mask2Former"}
+    assert set(names) == {model for *_, model in table2.RUN_ROWS}, table2.RUN_ROWS
+
+    def v(model: str, key: str) -> Value:
+        return value(metrics_dir, f"wsis_{model}.json", key,
+                     f"{names[model]} {key.split('.')[-1]}")
+
+    checks = [Check(v("mask2former", k), ">", v("mask_rcnn", k)) for k in keys]
+    checks += [Check(v("mask_rcnn_gt", k), ">", v("mask_rcnn", k)) for k in keys]
+    return Direction(f"on {what}, Mask2Former trained on WeakSAM pseudo masks beats Mask R-CNN "
+                     "trained on them; full mask supervision beats both", checks)
+
+
+def table2_direction(metrics_dir: Path) -> Direction:
+    """Table 2 (VOC-protocol mask AP25 / 50 / 70 / 75)."""
+    return _wsis_direction(metrics_dir, ("ap25", "ap50", "ap70", "ap75"), "mask AP25-75")
+
+
+def table3_direction(metrics_dir: Path) -> Direction:
+    """Table 3 (COCO mask AP, AP50, AP75)."""
+    return _wsis_direction(metrics_dir, ("coco.AP", "coco.AP50", "coco.AP75"),
+                           "COCO mask AP")
+
+
 def figure4_direction(metrics_dir: Path) -> Direction:
     """Figure 4: RoI features of WeakSAM proposals are less similar to each other than those of
     Selective Search proposals (mean off-diagonal cosine similarity, ``metrics/figures.json``
@@ -276,6 +305,8 @@ FIGURE_DIRECTIONS: tuple[tuple[str, str, Callable[[Path], Direction]], ...] = (
 
 DIRECTIONS: dict[str, Callable[[Path], Direction]] = {
     "table1": table1_direction,
+    "table2": table2_direction,
+    "table3": table3_direction,
     "table4": table4_direction,
     "table5": table5_direction,
     "table6": table6_direction,
