@@ -25,9 +25,9 @@ def draw_clues_figure(
     class_names: dict[int, str],
 ) -> None:
     """Write a PNG with one row per ``(image (H, W, 3) uint8, clues, prompts)``: the image with
-    dense points, then the coarse CAM, fine CAM and cross-attention map (layers averaged) of
-    the image's top-scoring class, each with its own source's points (CAM panels: that class's
-    points; cross-attention: all, as they are instance-aware)."""
+    dense points, then the coarse CAM, fine CAM and cross-attention map (its layer or head maps
+    averaged) of the image's top-scoring class, each with its own source's points (CAM panels:
+    that class's points; cross-attention: all, as they are instance-aware)."""
     n = max(1, len(rows))
     fig, axes = plt.subplots(n, 4, figsize=(12, 3 * n), squeeze=False)
     for r, (img, clue, prompts) in enumerate(rows):
