@@ -52,4 +52,4 @@ def test_report_stage_writes_every_table(tmp_path, monkeypatch):
     for name in names:
         text = (tmp_path / "reports/tables" / f"{name}.md").read_text()
         assert text == TABLES[name](tmp_path / "metrics")
-    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["tables"]
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["README.md", "tables"]
