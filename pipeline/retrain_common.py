@@ -92,9 +92,27 @@ def build_model(detector: str, num_classes: int, params: dict[str, Any],
             score_thresh=float(h["score_thresh"]), nms_thresh=float(h["nms_thresh"]),
             detections_per_img=int(h["detections_per_img"]), **drop_kw)
     if detector == "detr":
-        from pipeline.retrain_detr import build_detr  # the query-based detector's params
+        from weaksam.retrain.query_detector import QueryDetector, ResNet50Levels
 
-        return build_detr(num_classes, params, variant)
+        d, m = cfg["drop"], cfg["model"]
+        kw = dict(d_model=int(m["d_model"]), encoder_layers=int(m["encoder_layers"]),
+                  decoder_layers=int(m["decoder_layers"]), num_queries=int(m["num_queries"]),
+                  ffn_dim=int(m["ffn_dim"]),
+                  heads=int(m["heads"]), n_points=int(m["n_points"]),
+                  extra_levels=int(m["extra_levels"]),
+                  drop_percentile=float(v.get("percentile", d["percentile"])),
+                  drop_queries=str(v.get("queries", d["queries"])),
+                  detections_per_image=int(m["detections_per_img"]))
+        if m["backbone"] == "resnet50":
+            bb = ResNet50Levels(m["resnet50_checkpoint"])
+            return QueryDetector(num_classes, bb.in_channels, bb.strides, backbone=bb,
+                                 train_backbone=True, **kw)
+        if m["backbone"] != "small_cnn_frozen":
+            raise SystemExit(f"retrain.detr.model.backbone: unknown {m['backbone']!r} "
+                             "(small_cnn_frozen | resnet50)")
+        bp = params["backbone_pretrain"]
+        return QueryDetector(num_classes, [int(bp["widths"][-1])],
+                             [2 * 2 ** (len(bp["widths"]) - 1)], backbone=None, **kw)
     raise SystemExit(f"unknown detector {detector!r} (have {', '.join(DETECTORS)})")
 
 
