@@ -76,7 +76,8 @@ def build_model(name: str, num_classes: int, params: dict[str, Any]):
                 net, num_classes, anchor_sizes=m["anchor_sizes"],
                 rpn_batch_size=int(m["rpn_batch_size"]), roi_batch_size=int(m["roi_batch_size"]),
                 representation=int(m["representation"]), mask_layers=m["mask_layers"],
-                mask_dim=int(m["mask_dim"]), score_thresh=float(w["score_thresh"]),
+                mask_dim=int(m["mask_dim"]), roi_sampling=int(m["roi_sampling"]),
+                score_thresh=float(w["score_thresh"]),
                 detections_per_img=int(w["max_det"]))
             return model, 1, feats, [-1]
         from weaksam.wsis.mask2former import build_mask2former
@@ -125,6 +126,8 @@ def main() -> None:
     cat_ids = train_index.category_ids
     if name == "mask_rcnn_gt":  # the fully supervised reference: ground-truth masks
         source, train_coco = TRAINVAL, train_index.to_json()
+        if not all("segmentation" in a for a in train_coco["annotations"]):
+            raise InputError(TRAINVAL, "ground truth without instance masks (mask_rcnn_gt)")
     else:
         source, train_coco = PSEUDO, read_json(PSEUDO, "pseudo-mask file", want_object=True)
     targets = instance_targets(train_coco, cat_ids)
@@ -184,6 +187,8 @@ def main() -> None:
 
     # evaluation: the test ground truth is read only here
     gt = test_index.to_json()
+    if not all("segmentation" in a for a in gt["annotations"]):
+        raise InputError(TEST, "ground truth without instance masks: mask AP needs them")
     voc = evaluate_voc_masks(gt, results, ignore_difficult=bool(w["eval_ignore_difficult"]))
     metrics = {
         **{k: voc[k] for k in ("ap25", "ap50", "ap70", "ap75")},

@@ -141,16 +141,18 @@ def build_small_mask_rcnn(
     representation: int = 256,
     mask_layers: Sequence[int] = (128, 128),
     mask_dim: int = 128,
+    roi_sampling: int = 2,
     score_thresh: float = 0.05,
     detections_per_img: int = 100,
 ) -> FeatureMaskRCNN:
     """Mask R-CNN on ONE frozen feature level of ``backbone`` (``SmallCNN``: ``out_channels``
-    D, ``stride``), heads sized by the arguments (default profile)."""
+    D, ``stride``), heads sized by the arguments (default profile); ``roi_sampling``: RoIAlign
+    sampling points per bin side (torchvision / detectron2: 2)."""
     d = int(backbone.out_channels)
     anchors = AnchorGenerator((tuple(int(s) for s in anchor_sizes),),
                               (tuple(float(r) for r in aspect_ratios),))
-    box_pool = MultiScaleRoIAlign(["0"], output_size=7, sampling_ratio=2)
-    mask_pool = MultiScaleRoIAlign(["0"], output_size=14, sampling_ratio=2)
+    box_pool = MultiScaleRoIAlign(["0"], output_size=7, sampling_ratio=roi_sampling)
+    mask_pool = MultiScaleRoIAlign(["0"], output_size=14, sampling_ratio=roi_sampling)
     rcnn = MaskRCNN(
         _Levels(backbone, level, d), num_classes=None, min_size=1, max_size=100000,
         image_mean=list(MEAN), image_std=list(STD), rpn_anchor_generator=anchors,
