@@ -1,8 +1,8 @@
 """Stage ``wsis_figure``: paper Fig. 9-style figure of predicted instances on test images.
 
-One row per test image (the first ``wsis.num_figures`` with a ground-truth instance): ground
-truth, then the predictions of each WSIS model (``wsis/{model}/predictions_test.json``) with a
-score of at least ``wsis.figure_score``. Output: ``reports/figures/wsis_predictions.png``.
+One row per test image (the first ``wsis_figure.num_figures`` with a ground-truth instance):
+ground truth, then the predictions of each WSIS model (``wsis/{model}/predictions_test.json``)
+with a score of at least ``wsis_figure.score``. Output: ``reports/figures/wsis_predictions.png``.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ def main() -> None:
     args = stage_args(__doc__.splitlines()[0])
     params = load_params(args.params)
     log = setup_logging("wsis_figure")
-    w = params["wsis"]
+    w = params["wsis_figure"]
     index = load_index("data/annotations/test.json")
-    thr = float(w["figure_score"])
+    thr = float(w["score"])
     preds = {}
     for name, _ in MODELS:
         by_img: dict[int, list] = {}
