@@ -336,20 +336,24 @@ def step_gradients(sam: Sam, cfg: PretrainConfig, step: int, rank: int = 0, worl
         p.grad = None
     total.backward()
     params = [p for p in sam.parameters() if p.requires_grad]
-    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten()
-                      for p in params]
-                     + [torch.tensor([float(p.grad is not None) for p in params],
-                                     device=emb.device), stats])
     if world > 1:
-        dist.all_reduce(flat)  # sum over processes: gradients, has-gradient flags, statistics
-    n_prompts = float(flat[-1])
-    s_mask, s_iou, s_miou = (float(v) / max(n_prompts, 1.0) for v in flat[-4:-1])
-    flags = flat[-4 - len(params):-4]
-    i = 0
-    for p, f in zip(params, flags.tolist(), strict=True):
-        g = flat[i:i + p.numel()]
-        i += p.numel()
-        p.grad = (g / max(n_prompts, 1.0)).view_as(p).clone() if f > 0 else None
+        # one all-reduce (sum over processes) of gradients, has-gradient flags and statistics
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten()
+                          for p in params]
+                         + [torch.tensor([float(p.grad is not None) for p in params],
+                                         device=emb.device), stats])
+        dist.all_reduce(flat)
+        stats = flat[-4:]
+        grads, i = [], 0
+        for p, f in zip(params, flat[-4 - len(params):-4].tolist(), strict=True):
+            grads.append(flat[i:i + p.numel()].view_as(p) if f > 0 else None)
+            i += p.numel()
+    else:
+        grads = [p.grad for p in params]
+    n_prompts = float(stats[3])
+    s_mask, s_iou, s_miou = (float(v) / max(n_prompts, 1.0) for v in stats[:3])
+    for p, g in zip(params, grads, strict=True):
+        p.grad = None if g is None else g / max(n_prompts, 1.0)
     return {"loss": s_mask + cfg.iou_weight * s_iou, "loss_mask": s_mask, "loss_iou": s_iou,
             "train_miou": s_miou, "prompts": n_prompts}
 
