@@ -1,10 +1,10 @@
 """Paper Table 2: WSIS on PASCAL VOC 2012 val, mask AP at IoU 0.25 / 0.5 / 0.7 / 0.75 (VOC
 protocol of the WSIS papers, ``weaksam.eval.mask_ap.evaluate_voc_masks``).
 
-This run: ``metrics/wsis_{model}.json`` of the ``wsis`` matrix stage on the test split of the
-`data` stage: Mask R-CNN and Mask2Former trained on the pseudo masks (stage ``pseudo_masks``),
-and the upper reference, the same Mask R-CNN trained on the ground-truth masks (the paper's
-upper row is a fully supervised Mask R-CNN R101).
+This run: ``metrics/wsis_{model}.json`` on the test split of the `data` stage: Mask R-CNN and
+Mask2Former trained on the pseudo masks (stage ``pseudo_masks``; ``wsis`` matrix stage), and
+the upper reference, the same Mask R-CNN trained on the ground-truth masks (stage ``wsis_gt``;
+the paper's upper row is a fully supervised Mask R-CNN R101).
 """
 
 from __future__ import annotations
@@ -41,13 +41,18 @@ RUN_ROWS: tuple[tuple[str, str, str, str], ...] = (
 BACKBONE = "small CNN (backbone_pretrain, frozen)"
 
 
+def stage_of(model: str) -> str:
+    """The DVC stage that writes ``metrics/wsis_{model}.json``."""
+    return "wsis_gt" if model == "mask_rcnn_gt" else f"wsis@{model}"
+
+
 def build(metrics_dir: Path) -> str:
     """Markdown of Table 2: the paper's rows, then this run's from ``metrics_dir``."""
     rows = []
     for method, backbone, sup, retrain, *aps in PAPER_ROWS:
         rows.append(Row(f"{method} [{backbone}, {sup}, {retrain}]", [paper(a) for a in aps]))
     for label, sup, retrain, model in RUN_ROWS:
-        file, stage = f"wsis_{model}.json", f"wsis@{model}"
+        file, stage = f"wsis_{model}.json", stage_of(model)
         rows.append(Row(f"{label} [{BACKBONE}, {sup}, {retrain}], this run",
                         [metric(metrics_dir, file, k, stage) for k in KEYS]))
     return Table(

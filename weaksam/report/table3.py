@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from weaksam.report.table import Row, Table, metric, not_run, paper
-from weaksam.report.table2 import BACKBONE, RUN_ROWS
+from weaksam.report.table2 import BACKBONE, RUN_ROWS, stage_of
 
 COLUMNS = ("Method [backbone, supervision, retrain]", "val AP50:95", "val AP50", "val AP75",
            "test-dev AP50:95", "test-dev AP50", "test-dev AP75")
@@ -41,7 +41,7 @@ def build(metrics_dir: Path) -> str:
     for method, backbone, sup, retrain, *aps in PAPER_ROWS:
         rows.append(Row(f"{method} [{backbone}, {sup}, {retrain}]", [paper(a) for a in aps]))
     for label, sup, retrain, model in RUN_ROWS:
-        file, stage = f"wsis_{model}.json", f"wsis@{model}"
+        file, stage = f"wsis_{model}.json", stage_of(model)
         rows.append(Row(f"{label} [{BACKBONE}, {sup}, {retrain}], this run", [
             *(metric(metrics_dir, file, f"coco.{k}", stage) for k in ("AP", "AP50", "AP75")),
             not_run(), not_run(), not_run()]))
