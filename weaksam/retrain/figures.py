@@ -74,7 +74,7 @@ def plot_loss_bins(stats: dict[str, list[float]], path: str | Path, *, xlabel: s
 
     edges = np.asarray(stats["edges"])
     centres = (edges[:-1] + edges[1:]) / 2
-    fig, ax = plt.subplots(figsize=(6.0, 3.6), dpi=120)
+    fig, ax = plt.subplots(figsize=(6.0, 3.9), dpi=120)
     ax.bar(centres, np.maximum(stats["count"], 0), width=np.diff(edges) * 0.9,
            color="#7aa6d6", label="RoIs")
     ax.set_yscale("log")
@@ -88,7 +88,8 @@ def plot_loss_bins(stats: dict[str, list[float]], path: str | Path, *, xlabel: s
     ax.set_title(title, fontsize=8)
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, loc="upper center", fontsize=8)
+    ax.legend(h1 + h2, l1 + l2, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
+              fontsize=8, frameon=False)
     fig.tight_layout()
     # fixed metadata: same data => same PNG bytes
     fig.savefig(path, format="png", metadata={"Software": None})
