@@ -30,6 +30,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/sam_prompting.py
 	$(BIN)/python benchmarks/sam_prompt_ceiling.py
+	$(BIN)/python benchmarks/sam_step.py
 	$(BIN)/python benchmarks/wsod_epoch_time.py --method mist
 	$(BIN)/python benchmarks/wsod_epoch_time.py --method oicr
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from weaksam.report import (
     pgt_quality,
     table1,
+    table2,
+    table3,
     table4,
     table5,
     table6,
@@ -21,6 +23,7 @@ from weaksam.report import (
     table9,
     table10,
     table11,
+    wsis_pseudo_masks,
 )
 
 TABLES: dict[str, Callable[[Path], str]] = {
@@ -34,4 +37,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "table10": table10.build,
     "table11": table11.build,
     "pgt": pgt_quality.build,
+    "table2": table2.build,       # issue 13: WSIS tables and pseudo-mask quality
+    "table3": table3.build,
+    "wsis_pseudo_masks": wsis_pseudo_masks.build,
 }
