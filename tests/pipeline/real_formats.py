@@ -2,7 +2,10 @@
 
 - :func:`write_vocdevkit`: a ``VOCdevkit/VOC2007`` tree (``Annotations/*.xml`` with 1-based
   inclusive ``bndbox``, ``difficult``, ``truncated``, ``pose``; ``JPEGImages/*.jpg``;
-  ``ImageSets/Main/{trainval,test}.txt``), objects of the 20 VOC classes.
+  ``ImageSets/Main/{trainval,test}.txt``), objects of the 20 VOC classes, and the
+  segmentation subset's files (``SegmentationObject`` / ``SegmentationClass`` palette PNGs:
+  index k + 1 for the k-th object of the XML / its class, 255 on object borders, 0
+  background; ``ImageSets/Segmentation/{trainval,test}.txt``) for every image.
 - :func:`write_coco`: a COCO 2014 layout (``annotations/instances_{train,val}2014.json``,
   ``{train,val}2014/COCO_*_%012d.jpg``) with COCO's sparse category ids, polygon masks,
   compressed RLE masks (``counts`` a string), crowd regions (``iscrowd: 1``, uncompressed
@@ -68,7 +71,8 @@ def write_vocdevkit(devkit: Path, n_trainval: int = 10, n_test: int = 6, seed: i
     exclusive, difficult) of trainval's first object, "counts": {split: (images, objects,
     difficult)}}``. Every image has at least one non-difficult object."""
     root = devkit / "VOC2007"
-    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main", "ImageSets/Segmentation",
+                "SegmentationObject", "SegmentationClass"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     out: dict = {"root": root, "counts": {}}
@@ -81,19 +85,25 @@ def write_vocdevkit(devkit: Path, n_trainval: int = 10, n_test: int = 6, seed: i
             w, h = (int(v) for v in rng.integers(size[0], size[1] + 1, 2))
             img = _canvas(rng, w, h)
             draw = ImageDraw.Draw(img)
-            objs = []
+            objs, masks = [], []
             for j in range(int(rng.integers(1, 4))):
                 k = int(rng.integers(0, len(VOC_CLASSES)))
                 poly = _polygon(rng, w, h)
                 draw.polygon(poly, fill=_colour(k))
-                x1, y1, x2, y2 = _box_of(_mask_of(poly, w, h))
+                masks.append(_mask_of(poly, w, h))
+                x1, y1, x2, y2 = _box_of(masks[-1])
                 diff = int(j > 0 and rng.random() < 0.3)
                 objs.append((VOC_CLASSES[k], (x1, y1, x2, y2), diff))
             if i == 0:  # a truncated object reaching the right and bottom borders
                 k = (num * 7) % len(VOC_CLASSES)
                 draw.rectangle((w - 20, h - 15, w - 1, h - 1), fill=_colour(k))
+                m = np.zeros((h, w), np.uint8)
+                m[h - 15:, w - 20:] = 1
+                masks.append(m)
                 objs.append((VOC_CLASSES[k], (w - 20, h - 15, w, h), 0))
             img.save(root / "JPEGImages" / f"{name}.jpg", quality=92)
+            _write_voc_segmentation(root, name, masks, [VOC_CLASSES.index(o[0]) + 1
+                                                        for o in objs])
             xml = [f"<annotation>\n  <folder>VOC2007</folder>\n  <filename>{name}.jpg</filename>",
                    "  <source><database>The VOC2007 Database</database></source>",
                    f"  <size><width>{w}</width><height>{h}</height><depth>3</depth></size>",
@@ -113,9 +123,47 @@ def write_vocdevkit(devkit: Path, n_trainval: int = 10, n_test: int = 6, seed: i
             names.append(name)
             objects += len(objs)
             difficult += sum(d for *_, d in objs)
-        (root / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(names) + "\n")
+        for sets in ("Main", "Segmentation"):
+            (root / "ImageSets" / sets / f"{split}.txt").write_text("\n".join(names) + "\n")
         out["counts"][split] = (len(names), objects, difficult)
     return out
+
+
+def _voc_palette() -> list[int]:
+    """The VOC colour map (bit-interleaved, as the devkit's ``labelcolormap``)."""
+    pal = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        pal += [r, g, b]
+    return pal
+
+
+def _write_voc_segmentation(root: Path, name: str, masks: list[np.ndarray],
+                            class_ids: list[int]) -> None:
+    """``SegmentationObject`` (k + 1 = k-th object) and ``SegmentationClass`` (class id 1..20)
+    palette PNGs; later objects lie on top; 255 on the pixels where an object meets another
+    label (VOC's void border)."""
+    obj = np.zeros(masks[0].shape, np.uint8)
+    for k, m in enumerate(masks):
+        obj[m.astype(bool)] = k + 1
+    cls = np.zeros_like(obj)
+    for k, c in enumerate(class_ids):
+        cls[obj == k + 1] = c
+    edge = np.zeros(obj.shape, bool)
+    edge[:, 1:] |= obj[:, 1:] != obj[:, :-1]
+    edge[1:, :] |= obj[1:, :] != obj[:-1, :]
+    for arr, folder in ((obj, "SegmentationObject"), (cls, "SegmentationClass")):
+        out = arr.copy()
+        out[edge] = 255
+        im = Image.fromarray(out, mode="P")
+        im.putpalette(_voc_palette())
+        im.save(root / folder / f"{name}.png")
 
 
 def _uncompressed_rle(mask: np.ndarray) -> list[int]:
