@@ -18,11 +18,12 @@ Outputs:
 - ``dvclive/retrain_prelim_<detector>_<pgt>/``: per-epoch losses.
 The checkpoint ``checkpoints/retrain_prelim_<detector>_<pgt>/last.pt`` (DVC ``persist``) lets
 a killed run resume when its params and inputs are unchanged. ``torchrun`` trains with DDP
-(gloo on CPU, NCCL on CUDA); rank 0 writes.
+(gloo on CPU, NCCL on CUDA); rank 0 writes (``roi_losses.npz`` then holds rank 0's images).
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import sys
@@ -141,8 +142,6 @@ def main() -> None:
 
 def init_distributed() -> None:
     """Under ``torchrun`` (WORLD_SIZE > 1) join the process group of the stage's device."""
-    import os
-
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         params = load_params(_params_arg())
         dist.init_process_group(ddp_backend(resolve_device(params["runtime"].get("device",
