@@ -1,12 +1,13 @@
-"""Stage ``wsis``: train an instance segmentation model on the pseudo masks (or, for the upper
-reference, on the ground-truth masks) and evaluate it on the test split (paper Tables 2, 3).
+"""Stages ``wsis`` and ``wsis_gt``: train an instance segmentation model on the pseudo masks (or,
+for the upper reference, on the ground-truth masks) and evaluate it on the test split (paper
+Tables 2, 3).
 
     python -m pipeline.wsis --model {mask_rcnn,mask2former,mask_rcnn_gt}
 
 - ``mask_rcnn`` / ``mask2former``: trained on ``pseudo_masks/trainval.json`` (paper Sec. 3.3).
-- ``mask_rcnn_gt``: the same Mask R-CNN trained on the ground-truth instance masks of trainval
-  (fully supervised; the paper's upper rows are Mask R-CNN with mask supervision): how much of
-  the gap to full supervision is the pseudo labels'.
+- ``mask_rcnn_gt`` (stage ``wsis_gt``): the same Mask R-CNN trained on the ground-truth
+  instance masks of trainval (fully supervised; the paper's upper rows are Mask R-CNN with mask
+  supervision): how much of the gap to full supervision is the pseudo labels'.
 Backbone (``wsis.backbone``): ``small_cnn`` = the frozen ``backbone_pretrain`` CNN, its
 features computed once (default profile: Mask R-CNN reads the maps of the ``retrain_features``
 stage, at ``retrain.features.short_side``; Mask2Former computes its two levels here at
