@@ -99,10 +99,7 @@ def main() -> None:
     drop_on = bool(variant.get("drop", False))
     live = Live(dir=f"dvclive/retrain_{name}", resume=own, save_dvc_exp=False, dvcyaml=None,
                 report=None) if rank == 0 else None
-    drop_log: list[dict[str, float]] = []
-
     def on_epoch(epoch: int, means: dict[str, float]) -> None:
-        drop_log.append({k: means[k] for k in ("drop_share", "drop_share_fg") if k in means})
         if live is None:
             return
         live.step = epoch
@@ -147,7 +144,7 @@ def main() -> None:
     gt = test_index.to_json()
     voc = evaluate_voc(gt, dets, iou_thr=0.5, use_07_metric=True)
     voc_area = evaluate_voc(gt, dets, iou_thr=0.5, use_07_metric=False)
-    drop_epochs = drop_log[-(kw["epochs"] - p):] if drop_on else []
+    drop_epochs = [h for h in timing["history"] if h["epoch"] >= p] if drop_on else []
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     metrics = {
         "ap50": voc["map"], "ap50_area": voc_area["map"], "coco": coco_ap(gt, dets),
@@ -162,6 +159,8 @@ def main() -> None:
         },
         "epochs": kw["epochs"], "prelim_epochs": p,
         "pgt_boxes": targets.num_boxes,
+        "final_losses": {k: round(v, 5) for k, v in timing["history"][-1].items()
+                         if k != "epoch"},
         "train_seconds": round(timing["train_seconds"], 2),
         "seconds_per_epoch": round(timing["seconds_per_epoch"], 2),
         "train_cpu_seconds": round(timing["train_cpu_seconds"], 2),

@@ -133,6 +133,8 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     write_json(Path("metrics") / f"retrain_{name}.json", {
         "epochs": p, "pgt_boxes": targets.num_boxes, "train_images": len(source),
+        "final_losses": {k: round(v, 5) for k, v in timing["history"][-1].items()
+                         if k != "epoch"},
         "train_seconds": round(timing["train_seconds"], 2),
         "seconds_per_epoch": round(timing["seconds_per_epoch"], 2),
         "train_cpu_seconds": round(timing["train_cpu_seconds"], 2),

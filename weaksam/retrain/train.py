@@ -20,7 +20,7 @@ schedule, S = ceil(N / B) steps per epoch.
   one process draws. The loss of a process is scaled by W x b_local / B so DDP's gradient
   average is the gradient of the mean over the global batch when every image contributes
   the same number of sampled anchors / RoIs (torchvision's normalisers are per batch).
-- Checkpoint ``{"model", "optimizer", "epoch", "fingerprint", "drop_active"}`` rewritten
+- Checkpoint ``{"model", "optimizer", "epoch", "fingerprint", "drop_active", "history"}`` rewritten
   atomically after every epoch by rank 0; a non-finite loss raises :class:`TrainingError`
   and leaves the last good checkpoint as it was.
 """
@@ -102,11 +102,14 @@ def make_optimizer(params: list[nn.Parameter], optimizer: str, lr: float, moment
 
 
 def save_state(path: str | Path, model: nn.Module, opt: torch.optim.Optimizer, epoch: int,
-               fingerprint: str, drop_active: bool) -> None:
-    """Atomic checkpoint after ``epoch`` (0-based, completed)."""
+               fingerprint: str, drop_active: bool,
+               history: list[dict[str, float]] | None = None) -> None:
+    """Atomic checkpoint after ``epoch`` (0-based, completed); ``history``: the per-epoch
+    means of every epoch so far (so a resumed run reports what an unbroken one does)."""
     with atomic_path(path) as tmp:
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                    "fingerprint": fingerprint, "drop_active": drop_active}, tmp)
+                    "fingerprint": fingerprint, "drop_active": drop_active,
+                    "history": list(history or [])}, tmp)
 
 
 def train_detector(
@@ -141,7 +144,8 @@ def train_detector(
     ``on_epoch(epoch, means)`` gets the mean of each named loss per image over the epoch (all
     processes) plus ``drop_share`` / ``drop_share_fg`` (dropped RoIs or queries / all, when
     the model counts them). Returns ``train_seconds``, ``seconds_per_epoch`` (wall),
-    ``train_cpu_seconds`` (this process) and ``epochs_run``."""
+    ``train_cpu_seconds`` (this process), ``epochs_run`` and ``history`` (the means of every
+    epoch of the schedule so far, with ``epoch``, carried over from ``resume``)."""
     rank, world = _world()
     device = torch.device(device)
     model.to(device)
@@ -151,11 +155,12 @@ def train_detector(
     stop = epochs if stop_epoch is None else min(int(stop_epoch), epochs)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, optimizer, lr, momentum, weight_decay)
-    start = 0
+    start, history = 0, []
     if resume is not None:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])  # moves its state to the parameters' device
         start = int(resume["epoch"]) + 1
+        history = [dict(h) for h in resume.get("history", [])]
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
@@ -214,8 +219,9 @@ def train_detector(
         means = _epoch_means(model, sums, n, world)
         log.info("epoch %d (drop %s): %s", epoch, "on" if active else "off",
                  {k: round(v, 4) for k, v in means.items()})
+        history.append({"epoch": epoch, **means})
         if checkpoint is not None and rank == 0:
-            save_state(checkpoint, model, opt, epoch, fingerprint, active)
+            save_state(checkpoint, model, opt, epoch, fingerprint, active, history)
         if on_epoch is not None:
             on_epoch(epoch, means)
     if hasattr(model, "set_sample_generators"):
@@ -223,7 +229,8 @@ def train_detector(
     done = max(stop - start, 0)
     wall = time.time() - t_start
     return {"train_seconds": wall, "seconds_per_epoch": wall / max(done, 1),
-            "train_cpu_seconds": time.process_time() - cpu_start, "epochs_run": done}
+            "train_cpu_seconds": time.process_time() - cpu_start, "epochs_run": done,
+            "history": history}
 
 
 def _epoch_means(model: nn.Module, sums: dict[str, float], n: int, world: int
