@@ -63,6 +63,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
     resumed = tiny_frcnn()
     out = train_detector(resumed, _source(), checkpoint=ckpt, resume=state, **KW)
     assert out["epochs_run"] == 1
+    assert [h["epoch"] for h in out["history"]] == [0, 1, 2]  # carried over from the checkpoint
     for k, v in full.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
 
