@@ -44,8 +44,18 @@ def pgt_path(pgt: str) -> Path:
 
 
 def uses_features(detector: str, params: dict[str, Any]) -> bool:
-    """True when the detector trains on the cached frozen-backbone maps (default profile)."""
-    return params["retrain"][detector]["model"].get("input", "features") == "features"
+    """True when the detector trains on the cached frozen-backbone maps (default profile).
+    The frozen small CNN needs the cache, an end-to-end ResNet-50 needs images."""
+    m = params["retrain"][detector]["model"]
+    feats = m.get("input", "features") == "features"
+    if feats != (m["backbone"] == "small_cnn_frozen"):
+        raise SystemExit(f"retrain.{detector}.model: backbone {m['backbone']!r} with input "
+                         f"{m.get('input')!r}: small_cnn_frozen trains on the cached maps "
+                         "(input: features), the ResNet-50 end to end (input: images)")
+    if feats and not params["retrain"]["features"]["enabled"]:
+        raise SystemExit(f"retrain.{detector}.model.input: features, but "
+                         "retrain.features.enabled is false (no cache)")
+    return feats
 
 
 def variant_cfg(detector: str, variant: str, params: dict[str, Any]) -> dict[str, Any]:
