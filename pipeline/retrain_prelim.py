@@ -139,7 +139,8 @@ def main() -> None:
         "seconds_per_epoch": round(timing["seconds_per_epoch"], 2),
         "train_cpu_seconds": round(timing["train_cpu_seconds"], 2),
         "peak_rss_mib": round(peak, 1)})
-    log.info("%s done: %s", name, {k: round(v, 2) for k, v in timing.items()})
+    log.info("%s done: %s", name, {k: round(v, 2) for k, v in timing.items()
+                                   if isinstance(v, (int, float))})
 
 
 def init_distributed() -> None:
