@@ -58,8 +58,13 @@ def test_load_coco(tmp_path):
     np.testing.assert_array_equal(cats, [18, 1])
     np.testing.assert_array_equal(diff, [False, True])  # the crowd is difficult
     assert idx.labels_of(25) == [90]
-    # masks kept as given
-    assert idx.anns_of(9)[0]["segmentation"] == data["annotations"][0]["segmentation"]
+    # polygons become compressed RLE (str counts), equal to pycocotools' own conversion
+    poly = idx.anns_of(9)[0]["segmentation"]
+    ref = mask_utils.merge(mask_utils.frPyObjects(data["annotations"][0]["segmentation"], 6, 8))
+    assert isinstance(poly["counts"], str) and poly["size"] == [6, 8]
+    np.testing.assert_array_equal(
+        mask_utils.decode({"size": poly["size"], "counts": poly["counts"].encode()}),
+        mask_utils.decode(ref))
     rle = idx.anns_of(9)[1]["segmentation"]
     m = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()})
     assert m.sum() == 6 and m[1:3, 2:5].all()

@@ -26,8 +26,13 @@ def test_dvc_repro_tiny_profile(tiny_repro: dict, tmp_path: Path) -> None:
     assert (ws / "metrics" / "recall_ss.json").is_file()
     table8 = (ws / "reports" / "tables" / "table8.md").read_text()
     assert "this run" in table8 and "paper" in table8
+    index = (ws / "reports" / "README.md").read_text()
+    assert "Profile of this run: **tiny**" in index
     for md in (ws / "reports" / "tables").glob("*.md"):
         assert md.read_text().strip(), f"{md.name} is empty"
+        assert f"(tables/{md.name})" in index, f"reports/README.md does not list {md.name}"
+    for fig in ("fig4_roi_similarity", "fig6_proposals", "fig8_detections"):
+        assert (ws / "reports" / "figures" / f"{fig}.png").stat().st_size > 0
 
     t0 = time.time()
     r = dvc("repro", cwd=ws, check=False)

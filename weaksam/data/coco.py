@@ -1,9 +1,10 @@
 """COCO reader (``instances_*.json``, COCO 2014 / 2017) into the :class:`CocoIndex`.
 
 Paper Sec. 4.1: WSOD trains on COCO 2014 train and tests on val; WSIS on COCO 2017. The
-annotations keep their masks (polygons, or RLE for crowds; RLE ``counts`` given as bytes are
-stored as str) and the data set's own sparse category ids (1..90 for 80 classes), which COCO
-results files must use; ``CocoIndex.cat_index`` maps them to contiguous 0..C-1.
+annotations keep their masks, as compressed RLE with ``counts`` a str (polygons and the crowds'
+uncompressed RLE are converted: every consumer decodes one format) and the data set's own
+sparse category ids (1..90 for 80 classes), which COCO results files must use;
+``CocoIndex.cat_index`` maps them to contiguous 0..C-1.
 
 VOC-style evaluation has no crowd notion: a crowd annotation (``iscrowd = 1``) is marked
 ``difficult = 1`` so it is ignored there, as in VOC, unless the file already has ``difficult``.
@@ -14,18 +15,36 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pycocotools import mask as mask_utils
+
 from weaksam.data.index import CocoIndex, index_from_dict
 from weaksam.errors import InputError
 from weaksam.utils.readers import read_json
 
 
-def _normalise_ann(a: dict[str, Any]) -> dict[str, Any]:
+def to_compressed_rle(seg: Any, height: int, width: int) -> dict[str, Any]:
+    """A COCO ``segmentation`` (polygons, uncompressed RLE with ``counts`` a list, or
+    compressed RLE) as compressed RLE with ``counts`` a str (docs/contracts.md)."""
+    if isinstance(seg, list):  # polygons of one object: one mask
+        rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
+    elif isinstance(seg, dict) and isinstance(seg.get("counts"), list):
+        rle = mask_utils.frPyObjects(seg, height, width)
+    elif isinstance(seg, dict) and isinstance(seg.get("counts"), bytes | str):
+        rle = seg
+    else:
+        raise ValueError(f"unknown segmentation {type(seg).__name__}")
+    counts = rle["counts"]
+    return {"size": [int(v) for v in rle["size"]],
+            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+
+
+def _normalise_ann(a: dict[str, Any], size: tuple[int, int] | None) -> dict[str, Any]:
     out = dict(a)
     out["iscrowd"] = int(a.get("iscrowd", 0))
     out["difficult"] = int(a.get("difficult", out["iscrowd"]))
     seg = a.get("segmentation")
-    if isinstance(seg, dict) and isinstance(seg.get("counts"), bytes):
-        out["segmentation"] = {**seg, "counts": seg["counts"].decode("ascii")}
+    if seg is not None and size is not None:
+        out["segmentation"] = to_compressed_rle(seg, *size)
     if "area" not in out and "bbox" in out:
         out["area"] = float(out["bbox"][2]) * float(out["bbox"][3])
     return out
@@ -47,10 +66,12 @@ def load_coco(json_path: str | Path, image_root: str | Path) -> CocoIndex:
              **({"supercategory": c["supercategory"]} if "supercategory" in c else {})}
             for c in data.get("categories", []) if isinstance(c, dict) and "id" in c
             and "name" in c]
+    sizes = {im["id"]: (int(im["height"]), int(im["width"])) for im in data.get("images") or []
+             if isinstance(im, dict) and {"id", "height", "width"} <= im.keys()}
     out = {
         "info": {**(data.get("info") or {}), "image_root": str(image_root)},
         "images": data.get("images"),
         "categories": cats if cats or "categories" in data else None,
-        "annotations": [_normalise_ann(a) for a in anns],
+        "annotations": [_normalise_ann(a, sizes.get(a.get("image_id"))) for a in anns],
     }
     return index_from_dict(out, json_path, image_root=image_root)

@@ -24,7 +24,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
+from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from weaksam.data.index import CocoIndex, index_from_dict
@@ -109,6 +111,33 @@ def parse_voc_xml(path: str | Path, classes: tuple[str, ...] = VOC_CLASSES) -> d
     return {"filename": filename, "width": width, "height": height, "objects": objects}
 
 
+def read_object_masks(path: Path, num_objects: int, size: tuple[int, int]
+                      ) -> list[dict[str, Any]] | None:
+    """Instance masks of one image from VOC's ``SegmentationObject/{name}.png`` (palette
+    index k + 1 = the k-th object of the XML, 0 background, 255 void border: in no mask) as
+    compressed RLE (``counts`` a str); None when the image has no such file (VOC segments
+    only a subset). InputError on a size mismatch or an index beyond the XML's objects."""
+    if not path.is_file():
+        return None
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im)
+    except (UnidentifiedImageError, OSError) as e:
+        raise InputError(path, f"corrupt or unreadable segmentation ({e})") from e
+    if arr.shape[:2] != size:
+        raise InputError(path, f"segmentation is {arr.shape[1]}x{arr.shape[0]}, image "
+                               f"{size[1]}x{size[0]}")
+    labels = set(np.unique(arr).tolist()) - {0, 255}
+    if labels and max(labels) > num_objects:
+        raise InputError(path, f"object index {max(labels)} but the XML has {num_objects}")
+    out = []
+    for k in range(num_objects):
+        rle = mask_utils.encode(np.asfortranarray((arr == k + 1).astype(np.uint8)))
+        out.append({"size": [int(v) for v in rle["size"]],
+                    "counts": rle["counts"].decode("ascii")})
+    return out
+
+
 def load_voc(
     root: str | Path,
     split: str,
@@ -151,9 +180,13 @@ def load_voc(
             raise InputError(root / "ImageSets" / "Main" / f"{split}.txt", str(e)) from e
         images.append({"id": image_id, "file_name": file_name, "width": w, "height": h,
                        "voc_name": name})
-        for o in rec["objects"]:
+        masks = read_object_masks(root / "SegmentationObject" / f"{name}.png",
+                                  len(rec["objects"]), (h, w))
+        for k, o in enumerate(rec["objects"]):
             x1, y1, x2, y2 = o["box"]
+            seg = {} if masks is None else {"segmentation": masks[k]}
             anns.append({
+                **seg,
                 "id": len(anns) + 1,
                 "image_id": image_id,
                 "category_id": o["category_id"],
