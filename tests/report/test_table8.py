@@ -47,9 +47,13 @@ def test_numbers_come_from_the_metrics_files(tmp_path):
 def test_report_stage_writes_every_table(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert "table8" in TABLES
-    names = stage.run({})
+    names = stage.run({"profile": "tiny"})
     assert names == sorted(TABLES)
     for name in names:
+        built = TABLES[name](tmp_path / "metrics")
         text = (tmp_path / "reports/tables" / f"{name}.md").read_text()
-        assert text == TABLES[name](tmp_path / "metrics")
+        assert text == f"{built.rstrip()}\n\nProfile of this run: **tiny**.\n"
+        csv_text = (tmp_path / "reports/tables" / f"{name}.csv").read_text()
+        assert csv_text.startswith("table,profile,")
+        assert ",tiny," in csv_text
     assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["README.md", "tables"]
