@@ -85,7 +85,7 @@ def main() -> None:
     resume = None
     if ckpt.is_file():
         state = read_checkpoint(ckpt, "retrain checkpoint")
-        if state.get("fingerprint") == fp and int(state["epoch"]) < p:
+        if state.get("fingerprint") == fp and int(state["epoch"]) < p - 1:  # unfinished only
             resume = state
             log.info("%s: resuming after epoch %d", ckpt, state["epoch"])
         else:
