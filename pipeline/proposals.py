@@ -28,7 +28,7 @@ from weaksam.proposals.shard import ImageTask, SamSpec, generate, generate_distr
 from weaksam.proposals.sources import PROMPT_SOURCES
 from weaksam.proposals.store import save_proposals, to_detectron2
 from weaksam.utils.atomic import write_json
-from weaksam.utils.device import resolve_device
+from weaksam.utils.device import sam_device
 from weaksam.utils.seed import seed_everything
 
 PROMPT_COLUMNS = ("image_id", "x", "y", "source", "class", "score")
@@ -92,14 +92,6 @@ def prompting_config(p: dict) -> PromptingConfig:
                       stability_score_thresh=float(a["stability_score_thresh"]),
                       box_nms_thresh=float(a["box_nms_thresh"])),
     )
-
-
-def sam_device(params: dict) -> str:
-    """The one rule: ``sam.device`` when set (not null), else ``runtime.device``; checked by
-    ``resolve_device`` here so a bad name fails before any worker starts."""
-    name = params["sam"].get("device") or params["runtime"]["device"]
-    resolve_device(name)
-    return str(name)
 
 
 def main() -> None:

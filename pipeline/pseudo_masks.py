@@ -22,7 +22,7 @@ from pipeline.common import load_params, set_threads, setup_logging, stage_args
 from weaksam.data.index import index_from_dict, load_index, read_image
 from weaksam.errors import InputError
 from weaksam.utils.atomic import write_json
-from weaksam.utils.device import resolve_device
+from weaksam.utils.device import resolve_device, sam_device
 from weaksam.utils.readers import read_json
 from weaksam.utils.seed import seed_everything
 from weaksam.wsis.figures import draw_instance_grid
@@ -46,7 +46,7 @@ def main() -> None:
     pgt_path = Path("pgt") / str(cfg["pgt"]) / "trainval.json"
     raw = read_json(pgt_path, "PGT file", want_object=True)
     pgt = index_from_dict(raw, pgt_path)  # validated; ``raw`` keeps info.image_root as written
-    device = resolve_device(params["runtime"].get("device", "cpu"))
+    device = resolve_device(sam_device(params))  # sam.device, else runtime.device
     sam = load_sam(str(params["sam"]["model"]), str(params["sam"]["checkpoint"]), device)
     masker = BoxPromptMasker(sam, batch_size=int(cfg["batch_size"]))
     t0, c0 = time.time(), time.process_time()

@@ -34,7 +34,7 @@ from weaksam.sam.checkpoint import save_small_sam
 from weaksam.sam.model import SmallSamConfig, build_small_sam, count_parameters
 from weaksam.sam.train import PretrainConfig, evaluate, pretrain
 from weaksam.utils.atomic import write_json
-from weaksam.utils.device import ddp_backend, resolve_device
+from weaksam.utils.device import ddp_backend, resolve_device, sam_device
 from weaksam.utils.seed import seed_everything
 
 
@@ -59,7 +59,7 @@ def run(rank: int, world: int, init_file: str | None, params_path: str) -> None:
     seed_everything(seed)
     arch = SmallSamConfig(**p["model"])
     cfg = PretrainConfig(**p["train"], corpus_seed=seed)
-    device = resolve_device(params["sam"]["device"] or params["runtime"]["device"])
+    device = resolve_device(sam_device(params))
     if world > 1:
         dist.init_process_group(ddp_backend(device), init_method=f"file://{init_file}",
                                 rank=rank, world_size=world)

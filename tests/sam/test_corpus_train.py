@@ -18,6 +18,7 @@ from weaksam.sam.train import (
     mask_iou,
     mask_losses,
     pretrain,
+    sample_prompts,
 )
 
 TINY = TINY_SAM
@@ -179,3 +180,43 @@ def test_prompt_losses_batched_equal_one_image_at_a_time():
     ref = torch.cat(ref_pts + ref_box)
     assert out["mask"].shape == ref.shape == (15,)
     assert torch.allclose(out["mask"], ref, rtol=1e-5, atol=1e-6)
+
+
+def test_balanced_segments_cover_every_segment_before_repeating():
+    s = generate_sample(0, 5, size=96)
+    k = len(s.masks)
+    assert k >= 2
+    rng = np.random.default_rng(3)
+    n = 2 * k + 1
+    pb = sample_prompts(s, n, point_prob=1.0, box_noise=0.0, frame=96, lowres=24, rng=rng,
+                        segments="balanced")
+    # every prompt's target is one of the segments; counts differ by at most one
+    targets = lowres_targets(s.masks, 96, 24)
+    hits = [int(torch.nonzero((targets == g).flatten(1).all(1))[0]) for g in pb.point_gt]
+    counts = np.bincount(hits, minlength=k)
+    assert counts.sum() == n and counts.max() - counts.min() <= 1
+    # a point prompt lies inside its segment
+    for (x, y), j in zip(pb.points[:, 0].long().tolist(), hits, strict=True):
+        assert s.masks[j, y, x]
+    with pytest.raises(ValueError, match="balanced"):
+        sample_prompts(s, 4, 1.0, 0.0, 96, 24, rng, segments="area")
+
+
+def test_texture_on_a_mask_equals_the_full_frame_texture_there():
+    """The corpus paints each segment's fill on its own pixels only (the speed-up of
+    weaksam/sam/corpus.py): the same generator draws and bit-identical values, every kind."""
+    from weaksam.sam.corpus import _shape_mask, _texture
+
+    kinds = set()
+    for seed in range(60):
+        h, w = 77, 128
+        m = _shape_mask(np.random.default_rng(seed), h, w, 60.0, 40.0, 25.0)
+        r1, r2 = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 1])
+        part = _texture(r1, h, w, m)
+        full = _texture(r2, h, w)
+        assert part.dtype == full.dtype and np.array_equal(part, full[m])
+        assert r1.random() == r2.random()  # the same numbers were drawn
+        probe = np.random.default_rng([seed, 1])  # the texture's kind: its third draw
+        probe.uniform(0, 255, 3), probe.uniform(0, 255, 3)
+        kinds.add(int(probe.integers(5)))
+    assert kinds == {0, 1, 2, 3, 4}  # solid, stripes, checker, noise, ramp all covered

@@ -120,3 +120,29 @@ def test_sam_device_rule():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="cuda"):
             sam_device({"sam": {"device": None}, "runtime": {"device": "cuda"}})
+
+
+def test_pseudo_masks_stage_follows_sam_device(monkeypatch):
+    """The pseudo_masks stage loads SAM on ``sam.device`` when set (the proposals' rule)."""
+    import pipeline.pseudo_masks as stage
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_load(model, checkpoint, device):
+        seen.append(device)
+        raise Stop
+
+    monkeypatch.setattr("weaksam.sam.checkpoint.load_sam", fake_load)
+    monkeypatch.setattr(stage, "read_json", lambda *a, **k: {})
+    monkeypatch.setattr(stage, "index_from_dict", lambda raw, path: None)
+    params = {"seed": 0, "runtime": {"threads": 1, "device": "cuda:7"},
+              "sam": {"model": "small", "checkpoint": "x.pt", "device": "cpu"},
+              "pseudo_masks": {"pgt": "p", "batch_size": 4}}
+    monkeypatch.setattr(stage, "load_params", lambda path: params)
+    monkeypatch.setattr(stage, "stage_args", lambda desc: type("A", (), {"params": "p.yaml"}))
+    with pytest.raises(Stop):
+        stage.main()
+    assert seen == [torch.device("cpu")]  # runtime.device (a CUDA card) was not used

@@ -47,14 +47,24 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int, ch: int)
     return np.clip(out.reshape(h, w, ch), 0, 1)
 
 
-def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """(h, w, 3) float32 RGB in [0, 255]: a random fill (solid, stripes, checker, noise, ramp)."""
+def _texture(rng: np.random.Generator, h: int, w: int, where: np.ndarray | None = None
+             ) -> np.ndarray:
+    """A random fill (solid, stripes, checker, noise, ramp) of an ``h x w`` frame, float32 or
+    float64 RGB in [0, 255]: the whole frame ``(h, w, 3)``, or only its pixels where the bool
+    mask ``where (h, w)`` is set, ``(n, 3)`` in row-major order. Both draw the same numbers from
+    ``rng`` and give the same values: ``_texture(r, h, w, m) == _texture(r', h, w)[m]`` for
+    generators in the same state (computing a segment's fill on its own pixels is the speed-up;
+    the ramp's range is the whole frame's, taken at its corners)."""
     c1 = rng.uniform(0, 255, 3).astype(np.float32)
     c2 = rng.uniform(0, 255, 3).astype(np.float32)
     kind = rng.integers(5)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    if where is None:
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    else:
+        yi, xi = np.nonzero(where)
+        ys, xs = yi.astype(np.float32), xi.astype(np.float32)
     if kind == 0:
-        return np.broadcast_to(c1, (h, w, 3)).copy()
+        return np.broadcast_to(c1, (*ys.shape, 3)).copy()
     if kind == 1:  # stripes at a random angle and period
         a = rng.uniform(0, np.pi)
         period = rng.uniform(3, 14)
@@ -67,10 +77,16 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         return np.where(sel, c1, c2)
     if kind == 3:  # smooth noise between two colours
         t = _smooth_noise(rng, h, w, int(rng.integers(3, 9)), 1)
+        t = t if where is None else t[where]
         return c1 * t + c2 * (1 - t)
-    a = rng.uniform(0, 2 * np.pi)  # linear ramp
+    a = rng.uniform(0, 2 * np.pi)  # linear ramp, normalised over the whole frame
     t = np.cos(a) * xs + np.sin(a) * ys
-    t = ((t - t.min()) / max(float(np.ptp(t)), 1e-6))[..., None]
+    # a linear function of (x, y) is extreme at the frame's corners, and rounding is monotone,
+    # so the corners give exactly the min and range of ``t`` over every pixel
+    cx = np.array([0, w - 1, 0, w - 1], np.float32)
+    cy = np.array([0, 0, h - 1, h - 1], np.float32)
+    tc = np.cos(a) * cx + np.sin(a) * cy
+    t = ((t - tc.min()) / max(float(np.ptp(tc)), 1e-6))[..., None]
     return c1 * t + c2 * (1 - t)
 
 
@@ -125,14 +141,14 @@ def generate_sample(
         m = _shape_mask(rng, h, w, cx, cy, r)
         if not m.any():
             continue
-        img[m] = _texture(rng, h, w)[m]
+        img[m] = _texture(rng, h, w, m)
         group = [m]
         if rng.random() < part_prob and r > 8:  # a part inside: part and whole are both masks
             ys, xs = np.nonzero(m)
             j = int(rng.integers(len(xs)))
             part = _shape_mask(rng, h, w, xs[j], ys[j], r * rng.uniform(0.25, 0.5)) & m
             if part.any():
-                img[part] = _texture(rng, h, w)[part]
+                img[part] = _texture(rng, h, w, part)
                 group.append(part)
         for k in range(len(masks)):  # occlusion of earlier segments
             masks[k] &= ~m

@@ -64,6 +64,7 @@ class PretrainConfig:
     box_noise: float = 0.1  # std of box-corner noise, fraction of the box side (SAM: 0.1)
     grad_clip: float = 1.0
     corpus_radius: tuple[float, float] = RADIUS_RANGE  # segment radii, fraction of short side
+    segments: str = "sqrt_area"  # which segments get the prompts (:func:`sample_prompts`)
     corpus_seed: int = 0
 
 
@@ -102,17 +103,26 @@ class PromptBatch:
 
 def sample_prompts(
     sample: CorpusSample, n: int, point_prob: float, box_noise: float, frame: int, lowres: int,
-    rng: np.random.Generator,
+    rng: np.random.Generator, segments: str = "sqrt_area",
 ) -> PromptBatch:
-    """Draw ``n`` prompts on segments of ``sample`` (uniform point inside, noisy box)."""
+    """Draw ``n`` prompts on segments of ``sample`` (uniform point inside, noisy box).
+
+    ``segments``: ``sqrt_area`` draws each prompt's segment independently with probability
+    ~ sqrt(area); ``balanced`` walks random permutations of the segments, so every segment gets
+    a prompt before any gets a second (the held-out evaluation weighs segments equally).
+    """
     masks = sample.masks
     if len(masks) == 0:
         z = torch.zeros
         return PromptBatch(z((0, 1, 2)), z((0, lowres, lowres)), z((0, 4)), z((0, lowres, lowres)))
-    # targets drawn with probability ~ sqrt(area): large segments more often than specks,
-    # which gives the early steps enough positive pixels to escape the all-background optimum
-    w = np.sqrt(masks.reshape(len(masks), -1).sum(1).astype(np.float64))
-    pick = rng.choice(len(masks), size=n, p=w / w.sum())
+    if segments == "balanced":
+        rounds = -(-n // len(masks))
+        pick = np.concatenate([rng.permutation(len(masks)) for _ in range(rounds)])[:n]
+    elif segments == "sqrt_area":  # large segments more often than specks
+        w = np.sqrt(masks.reshape(len(masks), -1).sum(1).astype(np.float64))
+        pick = rng.choice(len(masks), size=n, p=w / w.sum())
+    else:
+        raise ValueError(f"segments must be 'sqrt_area' or 'balanced', got {segments!r}")
     is_point = rng.random(n) < point_prob
     gt = lowres_targets(masks[pick], frame, lowres)
     boxes, _ = masks_to_boxes(masks[pick])
@@ -273,7 +283,8 @@ def _draw(sam: Sam, samples: list[CorpusSample],
     emb = sam.image_encoder(x)
     # an image with no segment left draws no prompts (and no generator numbers)
     batches = [sample_prompts(s, cfg.prompts_per_image, cfg.point_prob, cfg.box_noise, frame,
-                              low, r).to(emb.device) for s, r in zip(samples, rngs, strict=True)]
+                              low, r, cfg.segments).to(emb.device)
+               for s, r in zip(samples, rngs, strict=True)]
     return emb, batches
 
 

@@ -36,6 +36,15 @@ def resolve_device(name: str | None) -> torch.device:
     return dev
 
 
+def sam_device(params: dict) -> str:
+    """The device of every stage that runs SAM (``proposals``, ``pseudo_masks``; the
+    ``sam_pretrain`` stage resolves the same rule): params ``sam.device`` when set (not null),
+    else ``runtime.device``, checked by :func:`resolve_device` so a bad name fails early."""
+    name = params["sam"].get("device") or params["runtime"]["device"]
+    resolve_device(name)
+    return str(name)
+
+
 def ddp_backend(device: torch.device) -> str:
     """The process-group backend for ``device``: NCCL for CUDA, gloo for the CPU."""
     return "nccl" if device.type == "cuda" else "gloo"
