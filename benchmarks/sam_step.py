@@ -1,10 +1,13 @@
 """Benchmark: milliseconds per pre-training step of the small SAM (stage ``sam_pretrain``) for
-three ways of using two cores:
+three ways of using two cores, and for the step's shape before 2026-12-01 (evening):
 
     1p x 2t   one process, 2 intra-op threads (the stage before ``sam_pretrain.processes``)
     1p x 1t   one process, 1 thread
     2p x 1t   two gloo processes of one thread, each on half of the step's images (the
               data-parallel step of weaksam/sam/train.py; the same mathematics)
+    2p x 1t, 4 x 32
+              the same with the previous batch: 4 images x 32 prompts, segments by sqrt(area)
+              (a cheaper step that learned less per second; docs/small_sam.md)
 
     .venv/bin/python benchmarks/sam_step.py [--steps 40] [--warmup 10] [--rounds 3]
 
@@ -44,7 +47,12 @@ from weaksam.sam.model import SmallSamConfig, build_small_sam  # noqa: E402
 from weaksam.sam.train import PretrainConfig, pretrain  # noqa: E402
 from weaksam.utils.atomic import write_json  # noqa: E402
 
-VARIANTS = {"1p x 2t": (1, 2), "1p x 1t": (1, 1), "2p x 1t": (2, 1)}
+# name: (processes, threads, overrides of sam_pretrain.train)
+PREVIOUS_BATCH = {"batch_images": 4, "prompts_per_image": 32, "segments": "sqrt_area"}
+VARIANTS: dict[str, tuple[int, int, dict]] = {
+    "1p x 2t": (1, 2, {}), "1p x 1t": (1, 1, {}), "2p x 1t": (2, 1, {}),
+    "2p x 1t, 4 x 32": (2, 1, PREVIOUS_BATCH),
+}
 
 
 def step_times(arch: dict, cfg: dict, seed: int, threads: int, rank: int = 0, world: int = 1
@@ -103,12 +111,16 @@ def main() -> None:
         order = names[r % len(names):] + names[:r % len(names)]
         line = []
         for v in order:
-            t = measure(*VARIANTS[v], arch, cfg, seed)[a.warmup:]
+            procs, threads, over = VARIANTS[v]
+            t = measure(procs, threads, arch, {**cfg, **over}, seed)[a.warmup:]
             times[v].extend(t)
             line.append(f"{v} {1000 * statistics.median(t):.0f}")
         print(f"round {r}: median ms per step: " + ", ".join(line), flush=True)
     base = "1p x 2t"
     res = {v: {"processes": VARIANTS[v][0], "threads": VARIANTS[v][1],
+               "images_per_step": VARIANTS[v][2].get("batch_images", cfg["batch_images"]),
+               "prompts_per_image": VARIANTS[v][2].get("prompts_per_image",
+                                                       cfg["prompts_per_image"]),
                "ms_per_step": round(1000 * min(t), 1),
                "median_ms_per_step": round(1000 * statistics.median(t), 1),
                "speedup_vs_1p_x_2t": round(min(times[base]) / min(t), 2),
@@ -119,11 +131,11 @@ def main() -> None:
            "steps": a.steps, "warmup": a.warmup, "rounds": a.rounds,
            "loadavg_before": [round(x, 2) for x in load_before],
            "loadavg_after": [round(x, 2) for x in os.getloadavg()], "variants": res}
-    print(f"{'variant':10s} {'fastest ms':>10s} {'median ms':>10s} {'speed-up fastest':>17s} "
+    print(f"{'variant':16s} {'fastest ms':>10s} {'median ms':>10s} {'speed-up fastest':>17s} "
           f"{'median':>7s}  ({a.rounds} x {a.steps} steps each; load average "
           f"{load_before[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     for v, r in res.items():
-        print(f"{v:10s} {r['ms_per_step']:10.1f} {r['median_ms_per_step']:10.1f} "
+        print(f"{v:16s} {r['ms_per_step']:10.1f} {r['median_ms_per_step']:10.1f} "
               f"{r['speedup_vs_1p_x_2t']:17.2f} {r['median_speedup_vs_1p_x_2t']:7.2f}")
     write_json(a.out, out)
 

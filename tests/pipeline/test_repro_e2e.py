@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.workspace import E2E_TIMEOUT, clone_tree, dvc
+from tests.pipeline.workspace import E2E_TIMEOUT, clone_tree, dvc, repro
 
 
 @pytest.mark.slow
@@ -42,3 +42,16 @@ def test_dvc_repro_tiny_profile(tiny_repro: dict, tmp_path: Path) -> None:
     assert dt < 30, f"no-op dvc repro took {dt:.1f} s"
     r = dvc("status", "-q", cwd=ws, check=False)
     assert r.returncode == 0, r.stdout
+
+
+def test_finished_preliminary_training_reruns(tiny_repro: dict, tmp_path: Path) -> None:
+    """A forced rerun of a finished ``retrain_prelim`` stage (its checkpoint of the last epoch
+    still on disk) trains from scratch and writes the same model: a finished checkpoint is not
+    resumed (that once left the last epoch's per-RoI losses unrecorded and failed the stage)."""
+    ws = clone_tree(tiny_repro["ws"], tmp_path / "ws")
+    name = "prelim_frcnn_mist_weaksam_adaptive"
+    assert (ws / "checkpoints" / f"retrain_{name}" / "last.pt").is_file()
+    before = (ws / "retrain" / name / "model.pt").read_bytes()
+    repro(ws, "-f", "-s", "retrain_prelim@frcnn-mist_weaksam_adaptive")
+    assert (ws / "retrain" / name / "model.pt").read_bytes() == before
+    assert (ws / "retrain" / name / "roi_losses.npz").is_file()
