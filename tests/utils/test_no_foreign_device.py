@@ -113,7 +113,7 @@ def test_sam_pretrain_and_proposals_stay_on_cpu(cpu_only):
 def test_sam_device_rule():
     """sam.device overrides runtime.device for the SAM stages; null falls back to it; a device
     this machine lacks fails before any work."""
-    from pipeline.proposals import sam_device
+    from weaksam.utils.device import sam_device  # shared by proposals, pseudo_masks, sam_pretrain
 
     assert sam_device({"sam": {"device": None}, "runtime": {"device": "cpu"}}) == "cpu"
     assert sam_device({"sam": {"device": "cpu"}, "runtime": {"device": "cpu"}}) == "cpu"
