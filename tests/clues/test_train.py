@@ -135,19 +135,25 @@ def test_rand_augment_weaktr_string_is_deterministic():
 
 
 def test_fit_with_weaktr_augmentations_and_amp_on_cpu(tmp_path):
-    """drop-path, RandAugment and erasing train; amp is a no-op on the CPU (same weights)."""
+    """drop-path, RandAugment and erasing train; ``amp`` on the CPU is bfloat16 autocast (the
+    dry run's amp path): finite, deterministic, and not the float32 run."""
     x, y = _data()
     runs = []
-    for amp in (False, True):
+    for amp in (False, True, True):
         torch.manual_seed(0)
         m = CluesViT(num_classes=3, drop_path_rate=0.1, **TINY)
         fit(m, x[:9], y[:9], x[9:], y[9:], epochs=1, batch_size=4, lr=1e-3, weight_decay=0.05,
-            warmup_epochs=1, shift=2, seed=0, checkpoint=tmp_path / f"{amp}.pt",
+            warmup_epochs=1, shift=2, seed=0, checkpoint=tmp_path / f"{amp}{len(runs)}.pt",
             fingerprint="fp", device="cpu", amp=amp, randaugment="rand-m9-mstd0.5-inc1",
             erasing=0.25)
         runs.append(m.state_dict())
-    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    assert all(torch.isfinite(v).all() for v in runs[1].values() if v.is_floating_point())
+    assert all(torch.equal(runs[1][k], runs[2][k]) for k in runs[1])
+    assert not all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
     with autocast("cpu", True):
+        assert torch.is_autocast_enabled("cpu")
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+    with autocast("cpu", False):
         assert not torch.is_autocast_enabled("cpu")
 
 

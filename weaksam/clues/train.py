@@ -12,8 +12,8 @@ units) on the normalised tensor.
 
 Devices: the model and every batch live on ``device``; ``amp`` runs forward passes under float16
 autocast with a gradient scaler on CUDA (WeakTr trains under ``torch.cuda.amp.autocast`` with
-timm's ``NativeScaler``) and is ignored on the CPU. Random numbers always come from CPU
-generators, so the draws do not depend on the device.
+timm's ``NativeScaler``) and under bfloat16 autocast without a scaler on the CPU. Random
+numbers always come from CPU generators, so the draws do not depend on the device.
 
 Training is deterministic and resumable: epoch ``e`` draws its shuffle and augmentation from a
 generator seeded with ``(seed, e)``, the learning rate is a pure function of the global step,
@@ -70,11 +70,15 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 
 
 def autocast(device: torch.device | str, enabled: bool) -> contextlib.AbstractContextManager:
-    """float16 autocast on a CUDA ``device`` when ``enabled`` (WeakTr's mixed precision); a
-    no-op on the CPU (the rule: ``amp`` only ever changes CUDA runs)."""
-    if enabled and torch.device(device).type == "cuda":
+    """Mixed precision when ``enabled``: float16 autocast on a CUDA ``device`` (WeakTr's
+    ``torch.cuda.amp.autocast``), bfloat16 autocast on the CPU (so a dry run of a paper
+    profile executes the ``amp`` path here; float16 on the CPU would need loss scaling, which
+    stays CUDA-only). A no-op when not enabled: the default profile has ``amp: false``."""
+    if not enabled:
+        return contextlib.nullcontext()
+    if torch.device(device).type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
+    return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
 
 
 def _seed_from(generator: torch.Generator) -> int:
