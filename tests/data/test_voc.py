@@ -12,7 +12,7 @@ from PIL import Image
 from weaksam.data.export import export_voc
 from weaksam.data.index import index_from_dict, read_image
 from weaksam.data.synthetic import CLASS_NAMES, generate_split
-from weaksam.data.voc import VOC_CLASSES, load_voc, parse_voc_xml, voc_image_id
+from weaksam.data.voc import VOC_CLASSES, load_voc, parse_voc_xml, split_file, voc_image_id
 from weaksam.errors import InputError
 
 XML_A = """<annotation>
@@ -120,6 +120,22 @@ def test_empty_and_missing_split(tmp_path):
         load_voc(root, "test", progress=False)
     with pytest.raises(InputError, match=r"val\.txt.*not found"):
         load_voc(root, "val", progress=False)
+
+
+def test_split_in_another_imagesets_folder(tmp_path):
+    root = _voc_tree(tmp_path / "VOC")
+    (root / "ImageSets" / "Segmentation").mkdir()
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("2008_000008\n")
+    assert split_file(root, "val") == root / "ImageSets" / "Main" / "val.txt"
+    assert split_file(root, "Segmentation/val") == root / "ImageSets/Segmentation/val.txt"
+    idx = load_voc(root, "Segmentation/val", progress=False)
+    assert idx.image_ids == [2008000008]
+    # the bare name looks in Main only, and says where the file is
+    with pytest.raises(InputError, match=r"Main/val\.txt.*there is Segmentation/val"):
+        load_voc(root, "val", progress=False)
+    for bad in ("../val", "a/b/c", "Segmentation/"):
+        with pytest.raises(InputError, match="not of the form"):
+            load_voc(root, bad, progress=False)
 
 
 def test_missing_and_corrupt_image(tmp_path):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.real_formats import COCO_CATEGORIES, write_coco
 from tests.pipeline.workspace import E2E_TIMEOUT, assert_whole_dag_ran, new_workspace, repro
+from weaksam.dryrun.trees import COCO_CATEGORIES, write_coco
 
 TINY_COCO = {"extends": "tiny", "data": {
     "source": "coco",

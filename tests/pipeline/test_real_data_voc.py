@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.real_formats import write_vocdevkit
 from tests.pipeline.workspace import E2E_TIMEOUT, assert_whole_dag_ran, new_workspace, repro
 from weaksam.data.voc import VOC_CLASSES
+from weaksam.dryrun.trees import write_vocdevkit
 
 TINY_VOC = {"extends": "tiny", "data": {"source": "voc", "voc_root": "VOCdevkit/VOC2007",
                                         "voc_trainval": "trainval", "voc_test": "test"}}

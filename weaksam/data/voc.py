@@ -5,6 +5,14 @@ Layout of ``root`` (e.g. ``VOCdevkit/VOC2007``)::
     Annotations/{name}.xml        one per image: size, objects (name, difficult, bndbox)
     JPEGImages/{name}.jpg         the images (``<filename>`` in the XML names the file)
     ImageSets/Main/{split}.txt    image names of the split, one per line
+    ImageSets/Segmentation/{split}.txt   the segmented subset's splits (every image listed
+                                  has SegmentationObject/{name}.png) and, by convention (the
+                                  authors' release, SBD practice), train_aug.txt
+    SegmentationObject/{name}.png instance masks of the segmented subset (optional)
+
+A split is named ``name`` (``ImageSets/Main/name.txt``) or ``Folder/name``
+(``ImageSets/Folder/name.txt``, e.g. ``Segmentation/val``: VOC 2012's 1449 instance-segmentation
+val images, paper Table 2; ``Segmentation/train_aug``: the 10582 SBD-augmented training images).
 
 Coordinates: VOC ``bndbox`` is 1-based and inclusive (``xmin = 1`` is the first column,
 ``xmax`` the last covered column). The index uses 0-based xyxy with x2/y2 exclusive
@@ -47,11 +55,30 @@ def voc_image_id(name: str) -> int:
     return int(digits)
 
 
+def split_file(root: str | Path, split: str) -> Path:
+    """The list file of split ``split``: ``name`` -> ``root/ImageSets/Main/name.txt``,
+    ``Folder/name`` -> ``root/ImageSets/Folder/name.txt`` (ValueError on any other form)."""
+    parts = str(split).split("/")
+    if len(parts) == 1:
+        parts = ["Main", *parts]
+    if len(parts) != 2 or not all(parts) or any(p in (".", "..") for p in parts):
+        raise ValueError(f"VOC split {split!r} is not of the form name or Folder/name "
+                         "(e.g. val, Segmentation/val)")
+    return Path(root) / "ImageSets" / parts[0] / f"{parts[1]}.txt"
+
+
 def read_split_names(root: str | Path, split: str) -> list[str]:
-    """Image names listed in ``ImageSets/Main/{split}.txt`` (InputError if missing or empty)."""
-    path = Path(root) / "ImageSets" / "Main" / f"{split}.txt"
+    """Image names listed in the split file of ``split`` (:func:`split_file`); InputError if
+    missing or empty."""
+    try:
+        path = split_file(root, split)
+    except ValueError as e:
+        raise InputError(Path(root) / "ImageSets", str(e)) from e
     if not path.is_file():
-        raise InputError(path, f"split file of '{split}' not found")
+        other = [f"{d.name}/{split}" for d in sorted((Path(root) / "ImageSets").glob("*"))
+                 if "/" not in str(split) and d.name != "Main" and (d / f"{split}.txt").is_file()]
+        hint = f" (there is {', '.join(other)}: name the folder)" if other else ""
+        raise InputError(path, f"split file of '{split}' not found{hint}")
     names = [ln.split()[0] for ln in path.read_text().splitlines() if ln.strip()]
     if not names:
         raise InputError(path, "empty split: no image names")
@@ -177,7 +204,7 @@ def load_voc(
         try:
             image_id = voc_image_id(name)
         except ValueError as e:
-            raise InputError(root / "ImageSets" / "Main" / f"{split}.txt", str(e)) from e
+            raise InputError(split_file(root, split), str(e)) from e
         images.append({"id": image_id, "file_name": file_name, "width": w, "height": h,
                        "voc_name": name})
         masks = read_object_masks(root / "SegmentationObject" / f"{name}.png",
@@ -198,4 +225,4 @@ def load_voc(
     cats = [{"id": i + 1, "name": n} for i, n in enumerate(classes)]
     data = {"info": {"image_root": str(img_dir), "source": f"VOC {root} {split}"},
             "images": images, "categories": cats, "annotations": anns}
-    return index_from_dict(data, root / "ImageSets" / "Main" / f"{split}.txt", image_root=img_dir)
+    return index_from_dict(data, split_file(root, split), image_root=img_dir)
