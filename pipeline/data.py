@@ -10,6 +10,12 @@ For voc/coco the images are not copied: ``info.image_root`` points to the real i
 and ``data/images`` holds only a note saying so. Both output folders are built in temporary
 folders and renamed at the end, after all input checks: a failing run leaves the previous
 outputs untouched and nothing partial.
+
+Metrics ``metrics/data.json``, per split: images, instances, difficult instances, images per
+class, ``boxes_clipped`` (boxes reaching outside their image, clipped by the voc / coco reader;
+a box with nothing inside its image stops the stage naming its file) and
+``images_without_masks`` (images with annotations but no instance mask: VOC images outside
+the segmented subset).
 """
 
 from __future__ import annotations
@@ -28,11 +34,12 @@ from weaksam.data.index import CocoIndex, index_from_dict, read_image
 from weaksam.data.synthetic import generate_split
 from weaksam.data.voc import load_voc
 from weaksam.errors import InputError
-from weaksam.utils.atomic import atomic_dir
+from weaksam.utils.atomic import atomic_dir, write_json
 
 SPLITS = ("trainval", "test")
 ANN_DIR = Path("data/annotations")
 IMG_DIR = Path("data/images")
+METRICS = Path("metrics/data.json")
 SYNTHETIC_KEYS = ("image_min", "image_max", "min_instances", "max_instances", "size_min",
                   "size_max", "min_visible", "difficult_visible", "num_distractors", "noise_std")
 
@@ -68,19 +75,27 @@ def _external_splits(cfg: dict[str, Any]) -> dict[str, CocoIndex]:
     return out
 
 
-def summarize(split_json: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per split: images, instances, difficult instances, images per class name."""
+def summarize(split_json: dict[str, dict[str, Any]], clipped: dict[str, int] | None = None
+              ) -> dict[str, dict[str, Any]]:
+    """Per split: images, instances, difficult instances, images per class name, boxes
+    clipped by the reader, images whose annotations have no instance mask."""
     out = {}
     for split, d in split_json.items():
         names = {c["id"]: c["name"] for c in d["categories"]}
         per_class: dict[str, set[int]] = {names[c]: set() for c in sorted(names)}
+        annotated, masked = set(), set()
         for a in d["annotations"]:
             per_class[names[a["category_id"]]].add(a["image_id"])
+            annotated.add(a["image_id"])
+            if a.get("segmentation"):
+                masked.add(a["image_id"])
         out[split] = {
             "images": len(d["images"]),
             "instances": len(d["annotations"]),
             "difficult": sum(int(a.get("difficult", 0)) for a in d["annotations"]),
             "images_per_class": {k: len(v) for k, v in per_class.items()},
+            "boxes_clipped": int((clipped or {}).get(split, 0)),
+            "images_without_masks": len(annotated - masked),
         }
     return out
 
@@ -93,9 +108,11 @@ def run(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if src not in ("synthetic", "voc", "coco"):
         raise InputError(None, f"params data.source must be synthetic, voc or coco, not {src!r}")
     split_json: dict[str, dict[str, Any]] = {}
+    clipped: dict[str, int] = {}
     if src != "synthetic":
         for split, idx in _external_splits(cfg).items():
             split_json[split] = idx.to_json()
+            clipped[split] = idx.boxes_clipped
     with atomic_dir(IMG_DIR) as img_tmp, atomic_dir(ANN_DIR) as ann_tmp:
         if src == "synthetic":
             kw = {k: cfg[k] for k in SYNTHETIC_KEYS if k in cfg}
@@ -111,7 +128,9 @@ def run(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for split in SPLITS:
             (ann_tmp / f"{split}.json").write_text(
                 json.dumps(split_json[split], sort_keys=True, separators=(",", ":")) + "\n")
-    return summarize(split_json)
+    summary = summarize(split_json, clipped)
+    write_json(METRICS, summary)
+    return summary
 
 
 def main() -> None:
@@ -125,8 +144,10 @@ def main() -> None:
         sys.exit(f"data stage failed, nothing written: {e}")
     dt = time.perf_counter() - t0
     for split, s in summary.items():
-        log.info("%s: %d images, %d instances (%d difficult); images per class %s", split,
-                 s["images"], s["instances"], s["difficult"], s["images_per_class"])
+        log.info("%s: %d images, %d instances (%d difficult, %d boxes clipped to their image, "
+                 "%d images without masks); images per class %s", split, s["images"],
+                 s["instances"], s["difficult"], s["boxes_clipped"], s["images_without_masks"],
+                 s["images_per_class"])
     log.info("data stage done in %.1f s (source %s)", dt, params["data"].get("source"))
 
 

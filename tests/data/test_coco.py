@@ -90,3 +90,23 @@ def test_coco_bad_input(tmp_path):
     p.write_text("[1, 2")
     with pytest.raises(InputError, match=r"instances_train2014\.json.*not valid JSON"):
         load_coco(p, imgs)
+
+
+def test_bbox_outside_the_image_is_clipped_and_counted(tmp_path):
+    """A COCO bbox beyond the image's width / height used to load unchanged; now clipped to
+    the image and counted; one with nothing inside the image is refused naming the file."""
+    p, imgs, data = _coco(tmp_path)
+    data["annotations"][0]["bbox"] = [1.5, 1.0, 40.0, 3.0]     # x2 = 41.5 on an 8-wide image
+    data["annotations"][2]["bbox"] = [-2.0, 0.0, 5.0, 9.0]     # left of and below a 5 x 5 image
+    p.write_text(json.dumps(data))
+    idx = load_coco(p, imgs)
+    assert idx.anns_of(9)[0]["bbox"] == [1.5, 1.0, 6.5, 3.0]
+    assert idx.anns_of(9)[1]["bbox"] == [2, 1, 3, 2]            # inside: untouched
+    assert idx.anns_of(25)[0]["bbox"] == [0.0, 0.0, 3.0, 5.0]
+    assert idx.anns_of(9)[0]["area"] == 10.5                    # the mask's area is kept
+    assert idx.boxes_clipped == 2
+    data["annotations"][1]["bbox"] = [8.0, 2.0, 4.0, 1.0]      # starts at the right border
+    p.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"instances_train2014\.json: annotation 102: bbox "
+                                         r".* no area inside its 8 x 6 image 9"):
+        load_coco(p, imgs)

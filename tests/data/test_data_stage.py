@@ -180,3 +180,28 @@ def test_images_are_valid_png(tmp_path, monkeypatch):
     with Image.open(tmp_path / "data/images/test/500001.png") as im:
         assert im.format == "PNG" and im.mode == "RGB"
         assert np.asarray(im).dtype == np.uint8
+
+
+def test_clipped_boxes_counted_in_the_stage_metrics(tmp_path, monkeypatch):
+    """xmax 9999 on a narrower image: the box is clipped in data/annotations and counted per
+    split in metrics/data.json (it used to load as it was, uncounted)."""
+    import json
+
+    from weaksam.dryrun.trees import write_vocdevkit
+
+    fx = write_vocdevkit(tmp_path / "VOCdevkit", 3, 2, size="small")
+    name = (fx["root"] / "ImageSets/Main/trainval.txt").read_text().split()[1]
+    xml = fx["root"] / "Annotations" / f"{name}.xml"
+    text = xml.read_text()
+    start = text.index("<xmax>") + len("<xmax>")
+    xml.write_text(text[:start] + "9999" + text[text.index("</xmax>", start):])
+    width = int(text[text.index("<width>") + 7:text.index("</width>")])
+    monkeypatch.chdir(tmp_path)
+    summary = stage.run(_voc_params(fx["root"]))
+    metrics = json.loads(Path("metrics/data.json").read_text())
+    assert metrics == json.loads(json.dumps(summary))
+    assert metrics["trainval"]["boxes_clipped"] == 1 and metrics["test"]["boxes_clipped"] == 0
+    assert metrics["trainval"]["images_without_masks"] == 0
+    idx = load_index("data/annotations/trainval.json")
+    x, _, w, _ = idx.anns_of(int(name))[0]["bbox"]
+    assert x + w == width

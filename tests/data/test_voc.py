@@ -157,8 +157,47 @@ def test_malformed_xml(tmp_path):
     with pytest.raises(InputError, match=r"bad\.xml.*not valid XML"):
         parse_voc_xml(p)
     p.write_text(XML_A.replace("<xmax>20</xmax>", "<xmax>oops</xmax>"))
-    with pytest.raises(InputError, match=r"bad\.xml.*malformed number"):
+    with pytest.raises(InputError, match=r"bad\.xml.*non-numeric <xmax> 'oops'"):
         parse_voc_xml(p)
     p.write_text(XML_A.replace("<xmin>3</xmin>", "<xmin>9</xmin>"))
     with pytest.raises(InputError, match=r"bad\.xml.*inverted box"):
         parse_voc_xml(p)
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (("<name>dog", "<name>unicorn"), r"unknown class name 'unicorn' \(object 1\)"),
+    (("<xmin>3</xmin>", "<xmin>9</xmin>"), r"inverted box of object 2 \('person'\): xmin 9"),
+    (("<xmax>20</xmax>", "<xmax>2O</xmax>"), r"non-numeric <xmax> '2O' of object 1 \('dog'\)"),
+    (("<ymin>2</ymin>", "<ymin>nan</ymin>"), r"non-finite <ymin> 'nan' of object 2"),
+    (("<width>20</width>", "<width>twenty</width>"), r"non-numeric <width> 'twenty' in <size>"),
+    (("<difficult>1</difficult>", "<difficult>yes</difficult>"),
+     r"non-numeric <difficult> 'yes' of object 2"),
+    (("<ymax>4</ymax>", "<ymax></ymax>"), r"missing <ymax> of object 2"),
+])
+def test_xml_errors_name_file_and_real_problem(tmp_path, edit, problem):
+    """Every value error used to read "malformed number (...)", whatever the problem."""
+    p = tmp_path / "000006.xml"
+    p.write_text(XML_A.replace(*edit))
+    with pytest.raises(InputError, match=r"000006\.xml: " + problem) as e:
+        parse_voc_xml(p)
+    assert "malformed number" not in str(e.value)
+
+
+def test_box_outside_the_image_is_clipped_and_counted(tmp_path):
+    """A bndbox reaching outside its image (xmax 9999 on a 20-pixel-wide image) used to load
+    unchanged; now clipped and counted, and one with nothing inside the image refused."""
+    root = _voc_tree(tmp_path / "VOC")
+    xml = root / "Annotations" / "000005.xml"
+    xml.write_text(XML_A.replace("<xmax>20</xmax>", "<xmax>9999</xmax>"))
+    idx = load_voc(root, "trainval", progress=False)
+    boxes, _, _ = idx.gt_boxes(5)
+    np.testing.assert_array_equal(boxes, [[0, 0, 20, 10], [2, 1, 5, 4]])
+    assert idx.boxes_clipped == 1
+    assert idx.anns_of(5)[0]["area"] == 200
+    xml.write_text(XML_A.replace("<xmin>3</xmin><ymin>2</ymin><xmax>5</xmax>",
+                                 "<xmin>30</xmin><ymin>2</ymin><xmax>45</xmax>"))
+    with pytest.raises(InputError, match=r"000005\.xml: object 2 \('person'\).*xmin 30.*"
+                                         r"no area inside the 20 x 10 image"):
+        load_voc(root, "trainval", progress=False)
+    xml.write_text(XML_A)
+    assert load_voc(root, "trainval", progress=False).boxes_clipped == 0

@@ -12,12 +12,13 @@ VOC-style evaluation has no crowd notion: a crowd annotation (``iscrowd = 1``) i
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from pycocotools import mask as mask_utils
 
-from weaksam.data.index import CocoIndex, index_from_dict
+from weaksam.data.index import CocoIndex, clip_bbox, index_from_dict
 from weaksam.errors import InputError
 from weaksam.utils.readers import read_json
 
@@ -50,10 +51,22 @@ def _normalise_ann(a: dict[str, Any], size: tuple[int, int] | None) -> dict[str,
     return out
 
 
+def _well_formed(bbox: Any) -> bool:
+    """4 finite numbers, non-negative size (others are refused by ``index_from_dict``)."""
+    try:
+        v = [float(x) for x in bbox]
+    except (TypeError, ValueError):
+        return False
+    return len(v) == 4 and all(math.isfinite(x) for x in v) and v[2] >= 0 and v[3] >= 0
+
+
 def load_coco(json_path: str | Path, image_root: str | Path) -> CocoIndex:
     """Read a COCO instances JSON; ``image_root`` is the folder of its images (e.g.
     ``coco/train2014``), stored as ``info.image_root``. InputError naming the file on a
-    missing file, bad JSON, unknown category or image in an annotation, or no images."""
+    missing file, bad JSON, unknown category or image in an annotation, or no images.
+
+    A ``bbox`` reaching outside its image is clipped to it (counted in ``CocoIndex.boxes_clipped``;
+    ``area``, the mask's, is kept); one with nothing inside the image is refused."""
     json_path = Path(json_path)
     data = read_json(json_path, "annotation file", want_object=True)
     anns = data.get("annotations", [])
@@ -68,10 +81,25 @@ def load_coco(json_path: str | Path, image_root: str | Path) -> CocoIndex:
             and "name" in c]
     sizes = {im["id"]: (int(im["height"]), int(im["width"])) for im in data.get("images") or []
              if isinstance(im, dict) and {"id", "height", "width"} <= im.keys()}
+    norm, n_clipped = [], 0
+    for a in anns:
+        a = _normalise_ann(a, sizes.get(a.get("image_id")))
+        if a.get("image_id") in sizes and _well_formed(a.get("bbox")):
+            h, w = sizes[a["image_id"]]
+            clipped = clip_bbox(a["bbox"], w, h)
+            if clipped is None:
+                raise InputError(json_path, f"annotation {a.get('id')!r}: bbox {a['bbox']!r} "
+                                            f"has no area inside its {w} x {h} image "
+                                            f"{a['image_id']}")
+            a["bbox"], changed = clipped
+            n_clipped += int(changed)
+        norm.append(a)
     out = {
         "info": {**(data.get("info") or {}), "image_root": str(image_root)},
         "images": data.get("images"),
         "categories": cats if cats or "categories" in data else None,
-        "annotations": [_normalise_ann(a, sizes.get(a.get("image_id"))) for a in anns],
+        "annotations": norm,
     }
-    return index_from_dict(out, json_path, image_root=image_root)
+    idx = index_from_dict(out, json_path, image_root=image_root)
+    idx.boxes_clipped = n_clipped
+    return idx

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from weaksam.errors import InputError
-from weaksam.utils.boxes import xywh_to_xyxy
+from weaksam.utils.boxes import clip_boxes, xywh_to_xyxy
 from weaksam.utils.readers import read_json
 
 
@@ -38,6 +38,8 @@ class CocoIndex:
     images: list[dict[str, Any]]
     categories: list[dict[str, Any]]
     annotations: list[dict[str, Any]]
+    # boxes the voc / coco reader clipped to their image (not part of the JSON)
+    boxes_clipped: int = field(default=0, compare=False)
     _by_image: dict[int, dict[str, Any]] = field(init=False, repr=False, compare=False)
     _anns: dict[int, list[dict[str, Any]]] = field(init=False, repr=False, compare=False)
 
@@ -130,6 +132,22 @@ def resolve_image_root(root: str | Path, json_path: str | Path) -> Path:
         if (anc / root).exists():
             return anc / root
     return cand
+
+
+def clip_bbox(bbox: list[float], width: int, height: int) -> tuple[list[float], bool] | None:
+    """Clip a COCO ``bbox`` ``[x, y, w, h]`` (pixels) to the image ``[0, width] x [0, height]``.
+
+    Returns ``(bbox, changed)``: the clipped box when it reached outside the image, else
+    ``bbox`` itself (unchanged, no float round trip); None when nothing of the box lies inside
+    the image (zero width or height after clipping): the caller refuses it, naming its file."""
+    x1, y1 = float(bbox[0]), float(bbox[1])
+    x2, y2 = x1 + float(bbox[2]), y1 + float(bbox[3])
+    c = clip_boxes(np.array([[x1, y1, x2, y2]]), width, height)[0]
+    if not (c[2] > c[0] and c[3] > c[1]):
+        return None
+    if np.array_equal(c, [x1, y1, x2, y2]):
+        return list(bbox), False
+    return [float(c[0]), float(c[1]), float(c[2] - c[0]), float(c[3] - c[1])], True
 
 
 def _require(cond: bool, path: Path, problem: str) -> None:

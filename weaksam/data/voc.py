@@ -37,7 +37,7 @@ from PIL import Image, UnidentifiedImageError
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from weaksam.data.index import CocoIndex, index_from_dict
+from weaksam.data.index import CocoIndex, clip_bbox, index_from_dict
 from weaksam.errors import InputError
 
 VOC_CLASSES: tuple[str, ...] = (
@@ -85,11 +85,24 @@ def read_split_names(root: str | Path, split: str) -> list[str]:
     return names
 
 
-def _text(node: ET.Element, tag: str, path: Path) -> str:
+def _text(node: ET.Element, tag: str, path: Path, where: str = "") -> str:
     child = node.find(tag)
-    if child is None or child.text is None:
-        raise InputError(path, f"missing <{tag}>")
+    if child is None or child.text is None or not child.text.strip():
+        raise InputError(path, f"missing <{tag}>{where}")
     return child.text.strip()
+
+
+def _number(node: ET.Element, tag: str, path: Path, where: str = "") -> float:
+    """The number in ``node/<tag>``; InputError naming ``path``, the tag and the text when it
+    is missing, not a number or not finite."""
+    text = _text(node, tag, path, where)
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(path, f"non-numeric <{tag}> {text!r}{where}") from None
+    if not np.isfinite(value):
+        raise InputError(path, f"non-finite <{tag}> {text!r}{where}")
+    return value
 
 
 def parse_voc_xml(path: str | Path, classes: tuple[str, ...] = VOC_CLASSES) -> dict[str, Any]:
@@ -97,8 +110,9 @@ def parse_voc_xml(path: str | Path, classes: tuple[str, ...] = VOC_CLASSES) -> d
 
     Returns ``{"filename", "width", "height", "objects": [{"name", "category_id" (1-based
     index into ``classes``), "difficult" (0/1), "box": [x1, y1, x2, y2] 0-based exclusive}]}``;
-    width/height are 0 when ``<size>`` is absent. InputError naming ``path`` when missing,
-    unparsable, with an unknown class name or a malformed box.
+    width/height are 0 when ``<size>`` is absent. InputError naming ``path`` and the problem
+    when missing, unparsable, with an unknown class name, a missing or non-numeric size,
+    coordinate or ``difficult``, or an inverted box.
     """
     path = Path(path)
     if not path.is_file():
@@ -109,30 +123,31 @@ def parse_voc_xml(path: str | Path, classes: tuple[str, ...] = VOC_CLASSES) -> d
         raise InputError(path, f"not valid XML ({e})") from e
     cat_of = {n: i + 1 for i, n in enumerate(classes)}
     size = root.find("size")
-    try:
-        width = int(float(_text(size, "width", path))) if size is not None else 0
-        height = int(float(_text(size, "height", path))) if size is not None else 0
-        objects = []
-        for obj in root.findall("object"):
-            name = _text(obj, "name", path)
-            if name not in cat_of:
-                raise InputError(path, f"unknown class name {name!r}")
-            diff_node = obj.find("difficult")
-            difficult = int(diff_node.text.strip()) if diff_node is not None and diff_node.text \
-                else 0
-            bb = obj.find("bndbox")
-            if bb is None:
-                raise InputError(path, f"object {name!r} has no <bndbox>")
-            xmin, ymin, xmax, ymax = (float(_text(bb, t, path))
-                                      for t in ("xmin", "ymin", "xmax", "ymax"))
-            if xmax < xmin or ymax < ymin:
-                raise InputError(path, f"object {name!r}: inverted box "
-                                       f"({xmin}, {ymin}, {xmax}, {ymax})")
-            objects.append({"name": name, "category_id": cat_of[name],
-                            "difficult": 1 if difficult else 0,
-                            "box": [xmin - 1.0, ymin - 1.0, xmax, ymax]})
-    except ValueError as e:
-        raise InputError(path, f"malformed number ({e})") from e
+    width = height = 0
+    if size is not None:
+        width_f, height_f = (_number(size, t, path, " in <size>") for t in ("width", "height"))
+        width, height = max(0, int(width_f)), max(0, int(height_f))  # 0: read from the image
+    objects = []
+    for k, obj in enumerate(root.findall("object")):
+        name = _text(obj, "name", path, f" of object {k + 1}")
+        if name not in cat_of:
+            raise InputError(path, f"unknown class name {name!r} (object {k + 1})")
+        where = f" of object {k + 1} ({name!r})"
+        diff_node = obj.find("difficult")
+        difficult = 0
+        if diff_node is not None and diff_node.text and diff_node.text.strip():
+            difficult = _number(obj, "difficult", path, where)
+        bb = obj.find("bndbox")
+        if bb is None:
+            raise InputError(path, f"no <bndbox>{where}")
+        xmin, ymin, xmax, ymax = (_number(bb, t, path, where)
+                                  for t in ("xmin", "ymin", "xmax", "ymax"))
+        if xmax < xmin or ymax < ymin:
+            raise InputError(path, f"inverted box{where}: xmin {xmin:g}, ymin {ymin:g}, "
+                                   f"xmax {xmax:g}, ymax {ymax:g} (max below min)")
+        objects.append({"name": name, "category_id": cat_of[name],
+                        "difficult": 1 if difficult else 0,
+                        "box": [xmin - 1.0, ymin - 1.0, xmax, ymax]})
     fn = root.find("filename")
     filename = fn.text.strip() if fn is not None and fn.text else ""
     return {"filename": filename, "width": width, "height": height, "objects": objects}
@@ -179,11 +194,15 @@ def load_voc(
     XML's ``<filename>``, else ``{name}{image_ext}``; a missing image file, or a missing
     ``<size>`` (then read from the image header), is checked here; corrupt pixels are caught
     by :func:`weaksam.data.index.read_image` when read.
+
+    A box reaching outside its image is clipped to it (counted in ``CocoIndex.boxes_clipped``);
+    one with nothing inside the image is refused (InputError naming its XML).
     """
     root = Path(root)
     names = read_split_names(root, split)
     img_dir = root / "JPEGImages"
     images, anns = [], []
+    n_clipped = 0
     for name in tqdm(names, desc=f"VOC {split}", disable=None if progress else True):
         xml_path = root / "Annotations" / f"{name}.xml"
         rec = parse_voc_xml(xml_path, classes)
@@ -211,18 +230,27 @@ def load_voc(
                                   len(rec["objects"]), (h, w))
         for k, o in enumerate(rec["objects"]):
             x1, y1, x2, y2 = o["box"]
+            clipped = clip_bbox([x1, y1, x2 - x1, y2 - y1], w, h)
+            if clipped is None:
+                raise InputError(xml_path, f"object {k + 1} ({o['name']!r}): box xmin "
+                                           f"{x1 + 1:g}, ymin {y1 + 1:g}, xmax {x2:g}, ymax "
+                                           f"{y2:g} has no area inside the {w} x {h} image")
+            bbox, changed = clipped
+            n_clipped += int(changed)
             seg = {} if masks is None else {"segmentation": masks[k]}
             anns.append({
                 **seg,
                 "id": len(anns) + 1,
                 "image_id": image_id,
                 "category_id": o["category_id"],
-                "bbox": [x1, y1, x2 - x1, y2 - y1],
-                "area": (x2 - x1) * (y2 - y1),
+                "bbox": bbox,
+                "area": bbox[2] * bbox[3],
                 "iscrowd": 0,
                 "difficult": o["difficult"],
             })
     cats = [{"id": i + 1, "name": n} for i, n in enumerate(classes)]
     data = {"info": {"image_root": str(img_dir), "source": f"VOC {root} {split}"},
             "images": images, "categories": cats, "annotations": anns}
-    return index_from_dict(data, split_file(root, split), image_root=img_dir)
+    idx = index_from_dict(data, split_file(root, split), image_root=img_dir)
+    idx.boxes_clipped = n_clipped
+    return idx
