@@ -267,3 +267,55 @@ def test_select_masks_by_area_per_prompt():
     # one prompt alone selects what it selects in a batch
     m1, _ = select_masks(low[:1], iou[:1], PromptingConfig(mask_indices=(0,), mask_order="area"))
     assert torch.equal(m1[0, 0], low[0, 1])
+
+
+def test_amg_mode_encodes_each_image_once(tiny_sam):
+    """dense_mode="amg" shares one embedding between the prompts and the automatic mask
+    generator: one image-encoder forward per image (the release, and this code before, ran
+    two), and the proposals are those of the two paths run apart."""
+    from segment_anything import SamAutomaticMaskGenerator
+
+    from weaksam.proposals.sam import DENSE, AmgConfig
+
+    amg = AmgConfig(points_per_side=4, points_per_batch=8, pred_iou_thresh=0.0,
+                    stability_score_thresh=0.0, box_nms_thresh=0.3)
+    kw = dict(classwise="add", cross_nms_iou=0.5)
+    prop = SamPromptProposer(tiny_sam, PromptingConfig(dense_mode="amg", amg=amg, **kw))
+    apart = SamPromptProposer(tiny_sam, PromptingConfig(**kw))
+    gen = SamAutomaticMaskGenerator(tiny_sam, points_per_side=4, points_per_batch=8,
+                                    pred_iou_thresh=0.0, stability_score_thresh=0.0,
+                                    box_nms_thresh=0.3)
+    calls = []
+    hook = tiny_sam.image_encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        for seed in (6, 7, 6):  # the same image again: encoded again, not a stale embedding
+            img, pts, src, cls = _image_and_points(seed)
+            calls.clear()
+            out = prop.propose(img, pts, src, cls)
+            assert len(calls) == 1
+            calls.clear()
+            only_dense = prop.propose(img, pts[src == 0], src[src == 0])
+            assert len(calls) == 1
+            # the two paths apart (two encodes): prompts without the grid points, then the AMG
+            other = src != 0
+            p = apart.propose(img, pts[other], src[other], cls[other])
+            recs = gen.generate(img)
+            xywh = np.array([r["bbox"] for r in recs], np.float64).reshape(-1, 4)
+            ab = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:] + 1], 1)
+            asc = np.array([r["predicted_iou"] for r in recs], np.float32)
+            assert len(p) > 0 and len(ab) > 0
+            exp = dedup_and_sort(np.concatenate([p.boxes, ab.astype(np.float32)]),
+                                 np.concatenate([p.scores, asc]),
+                                 np.concatenate([p.sources, np.full(len(ab), DENSE, np.uint8)]),
+                                 0.0)
+            np.testing.assert_array_equal(out.boxes, exp.boxes)
+            np.testing.assert_array_equal(out.scores, exp.scores)
+            np.testing.assert_array_equal(out.sources, exp.sources)
+            dense = exp.sources == DENSE
+            np.testing.assert_array_equal(only_dense.boxes, exp.boxes[dense])
+            np.testing.assert_array_equal(only_dense.scores, exp.scores[dense])
+        calls.clear()
+        apart.propose(img, pts, src, cls)  # grid mode: once as before
+        assert len(calls) == 1
+    finally:
+        hook.remove()

@@ -23,7 +23,9 @@ Options of the authors' release (``roi_generation/segment-anything``), each a fi
   is above the threshold (``cross_nms_iou``);
 - the dense source as SAM's automatic mask generator (``scripts/pooled_amg.py``: 32 x 32 points,
   predicted-IoU, stability and box-NMS thresholds 0.3) instead of prompting the S x S grid
-  (``dense_mode="amg"``, :class:`AmgConfig`).
+  (``dense_mode="amg"``, :class:`AmgConfig`). The generator shares the prompt path's predictor
+  (:class:`SharedImagePredictor`), so each image goes through the image encoder (the cost: ViT-H
+  at 1024 px) once, not once for the prompts and again inside the generator as in the release.
 
 Devices: everything runs on SAM's device (``sam.to(device)`` by the caller); outputs are numpy.
 
@@ -253,13 +255,51 @@ def dedup_and_sort(boxes: np.ndarray, scores: np.ndarray, sources: np.ndarray, n
     return ImageProposals(boxes, scores, sources)
 
 
+class SharedImagePredictor(SamPredictor):
+    """A ``SamPredictor`` that several users of one image share: ``set_image`` with the pixels
+    (and format) already set keeps the embedding instead of running the image encoder again.
+
+    ``SamAutomaticMaskGenerator`` (no crops) calls ``set_image`` on the whole image, then
+    ``reset_image``; given this predictor after the prompt path has set the image, it reuses
+    the prompt path's embedding, which is the one it would have computed (same pixels, same
+    transform, same encoder). ``reset_image`` forgets the pixels too.
+    """
+
+    def __init__(self, sam_model: Sam) -> None:
+        super().__init__(sam_model)
+        self._pixels: np.ndarray | None = None
+        self._format = ""
+
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        """``SamPredictor.set_image``, skipped when ``image (H, W, 3)`` uint8 in
+        ``image_format`` is the image already set."""
+        if (self.is_image_set and self._pixels is not None and image_format == self._format
+                and self._pixels.shape == image.shape and np.array_equal(self._pixels, image)):
+            return
+        super().set_image(image, image_format)
+        self._pixels, self._format = np.array(image, copy=True), image_format
+
+    def reset_image(self) -> None:
+        super().reset_image()
+        self._pixels = None
+
+
 class SamPromptProposer:
     """Turns one image and its point prompts into WeakSAM proposals with a frozen SAM."""
 
     def __init__(self, sam: Sam, config: PromptingConfig | None = None) -> None:
         self.sam = sam.eval()
         self.config = config or PromptingConfig()
-        self.predictor = SamPredictor(self.sam)
+        self.predictor = SharedImagePredictor(self.sam)
+        self.generator: SamAutomaticMaskGenerator | None = None
+        if self.config.dense_mode == "amg":
+            a = self.config.amg
+            self.generator = SamAutomaticMaskGenerator(
+                self.sam, points_per_side=a.points_per_side,
+                points_per_batch=a.points_per_batch, pred_iou_thresh=a.pred_iou_thresh,
+                stability_score_thresh=a.stability_score_thresh,
+                box_nms_thresh=a.box_nms_thresh)
+            self.generator.predictor = self.predictor  # one embedding per image, shared
 
     @property
     def frame(self) -> int:
@@ -303,13 +343,12 @@ class SamPromptProposer:
         """The release's dense source: ``SamAutomaticMaskGenerator`` with ``config.amg`` on
         ``image (H, W, 3)`` uint8 -> ``(boxes (R, 4) float32 xyxy exclusive, scores (R,)
         predicted IoU)``. SAM's ``bbox`` is XYWH of inclusive extents (w = x_max - x_min), so
-        the exclusive corner is ``x + w + 1``."""
-        a = self.config.amg
-        gen = SamAutomaticMaskGenerator(
-            self.sam, points_per_side=a.points_per_side, points_per_batch=a.points_per_batch,
-            pred_iou_thresh=a.pred_iou_thresh, stability_score_thresh=a.stability_score_thresh,
-            box_nms_thresh=a.box_nms_thresh)
-        recs = gen.generate(image)
+        the exclusive corner is ``x + w + 1``. Reuses the predictor's embedding when
+        ``image`` is the one already set (the prompt path's), else encodes it; the generator
+        resets the predictor when done."""
+        if self.generator is None:
+            raise ValueError("automatic() needs a PromptingConfig with dense_mode='amg'")
+        recs = self.generator.generate(image)
         if not recs:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
         xywh = np.array([r["bbox"] for r in recs], dtype=np.float64)
@@ -323,7 +362,9 @@ class SamPromptProposer:
 
         image ``(H, W, 3)`` uint8 RGB; points ``(N, 2)`` xy pixels; sources ``(N,)`` uint8
         source index; classes ``(N,)`` category id (-1: none), used only when classwise.
-        An image without (valid) prompts gives no proposals and skips the encoder.
+        The image encoder runs once (none for an image without (valid) prompts in grid mode,
+        which gives no proposals); in AMG mode the prompts are decoded first and the generator
+        reuses their embedding.
         """
         h, w = image.shape[:2]
         src_all = np.asarray(sources, np.uint8).reshape(-1)
@@ -331,12 +372,15 @@ class SamPromptProposer:
                    else np.asarray(classes, np.int64).reshape(-1))
         pts, keep = prepare_points(points, w, h, self.config.outside)
         src, cls = src_all[keep], cls_all[keep]
-        extra_b, extra_s = np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-        if self.config.dense_mode == "amg":
+        amg = self.config.dense_mode == "amg"
+        if amg:
             grid = src == DENSE
             pts, src, cls = pts[~grid], src[~grid], cls[~grid]
-            extra_b, extra_s = self.automatic(image)
+        self.predictor.reset_image()  # an embedding is shared within one call only
         if len(pts) == 0:
+            if not amg:
+                return ImageProposals.empty()
+            extra_b, extra_s = self.automatic(image)
             return dedup_and_sort(extra_b, extra_s, np.full(len(extra_b), DENSE, np.uint8),
                                   self.config.nms_iou)
         self.predictor.set_image(image)
@@ -371,6 +415,9 @@ class SamPromptProposer:
             mask = np.ones(len(boxes), dtype=bool)
             mask[drop] = False
             boxes, scores, srcs = boxes[mask], scores[mask], srcs[mask]
+        extra_b, extra_s = np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        if amg:  # after the prompts: the generator finds the embedding set
+            extra_b, extra_s = self.automatic(image)
         boxes = np.concatenate([boxes, extra_b])
         scores = np.concatenate([scores, extra_s])
         srcs = np.concatenate([srcs, np.full(len(extra_b), DENSE, np.uint8)])
