@@ -5,6 +5,10 @@
     weaksam profile NAME      deep-merge configs/NAME.yaml into params.yaml (--list: names)
     weaksam doctor            check pins, devices, data paths, weights and the DVC remote of
                               the active params.yaml; exit status 1 when a check fails
+    weaksam dryrun PROFILE..  the whole DAG of each paper profile on generated data in its real
+                              layout, random weights in the official formats, a few iterations
+                              per training, on the CPU (weaksam.dryrun.run); per-stage seconds
+                              and peak memory in dryrun/PROFILE/stages.json
 
 The repository is the nearest folder at or above the working directory holding ``dvc.yaml``
 and ``params.yaml`` (or ``--root``). This is an application entry point: unlike the library it
@@ -89,6 +93,31 @@ def cmd_doctor(args: argparse.Namespace, root: Path) -> int:
     return 1 if failed else 0
 
 
+def cmd_dryrun(args: argparse.Namespace, root: Path) -> int:
+    """Dry-run each profile named (module docstring of :mod:`weaksam.dryrun.run`)."""
+    import tempfile
+
+    from weaksam.dryrun.run import dryrun, format_report
+
+    out = root / args.out
+    images = tuple(args.images) if args.images else None
+    failed = []
+    with tempfile.TemporaryDirectory(prefix="weaksam-dryrun-") as tmp:
+        workdir = Path(args.workdir) if args.workdir else Path(tmp)
+        for profile in args.profiles:
+            try:
+                report = dryrun(profile, root, out, workdir, resolution=args.resolution,
+                                sam_model=args.sam_model, images=images, keep=args.keep)
+            except InputError as e:
+                print(f"weaksam dryrun: {e}", file=sys.stderr)
+                failed.append(profile)
+                continue
+            print(format_report(report), end="", flush=True)
+    if failed:
+        print(f"weaksam dryrun: failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="weaksam", description=__doc__.splitlines()[0])
     p.add_argument("--root", help="repository root (default: found from the working directory)")
@@ -105,6 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("doctor", help="check the environment for the active profile")
     d.add_argument("--no-remote", action="store_true", help="skip the DVC remote check")
     d.set_defaults(func=cmd_doctor)
+    dr = sub.add_parser("dryrun", help="dry-run paper profiles on generated data (CPU)")
+    dr.add_argument("profiles", nargs="+", help="profile names (configs/NAME.yaml)")
+    dr.add_argument("--resolution", choices=("full", "reduced"), default="full",
+                    help="full: real image sizes and the profile's scales; reduced: small "
+                         "images, one small scale per list (CI)")
+    dr.add_argument("--sam-model", choices=("vit_h", "vit_l", "vit_b"),
+                    help="SAM in place of the profile's (default: the profile's)")
+    dr.add_argument("--images", type=int, nargs=2, metavar=("TRAIN", "TEST"),
+                    help="images per split of the generated tree")
+    dr.add_argument("--out", default="dryrun", help="report folder, relative to the root")
+    dr.add_argument("--workdir", help="scratch folder (default: a temporary one)")
+    dr.add_argument("--keep", action="store_true", help="keep each scratch workspace")
+    dr.set_defaults(func=cmd_dryrun)
     return p
 
 

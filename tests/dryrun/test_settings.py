@@ -1,0 +1,71 @@
+"""The dry run's settings: every training shortened, the device the CPU, the rest the profile's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from weaksam.dryrun.settings import REDUCED_SCALE, dryrun_overrides
+from weaksam.profiles import deep_merge, list_profiles, resolve_profile
+
+ROOT = Path(__file__).resolve().parents[2]
+PAPER = [p for p in list_profiles(ROOT / "configs") if p.startswith("paper_")]
+
+
+def _params(profile: str) -> dict:
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    return deep_merge(base, resolve_profile(profile, ROOT / "configs"))
+
+
+def _leaves(d: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_leaves(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+@pytest.mark.parametrize("profile", PAPER)
+def test_full_dry_run_changes_only_lengths_and_device(profile: str) -> None:
+    p = _params(profile)
+    over = _leaves(dryrun_overrides(p, "full", cores=2))
+    allowed = ("epochs", "iterations", "lr_steps", "warmup", "steps", "eval_images",
+               "log_every", "device", "workers")
+    assert over and all(any(a in k.rsplit(".", 1)[-1] for a in allowed) for k in over), over
+    merged = deep_merge(p, dryrun_overrides(p, "full", cores=2))
+    assert merged["runtime"]["device"] == "cpu"
+    assert merged["wsod"]["train_scales"] == p["wsod"]["train_scales"]  # the profile's scales
+    assert merged["sam"]["model"] == p["sam"]["model"]
+    for m in ("oicr", "mist"):
+        w = merged["wsod"][m]
+        if p["wsod"][m].get("iterations"):
+            assert w["iterations"] == 2 and all(s < 2 for s in w["lr_steps"])
+    for det in ("frcnn", "detr"):
+        s = merged["retrain"][det]["schedule"]
+        assert s["prelim_epochs"] < s["epochs"] <= 2
+
+
+@pytest.mark.parametrize("profile", PAPER)
+def test_reduced_dry_run_cuts_every_scale(profile: str) -> None:
+    p = _params(profile)
+    merged = deep_merge(p, dryrun_overrides(p, "reduced", cores=2))
+    w = merged["wsod"]
+    for key in ("train_scales", "test_scales"):
+        assert len(w[key]) == 1 and w[key][0] <= REDUCED_SCALE
+        for m in ("oicr", "mist"):
+            if w[m].get(key):
+                assert len(w[m][key]) == 1 and w[m][key][0] <= REDUCED_SCALE
+    assert max(merged["retrain"]["frcnn"]["model"]["train_scales"]) <= REDUCED_SCALE
+    assert merged["wsis"]["short_side"] <= REDUCED_SCALE
+
+
+def test_workers_capped_by_cores_and_unknown_resolution() -> None:
+    p = _params(PAPER[0])
+    p["runtime"]["workers"] = 4
+    assert dryrun_overrides(p, "full", cores=2)["runtime"]["workers"] == 2
+    with pytest.raises(ValueError, match="resolution"):
+        dryrun_overrides(p, "tiny")
