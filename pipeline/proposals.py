@@ -8,7 +8,11 @@ peaks), prompts the frozen SAM (``sam.model`` / ``sam.checkpoint``) with every p
 ``runtime.workers`` processes, or over torch.distributed ranks when launched with torchrun.
 
 Device rule: SAM runs on ``sam.device`` when it is set (an override for this stage), else on
-``runtime.device``. With CUDA, use ``runtime.workers: 1`` or torchrun (one card per rank).
+``runtime.device``. With CUDA the process pool never puts two SAM copies on one card: it starts
+``min(runtime.workers, visible GPUs)`` processes, process ``r`` on ``cuda:r`` (one process for
+``cuda:N`` or a single GPU), and logs when that is fewer than ``runtime.workers``
+(``weaksam.proposals.shard.worker_devices``); under torchrun each rank takes its own card. The
+metrics' ``workers`` is the number of processes that ran.
 """
 
 from __future__ import annotations
@@ -24,7 +28,13 @@ from pipeline.common import load_params, setup_logging, stage_args
 from weaksam.data.index import load_index
 from weaksam.errors import InputError
 from weaksam.proposals.sam import AmgConfig, PromptingConfig
-from weaksam.proposals.shard import ImageTask, SamSpec, generate, generate_distributed
+from weaksam.proposals.shard import (
+    ImageTask,
+    SamSpec,
+    generate,
+    generate_distributed,
+    worker_devices,
+)
 from weaksam.proposals.sources import PROMPT_SOURCES
 from weaksam.proposals.store import save_proposals, to_detectron2
 from weaksam.utils.atomic import write_json
@@ -102,9 +112,11 @@ def main() -> None:
     pp = params["proposals"]
     spec = SamSpec(params["sam"]["model"], str(params["sam"]["checkpoint"]), sam_device(params))
     cfg = prompting_config(pp)
-    workers = int(params["runtime"]["workers"])
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank0 = int(os.environ.get("RANK", "0")) == 0
+    # SAM processes: runtime.workers, at most one per visible GPU on CUDA (logged when fewer)
+    workers = 1 if distributed else len(worker_devices(spec.device,
+                                                       int(params["runtime"]["workers"])))
     out_dir = Path("proposals/weaksam")
     timing: dict[str, dict[str, float]] = {}
     total_images, total_seconds = 0, 0.0

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import logging
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from tests.sam.tiny import TINY_SAM
+from weaksam.proposals import shard as shard_mod
 from weaksam.proposals.sam import PromptingConfig
-from weaksam.proposals.shard import ImageTask, SamSpec, generate, merge, shard
+from weaksam.proposals.shard import (
+    ImageTask,
+    SamSpec,
+    generate,
+    merge,
+    shard,
+    worker_devices,
+)
 from weaksam.proposals.store import ImageProposals, load_proposals, save_proposals
 from weaksam.sam.checkpoint import save_small_sam
 from weaksam.sam.model import build_small_sam
@@ -67,3 +78,56 @@ def test_one_and_two_workers_give_same_bytes(tmp_path):
     assert list(back.images) == [100, 101, 102, 103, 104]
     assert len(back.images[102]) == 0 and len(back.images[100]) > 0
     assert back.source_names == ["dense", "cam_fine", "cam_coarse", "cross"]
+
+
+def test_worker_devices_one_sam_per_card(monkeypatch, caplog):
+    """runtime.workers 4 with device cuda (the paper profiles): never two SAM copies on a card."""
+    assert worker_devices("cpu", 4) == ["cpu"] * 4
+    assert worker_devices("cpu", 0) == ["cpu"]
+    for gpus, expect in ((0, ["cuda"]), (1, ["cuda"]), (2, ["cuda:0", "cuda:1"]),
+                         (8, ["cuda:0", "cuda:1", "cuda:2", "cuda:3"])):
+        monkeypatch.setattr(torch.cuda, "device_count", lambda n=gpus: n)
+        assert worker_devices("cuda", 4) == expect, gpus
+    assert worker_devices("cuda:1", 4) == ["cuda:1"]  # one named card: one process
+    assert worker_devices("cuda", 1) == ["cuda"]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with caplog.at_level(logging.INFO, logger="weaksam.proposals.shard"):
+        worker_devices("cuda", 4)
+    assert "1 process(es) instead of runtime.workers 4 (1 CUDA device(s) visible" in caplog.text
+
+
+class _InlinePool:
+    """A ProcessPoolExecutor stand-in that runs each job at submit, in this process."""
+
+    def __init__(self, workers, mp_context=None):
+        self.workers = workers
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, *args):
+        f = cf.Future()
+        f.set_result(fn(*args))
+        return f
+
+
+@pytest.mark.parametrize("gpus", [1, 2])
+def test_generate_on_cuda_starts_one_process_per_gpu(monkeypatch, gpus):
+    calls = []
+
+    def fake_run_shard(tasks, rank, world, spec, config):
+        calls.append((rank, world, spec.device))
+        return {tasks[i].image_id: ImageProposals.empty() for i in shard(len(tasks), rank, world)}
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(shard_mod, "run_shard", fake_run_shard)
+    monkeypatch.setattr(shard_mod.cf, "ProcessPoolExecutor", _InlinePool)
+    tasks = [ImageTask(i, f"{i}.png", np.zeros((0, 2), np.float32), np.zeros(0, np.uint8),
+                       np.zeros(0, np.int64)) for i in range(6)]
+    out = generate(tasks, SamSpec("vit_h", "sam.pth", "cuda"), PromptingConfig(), workers=4)
+    assert list(out.images) == list(range(6))
+    expect = [(0, 1, "cuda")] if gpus == 1 else [(0, 2, "cuda:0"), (1, 2, "cuda:1")]
+    assert calls == expect

@@ -12,15 +12,19 @@ spawned) and :func:`generate_distributed` (``torch.distributed`` ranks when the 
 launched with ``torchrun``; results gathered on rank 0, over NCCL when SAM runs on CUDA and gloo
 on the CPU, ``weaksam.utils.device.ddp_backend``).
 
-Devices: each worker resolves ``SamSpec.device`` with ``resolve_device`` (``"cuda"`` becomes
-the ``LOCAL_RANK`` card under torchrun, so ``CUDA_VISIBLE_DEVICES`` decides the cards).
+Devices: each worker resolves its device with ``resolve_device`` (``"cuda"`` becomes the
+``LOCAL_RANK`` card under torchrun, so ``CUDA_VISIBLE_DEVICES`` decides the cards). The process
+pool never puts two SAM copies on one card (:func:`worker_devices`): on CUDA it starts at most
+one process per visible GPU, process ``r`` on ``cuda:r``, and a single process when the device
+names one card (``cuda:N``) or one GPU is visible; the CPU gets ``workers`` processes.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import multiprocessing as mp
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +36,8 @@ from weaksam.proposals.sam import PromptingConfig, SamPromptProposer
 from weaksam.proposals.sources import PROMPT_SOURCES
 from weaksam.proposals.store import ImageProposals, ProposalSet
 from weaksam.utils.device import ddp_backend, resolve_device
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -90,20 +96,47 @@ def merge(parts: list[dict[int, ImageProposals]], order: list[int]) -> ProposalS
     return ProposalSet(list(PROMPT_SOURCES), {i: allp[i] for i in order})
 
 
+def worker_devices(device: str, workers: int) -> list[str]:
+    """The device of each SAM worker process for ``workers`` requested on ``device``
+    (``cpu``, ``cuda`` or ``cuda:N``): the list's length is the number of processes.
+
+    CPU: ``workers`` processes (at least 1). ``cuda``: one process per visible GPU up to
+    ``workers`` (``torch.cuda.device_count()``), process ``r`` on ``cuda:r``; with one GPU (or
+    none: ``resolve_device`` then fails naming the device) a single process on ``cuda``.
+    ``cuda:N``: a single process on that card. Fewer processes than asked is logged.
+    """
+    workers = max(1, int(workers))
+    name = str(device or "cpu").strip().lower()
+    if not name.startswith("cuda"):
+        return [device] * workers
+    gpus = torch.cuda.device_count()
+    n = 1 if name != "cuda" else max(1, min(workers, gpus))
+    if n < workers:
+        why = (f"{device} names one card" if name != "cuda"
+               else f"{gpus} CUDA device(s) visible")
+        log.info("SAM workers: %d process(es) instead of runtime.workers %d (%s; one SAM copy "
+                 "per card)", n, workers, why)
+    return [device] if n == 1 else [f"cuda:{r}" for r in range(n)]
+
+
 def generate(tasks: list[ImageTask], spec: SamSpec, config: PromptingConfig, workers: int = 1
              ) -> ProposalSet:
-    """Proposals of every task with ``workers`` processes (1: in this process)."""
+    """Proposals of every task with ``workers`` processes (1: in this process); on CUDA at
+    most one process per visible GPU, each on its own card (:func:`worker_devices`)."""
     order = [t.image_id for t in tasks]
-    workers = max(1, min(int(workers), len(tasks))) if tasks else 1
+    devices = worker_devices(spec.device, workers)
+    workers = max(1, min(len(devices), len(tasks))) if tasks else 1
     if workers == 1:
         prev = torch.get_num_threads()
         try:
-            return merge([run_shard(tasks, 0, 1, spec, config)], order)
+            return merge([run_shard(tasks, 0, 1, replace(spec, device=devices[0]), config)],
+                         order)
         finally:
             torch.set_num_threads(prev)
     ctx = mp.get_context("spawn")  # fork after torch's thread pools start can deadlock
     with cf.ProcessPoolExecutor(workers, mp_context=ctx) as ex:
-        futs = [ex.submit(run_shard, tasks, r, workers, spec, config) for r in range(workers)]
+        futs = [ex.submit(run_shard, tasks, r, workers, replace(spec, device=devices[r]),
+                          config) for r in range(workers)]
         parts = [f.result() for f in futs]
     return merge(parts, order)
 
