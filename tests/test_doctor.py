@@ -11,7 +11,18 @@ import torch
 import yaml
 
 from weaksam import doctor
-from weaksam.doctor import FAIL, OK, WARN, check_data, check_devices, check_files, check_pins
+from weaksam.cli import main
+from weaksam.doctor import (
+    FAIL,
+    OK,
+    WARN,
+    check_data,
+    check_devices,
+    check_files,
+    check_pins,
+    check_weights,
+)
+from weaksam.weights import write_random
 
 BIN = Path(sys.executable).parent
 
@@ -88,3 +99,58 @@ def test_remote(tmp_path):
                    cwd=repo, env=env, check=True, capture_output=True)
     out = doctor.check_remote(repo)
     assert out == [doctor.Finding(OK, "DVC remote(s): store (default store)")]
+
+
+def _weights_ws(root: Path) -> dict:
+    """A paper-like params tree naming SAM ViT-B and one ResNet-50 file used three times."""
+    write_random("sam", root / "models/sam_vit_b_01ec64.pth", 0, model="vit_b")
+    write_random("resnet50", root / "models/resnet50.pth", 0)
+    r50 = "models/resnet50.pth"
+    return {
+        "runtime": {"device": "cpu"}, "data": {"source": "synthetic"},
+        "sam": {"model": "vit_b", "checkpoint": "models/sam_vit_b_01ec64.pth", "device": None},
+        "clues_train": {"init_checkpoint": None},
+        "wsod": {"backbone": "vgg16", "vgg16_checkpoint": None},
+        "retrain": {"frcnn": {"model": {"backbone": "resnet50_fpn", "resnet50_checkpoint": r50}},
+                    "detr": {"model": {"backbone": "resnet50", "resnet50_checkpoint": r50}}},
+        "wsis": {"backbone": "resnet50", "resnet50_checkpoint": "models/missing.pth"}}
+
+
+def test_weights_checked_against_the_profile(tmp_path):
+    params = _weights_ws(tmp_path)
+    out = {f.message.split(":")[0]: f for f in check_weights(params, tmp_path)}
+    # the missing wsis file is check_files' FAIL, not repeated here
+    assert set(out) == {"params sam.checkpoint", "params wsod.vgg16_checkpoint",
+                        "params retrain.frcnn.model.resnet50_checkpoint",
+                        "params retrain.detr.model.resnet50_checkpoint"}
+    assert out["params sam.checkpoint"] == doctor.Finding(
+        OK, "params sam.checkpoint: models/sam_vit_b_01ec64.pth: SAM vit_b checkpoint, "
+            "314 tensors with the expected keys and shapes")
+    assert out["params wsod.vgg16_checkpoint"].level == WARN
+    assert out["params retrain.detr.model.resnet50_checkpoint"].level == OK
+    params["sam"]["model"] = "vit_h"  # the ViT-B file under a ViT-H profile
+    bad = [f for f in check_weights(params, tmp_path) if f.level == FAIL]
+    assert bad and all(f.message.startswith(
+        f"params sam.checkpoint: {tmp_path / 'models/sam_vit_b_01ec64.pth'}: ") for f in bad)
+    assert any("image_encoder.pos_embed is (1, 64, 64, 768) in the file, (1, 64, 64, 1280)"
+               in f.message for f in bad)
+
+
+def test_doctor_fails_on_a_truncated_checkpoint(tmp_path, capsys):
+    params = _weights_ws(tmp_path)
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {}}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    sam = tmp_path / "models/sam_vit_b_01ec64.pth"
+    data = sam.read_bytes()
+    assert main(["--root", str(tmp_path), "doctor", "--no-remote"]) == 1  # wsis file missing
+    assert "FAIL  params sam.checkpoint" not in capsys.readouterr().out
+    params["wsis"]["resnet50_checkpoint"] = "models/resnet50.pth"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["--root", str(tmp_path), "doctor", "--no-remote"]) == 0
+    capsys.readouterr()
+    sam.write_bytes(data[: len(data) // 2])
+    assert main(["--root", str(tmp_path), "doctor", "--no-remote"]) == 1
+    out = capsys.readouterr().out
+    assert (f"FAIL  params sam.checkpoint: {sam}: cannot read SAM vit_b checkpoint: truncated "
+            f"or corrupt ({len(data) // 2} bytes; RuntimeError: PytorchStreamReader failed") in out
+    assert "1 failed" in out

@@ -12,6 +12,10 @@ arguments; :mod:`weaksam.cli` reads the files.
   layout, COCO JSONs and image folders).
 - :func:`check_files`: every file-valued param (checkpoints, weights) exists, or is built by a
   stage of ``dvc.yaml``.
+- :func:`check_weights`: every pre-trained weight file the params make a stage load (SAM,
+  DeiT-S, VGG16, ResNet-50: :func:`weaksam.weights.weight_uses`) reads, and its keys and shapes
+  fit the architecture the params build (:func:`weaksam.weights.check_file`); a truncated or
+  mismatched file fails here, naming the file, before any stage starts.
 - :func:`check_remote`: a DVC remote is configured (to share and pull intermediates).
 """
 
@@ -186,6 +190,40 @@ def check_files(params: dict[str, Any], root: Path) -> list[Finding]:
     return out
 
 
+def _arch_text(arch: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in arch.items())
+
+
+def check_weights(params: dict[str, Any], root: Path) -> list[Finding]:
+    """Each weight file of :func:`weaksam.weights.weight_uses` (paths relative to ``root``)
+    against the architecture the params build: one FAIL per problem, each naming the param and
+    the file. An unset path is a warning (that network starts from random weights); a missing
+    file is left to :func:`check_files`."""
+    from weaksam.weights import TITLES, check_file, expected_state, weight_uses
+
+    out, seen = [], {}
+    for use in weight_uses(params):
+        title = TITLES[use.kind].format(**use.arch)
+        if use.path is None:
+            out.append(Finding(WARN, f"params {use.key}: null: the {title} is not set, so that "
+                                     "network starts from random weights"))
+            continue
+        path = root / use.path
+        if not path.is_file():
+            continue
+        cache = (use.kind, str(path), tuple(sorted(use.arch.items())))
+        if cache not in seen:
+            seen[cache] = check_file(use.kind, path, **use.arch)
+        problems = seen[cache]
+        out += [Finding(FAIL, f"params {use.key}: {p}") for p in problems]
+        if not problems:
+            n = len(expected_state(use.kind, **use.arch))
+            arch = f" ({_arch_text(use.arch)})" if use.kind == "deit" else ""
+            out.append(Finding(OK, f"params {use.key}: {use.path}: {title}{arch}, "
+                                   f"{n} tensors with the expected keys and shapes"))
+    return out
+
+
 def check_remote(root: Path, dvc: str | None = None) -> list[Finding]:
     """The DVC remotes of the repository at ``root`` (``dvc remote list``); none is a warning."""
     dvc = dvc or str(Path(sys.executable).with_name("dvc"))
@@ -210,9 +248,9 @@ def check_remote(root: Path, dvc: str | None = None) -> list[Finding]:
 
 
 def run_doctor(params: dict[str, Any], root: Path, remote: bool = True) -> list[Finding]:
-    """All checks, in order: pins, devices, data, files, remote."""
+    """All checks, in order: pins, devices, data, files, weights, remote."""
     out = check_pins() + check_devices(params) + check_data(params, root)
-    out += check_files(params, root)
+    out += check_files(params, root) + check_weights(params, root)
     if remote:
         out += check_remote(root)
     return out
