@@ -13,7 +13,10 @@ the script spawns that many worker processes (torch.multiprocessing), each with
 (``ddp_backend``: gloo on the CPU) whose rendezvous is a file in a fresh temporary folder, so
 concurrent runs never share a port. The small SAM's step gains little from a second thread,
 two one-thread processes each doing half of the step's images gain more (docs/small_sam.md).
-Rank 0 evaluates and writes every output; the others only train.
+Rank 0 evaluates and writes every output; the others only train. On CUDA rank ``r`` trains on
+``cuda:r``: more processes than visible GPUs (or more than one on a named ``cuda:N``) stop the
+stage before any process starts, with an error naming ``sam_pretrain.processes``
+(``weaksam.utils.device.data_parallel_devices``); ranks are never doubled up on a card.
 """
 
 from __future__ import annotations
@@ -34,7 +37,12 @@ from weaksam.sam.checkpoint import save_small_sam
 from weaksam.sam.model import SmallSamConfig, build_small_sam, count_parameters
 from weaksam.sam.train import PretrainConfig, evaluate, pretrain
 from weaksam.utils.atomic import write_json
-from weaksam.utils.device import ddp_backend, resolve_device, sam_device
+from weaksam.utils.device import (
+    data_parallel_devices,
+    ddp_backend,
+    resolve_device,
+    sam_device,
+)
 from weaksam.utils.seed import seed_everything
 
 
@@ -108,6 +116,10 @@ def main() -> None:
     args = stage_args(__doc__.splitlines()[0])
     params = load_params(args.params)
     world = int(params["sam_pretrain"].get("processes", 1) or 1)
+    try:  # every rank's device, before any process starts (one GPU each on CUDA)
+        data_parallel_devices(sam_device(params), world, "sam_pretrain.processes")
+    except ValueError as e:
+        raise SystemExit(f"{args.params}: {e}") from None
     if world <= 1:
         run(0, 1, None, args.params)
         return
