@@ -13,6 +13,11 @@ class InputError(ValueError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 
+    def __reduce__(self) -> tuple[type, tuple[str | None, str]]:
+        # pickled by its two arguments: an error raised in a worker process (proposals' SAM
+        # workers, proposals_ss' pool) reaches the parent as itself, not as a broken pool
+        return (type(self), (self.path, self.problem))
+
 
 class TrainingError(RuntimeError):
     """Training cannot go on (for example a NaN loss); the last good checkpoint is kept."""
