@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from pipeline.common import load_params, setup_logging, stage_args
 from weaksam.data.coco import load_coco
-from weaksam.data.index import CocoIndex, index_from_dict, read_image
+from weaksam.data.index import CocoIndex, index_from_dict, mask_coverage, read_image
 from weaksam.data.synthetic import generate_split
 from weaksam.data.voc import load_voc
 from weaksam.errors import InputError
@@ -83,19 +83,15 @@ def summarize(split_json: dict[str, dict[str, Any]], clipped: dict[str, int] | N
     for split, d in split_json.items():
         names = {c["id"]: c["name"] for c in d["categories"]}
         per_class: dict[str, set[int]] = {names[c]: set() for c in sorted(names)}
-        annotated, masked = set(), set()
         for a in d["annotations"]:
             per_class[names[a["category_id"]]].add(a["image_id"])
-            annotated.add(a["image_id"])
-            if a.get("segmentation"):
-                masked.add(a["image_id"])
         out[split] = {
             "images": len(d["images"]),
             "instances": len(d["annotations"]),
             "difficult": sum(int(a.get("difficult", 0)) for a in d["annotations"]),
             "images_per_class": {k: len(v) for k, v in per_class.items()},
             "boxes_clipped": int((clipped or {}).get(split, 0)),
-            "images_without_masks": len(annotated - masked),
+            "images_without_masks": len(mask_coverage(d)[1]),
         }
     return out
 

@@ -8,7 +8,10 @@ Outputs:
   score of the PGT box (docs/contracts.md, "pseudo_masks");
 - ``metrics/pseudo_masks.json``: counts (boxes clipped / skipped, empty masks dropped), timing,
   and the mask quality against the hidden trainval ground truth (analysis only, read after the
-  masks are made: mean IoU of matched instances, share >= 0.5, per class);
+  masks are made: mean IoU of matched instances, share >= 0.5, per class) on the trainval
+  images whose ground truth has instance masks (``quality_images``); the others
+  (``quality_images_without_gt_masks``: most VOC 2012 ``train_aug`` images, SBD's, have no
+  ``SegmentationObject``) still get pseudo masks and are left out of the scoring only;
 - ``reports/figures/pseudo_masks.png``: pseudo masks beside the ground truth on a few images.
 """
 
@@ -19,7 +22,7 @@ import time
 from pathlib import Path
 
 from pipeline.common import load_params, set_threads, setup_logging, stage_args
-from weaksam.data.index import index_from_dict, load_index, read_image
+from weaksam.data.index import index_from_dict, load_index, mask_coverage, read_image, subset
 from weaksam.errors import InputError
 from weaksam.utils.atomic import write_json
 from weaksam.utils.device import resolve_device, sam_device
@@ -58,10 +61,16 @@ def main() -> None:
     # analysis only: the hidden ground truth is read after the pseudo masks are written
     gt_index = load_index("data/annotations/trainval.json")
     gt = gt_index.to_json()
-    if not all("segmentation" in a for a in gt["annotations"]):
-        raise InputError(gt_index.path, "ground truth without instance masks: cannot score masks")
-    quality = mask_quality(data, gt)
-    metrics = {**vars(stats), **quality, "seconds": round(seconds, 2),
+    scored, unscored = mask_coverage(gt)
+    if unscored:
+        gt, scored_data = subset(gt, scored), subset(data, scored)
+        log.info("mask quality on the %d trainval images with ground-truth masks (%d without: "
+                 "not scored)", len(scored), len(unscored))
+    else:
+        scored_data = data
+    quality = mask_quality(scored_data, gt)
+    metrics = {**vars(stats), **quality, "quality_images": len(scored),
+               "quality_images_without_gt_masks": len(unscored), "seconds": round(seconds, 2),
                "cpu_seconds": round(cpu, 2),
                "seconds_per_image": round(seconds / max(1, stats.images), 4),
                "pgt": str(cfg["pgt"])}
@@ -75,7 +84,7 @@ def main() -> None:
     by_img: dict[int, list] = {}
     for a in data["annotations"]:
         by_img.setdefault(int(a["image_id"]), []).append(a)
-    shown = [i for i in gt_index.image_ids if i in by_img][: int(cfg["num_figures"])]
+    shown = [i for i in scored if i in by_img][: int(cfg["num_figures"])]
     rows = [(read_image(gt_index.image_path(i)),
              [("ground truth", gt_index.anns_of(i)), ("pseudo masks (SAM on PGT)", by_img[i])])
             for i in shown]

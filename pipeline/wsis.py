@@ -7,7 +7,11 @@ Tables 2, 3).
 - ``mask_rcnn`` / ``mask2former``: trained on ``pseudo_masks/trainval.json`` (paper Sec. 3.3).
 - ``mask_rcnn_gt`` (stage ``wsis_gt``): the same Mask R-CNN trained on the ground-truth
   instance masks of trainval (fully supervised; the paper's upper rows are Mask R-CNN with mask
-  supervision): how much of the gap to full supervision is the pseudo labels'.
+  supervision): how much of the gap to full supervision is the pseudo labels'. It trains on
+  the trainval images that have masks (VOC: the segmented subset; most ``train_aug`` images
+  have none), their number and the others' in the metrics.
+Mask AP needs a mask on every object of the test split: checked before any training (VOC
+2012: evaluate on ``Segmentation/val``, not ``Main/val``).
 Backbone (``wsis.backbone``): ``small_cnn`` = the frozen ``backbone_pretrain`` CNN, its
 features computed once (default profile: Mask R-CNN reads the maps of the ``retrain_features``
 stage, at ``retrain.features.short_side``; Mask2Former computes its two levels here at
@@ -32,7 +36,7 @@ import torch
 
 from dvclive import Live
 from pipeline.common import load_params, set_threads, setup_logging, stage_args
-from weaksam.data.index import load_index, read_image
+from weaksam.data.index import load_index, mask_coverage, read_image, subset
 from weaksam.errors import InputError
 from weaksam.eval.mask_ap import coco_mask_ap, evaluate_voc_masks
 from weaksam.retrain.features import load_features
@@ -124,14 +128,19 @@ def main() -> None:
 
     train_index = load_index(TRAINVAL)
     test_index = load_index(TEST)
+    check_eval_masks(test_index.to_json())  # before any training
     cat_ids = train_index.category_ids
+    extra: dict[str, Any] = {}
     if name == "mask_rcnn_gt":  # the fully supervised reference: ground-truth masks
-        source, train_coco = TRAINVAL, train_index.to_json()
-        if not all("segmentation" in a for a in train_coco["annotations"]):
-            raise InputError(TRAINVAL, "ground truth without instance masks (mask_rcnn_gt)")
+        source, train_coco, n_without = gt_training_set(train_index.to_json())
+        extra = {"train_images": len(train_coco["images"]),
+                 "train_images_without_masks": n_without}
+        log.info("%s: %d trainval images with ground-truth masks, %d without (left out)",
+                 name, len(train_coco["images"]), n_without)
     else:
         source, train_coco = PSEUDO, read_json(PSEUDO, "pseudo-mask file", want_object=True)
     targets = instance_targets(train_coco, cat_ids)
+    train_ids = [i for i in train_index.image_ids if i in targets]
     n_inst = sum(len(t.labels) for t in targets.values())
     log.info("%s: %d training instances from %s", name, n_inst, source)
 
@@ -142,7 +151,7 @@ def main() -> None:
     if cached:  # the retrain_features stage's maps of the same frozen CNN (one level)
         train_views = views_from_store(load_features(FEATURES / "trainval.pt"), targets, flips)
     else:
-        train_views = build_views(train_index.image_ids, lambda i: read_image(
+        train_views = build_views(train_ids, lambda i: read_image(
             train_index.image_path(i)), targets, flips=flips, desc="train views",
             short_side=int(w["short_side"]), max_size=int(w["max_size"]), features=feats,
             levels=levels)
@@ -186,10 +195,8 @@ def main() -> None:
                               max_det=int(w["max_det"]), device=device)
     write_json(out_dir / "predictions_test.json", results, indent=None)
 
-    # evaluation: the test ground truth is read only here
+    # evaluation: the test ground truth is read only here (its masks checked before training)
     gt = test_index.to_json()
-    if not all("segmentation" in a for a in gt["annotations"]):
-        raise InputError(TEST, "ground truth without instance masks: mask AP needs them")
     voc = evaluate_voc_masks(gt, results, ignore_difficult=bool(w["eval_ignore_difficult"]))
     metrics = {
         **{k: voc[k] for k in ("ap25", "ap50", "ap70", "ap75")},
@@ -197,6 +204,7 @@ def main() -> None:
         "ap50_per_class": voc["per_class"]["ap50"],
         "train_source": str(source),
         "train_instances": n_inst,
+        **extra,
         "predictions_per_image": round(len(results) / max(1, len(test_index)), 2),
         **timing,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
@@ -205,6 +213,29 @@ def main() -> None:
     log.info("%s: mask AP25 %.1f AP50 %.1f AP70 %.1f AP75 %.1f, COCO AP %.1f; train %.0f s",
              name, *(metrics[k] or 0.0 for k in ("ap25", "ap50", "ap70", "ap75")),
              metrics["coco"]["AP"], timing["train_seconds"])
+
+
+def check_eval_masks(gt: dict[str, Any]) -> None:
+    """InputError naming the test split when one of its images has an object without an
+    instance mask (mask AP cannot score it)."""
+    _, without = mask_coverage(gt)
+    if without:
+        raise InputError(TEST, f"{len(without)} of {len(gt['images'])} test images have "
+                               f"objects without instance masks (first: image {without[0]}); "
+                               "mask AP needs a mask on every object: evaluate on a split "
+                               "whose images all have masks (VOC 2012: data.voc_test: "
+                               "Segmentation/val)")
+
+
+def gt_training_set(train: dict[str, Any]) -> tuple[Path, dict[str, Any], int]:
+    """``(source, trainval restricted to the images with masks, images left out)`` for
+    ``wsis_gt``; InputError when no annotated image has masks."""
+    with_masks, without = mask_coverage(train)
+    coco = subset(train, with_masks) if without else train
+    if not coco["annotations"]:
+        raise InputError(TRAINVAL, f"none of the {len(train['images'])} trainval images has "
+                                   "ground-truth instance masks (mask_rcnn_gt)")
+    return TRAINVAL, coco, len(without)
 
 
 def read_ckpt_fingerprint(path: Path) -> str | None:

@@ -16,6 +16,7 @@ Training code must not use this class on training splits: it reads them through
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -148,6 +149,26 @@ def clip_bbox(bbox: list[float], width: int, height: int) -> tuple[list[float], 
     if np.array_equal(c, [x1, y1, x2, y2]):
         return list(bbox), False
     return [float(c[0]), float(c[1]), float(c[2] - c[0]), float(c[3] - c[1])], True
+
+
+def mask_coverage(coco: Mapping[str, Any]) -> tuple[list[int], list[int]]:
+    """``(with_masks, without_masks)`` image ids of a COCO dict, in ``images`` order: an image
+    is without masks when one of its annotations has no ``segmentation`` (VOC images outside
+    the segmented subset: most of VOC 2012 ``Main/val`` and ``train_aug``); an image with no
+    annotation needs none and counts as with masks."""
+    lacking = {int(a["image_id"]) for a in coco.get("annotations", [])
+               if not a.get("segmentation")}
+    ids = [int(im["id"]) for im in coco["images"]]
+    return [i for i in ids if i not in lacking], [i for i in ids if i in lacking]
+
+
+def subset(coco: Mapping[str, Any], image_ids: Iterable[int]) -> dict[str, Any]:
+    """``coco`` restricted to ``image_ids`` (images and their annotations, order kept; other
+    keys copied)."""
+    keep = {int(i) for i in image_ids}
+    return {**coco, "images": [im for im in coco["images"] if int(im["id"]) in keep],
+            "annotations": [a for a in coco.get("annotations", [])
+                            if int(a["image_id"]) in keep]}
 
 
 def _require(cond: bool, path: Path, problem: str) -> None:

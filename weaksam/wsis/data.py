@@ -163,9 +163,12 @@ def views_from_store(store: Any, targets: Mapping[int, Targets] | None,
                      flips: Sequence[bool] = (False,)) -> list[View]:
     """Views over the cached single-level maps of a ``weaksam.retrain.features.FeatureStore``
     (stage ``retrain_features``: the frozen ``backbone_pretrain`` CNN at the retraining scale),
-    in the store's image order; ``flips`` containing True needs its flipped maps."""
+    in the store's image order; ``flips`` containing True needs its flipped maps. With
+    ``targets``, images absent from it are left out (``wsis_gt``: images without masks)."""
     views = []
     for i, iid in enumerate(store.image_ids):
+        if targets is not None and iid not in targets:
+            continue
         size = (int(store.sizes[i][0]), int(store.sizes[i][1]))
         f = float(store.factors[i])
         for fl in flips:
