@@ -1,0 +1,91 @@
+"""Projection arithmetic and markdown of weaksam.dryrun.cost on hand-made cases."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from weaksam.dryrun import cost as C
+from weaksam.errors import InputError
+
+
+def test_work_and_stage_projection_arithmetic():
+    tput = C.Throughput(fp32=10.0, amp=40.0)
+    train = C.Work("train", 1000, 2.0, 3.0)  # 1000 x 2 GFLOP x 3 = 6e12 FLOPs
+    test = C.Work("test", 500, 4.0, 1.0, amp=True)  # 2e12 FLOPs at 40 TFLOP/s
+    assert train.flops == pytest.approx(6e12)
+    assert train.gpu_hours(tput) == pytest.approx(6e12 / 10e12 / 3600)
+    assert test.gpu_hours(tput) == pytest.approx(2e12 / 40e12 / 3600)
+    stage = C.StageCost("s", [train, test])
+    assert stage.flops() == pytest.approx(8e12)
+    assert stage.gpu_hours(tput) == pytest.approx((0.6 + 0.05) / 3600)
+
+
+def test_markdown_says_not_run_for_stages_without_dry_run_figures():
+    ds = C.DataSet("voc", 5011, 4952, "VOC2007 trainval / test")
+    costs = [C.StageCost("wsod@mist-ss", [C.Work("train", 3600, 1000.0, 1.0)], "x"),
+             C.StageCost("data", [], "no network")]
+    dry = {"profile": "p", "resolution": "full", "images": {"train": 4, "test": 2},
+           "sam_model": "vit_b", "stages": {"data": {"seconds": 12.5, "peak_rss_mib": 300.0}}}
+    md = C.profile_table("p", costs, ds, dry, C.Throughput(fp32=1.0, amp=1.0))
+    rows = {line.split("|")[1].strip(): line for line in md.splitlines()
+            if line.startswith("| wsod@") or line.startswith("| data")}
+    assert "n/a: not run | n/a: not run" in rows["wsod@mist-ss"]
+    assert "| 12.5 | 300 |" in rows["data"]
+    # 3600 x 1000 GFLOP at 1 TFLOP/s = 3600 s = 1 GPU-h
+    assert "| 3.60 | 1.00 |" in rows["wsod@mist-ss"]
+    assert "wsod@mist-ss" in md.split("Paper Table 6")[0]
+
+
+def test_wsod_stage_counts_image_passes_of_the_schedule():
+    cfg = {"proposals_ss": {"max_per_image": 2001},
+           "wsod": {"backbone": "vgg16", "max_proposals": 2001, "roi_size": 7, "hidden": 4096,
+                    "dilated_conv5": True, "max_size": 2000, "flip": True,
+                    "train_scales": [480], "test_scales": [480, 576],
+                    "mist": {"schedule": "multistep", "iterations": 10, "batch_size": 4,
+                             "cdb": True, "cdb_adversary": "second_pass", "cdb_block": 3,
+                             "cdb_net": "released", "train_scales": None,
+                             "test_scales": None}}}
+    ds = C.DataSet("voc", 100, 50, "hand-made")
+    cost = C.stage_cost("wsod@mist-weaksam", "wsod", {"method": "mist", "source": "weaksam"},
+                        cfg, ds)
+    train, test = cost.works
+    assert train.image_passes == 10 * 4 * 2  # iterations x batch x (second CDB pass)
+    assert train.factor == 3.0
+    assert test.image_passes == (100 + 50) * 2 * 2  # images x scales x flips
+    assert "213 RoIs" in cost.basis  # WeakSAM proposals per image (paper Table 6)
+
+
+def test_data_set_sizes_and_unknown_split(tmp_path):
+    cfg = {"data": {"source": "voc", "voc_root": "VOCdevkit/VOC2012",
+                    "voc_trainval": "Segmentation/train_aug", "voc_test": "Segmentation/val"}}
+    ds = C.data_set(cfg, tmp_path / "p.yaml")
+    assert (ds.train, ds.test) == (10582, 1449)
+    coco = {"data": {"source": "coco", "coco_trainval_json": "a/instances_train2017.json",
+                     "coco_test_json": "a/instances_val2017.json"}}
+    assert (C.data_set(coco, tmp_path).train, C.data_set(coco, tmp_path).test) == (118287, 5000)
+    cfg["data"]["voc_test"] = "nonsense"
+    with pytest.raises(InputError, match="p.yaml.*unknown VOC split"):
+        C.data_set(cfg, tmp_path / "p.yaml")
+
+
+def test_stage_names_expand_like_dvc(tmp_path):
+    dvc = tmp_path / "dvc.yaml"
+    dvc.write_text("stages:\n  data:\n    cmd: a\n"
+                   "  wsod:\n    matrix:\n      method: [oicr, mist]\n      source: [ss]\n"
+                   "    cmd: b\n"
+                   "  pgt:\n    matrix:\n      run: ${pgt.runs}\n      mode: [top1]\n    cmd: c\n"
+                   "  retrain:\n    foreach:\n      r1: {detector: frcnn}\n    do:\n      cmd: d\n")
+    names = C.stage_names(dvc, {"pgt": {"runs": ["mist_weaksam"]}})
+    assert [n for n, _, _ in names] == ["data", "wsod@oicr-ss", "wsod@mist-ss",
+                                        "pgt@mist_weaksam-top1", "retrain@r1"]
+    assert names[1][2] == {"method": "oicr", "source": "ss"}
+
+
+def test_read_dryrun(tmp_path):
+    assert C.read_dryrun(tmp_path / "absent.json") is None
+    bad = tmp_path / "stages.json"
+    bad.write_text(json.dumps({"stages": {"data": {"seconds": "fast"}}}))
+    with pytest.raises(InputError, match="stages.json.*'data'"):
+        C.read_dryrun(bad)
