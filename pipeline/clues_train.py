@@ -38,6 +38,7 @@ from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
 from weaksam.utils.device import resolve_device
 from weaksam.utils.seed import seed_everything
+from weaksam.weights import require_weights
 
 TRAINVAL = Path("data/annotations/trainval.json")
 CKPT = Path("checkpoints/clues_train/last.pt")
@@ -61,6 +62,7 @@ def main() -> None:
     params = load_params(args.params)
     log = setup_logging("clues_train")
     set_threads(params)
+    require_weights(params, "clues_train.init_checkpoint")  # DeiT-S file, before any work
     cfg = params["clues_train"]
     seed = int(params["seed"])
     seed_everything(seed)

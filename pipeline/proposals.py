@@ -40,6 +40,7 @@ from weaksam.proposals.store import save_proposals, to_detectron2
 from weaksam.utils.atomic import write_json
 from weaksam.utils.device import sam_device
 from weaksam.utils.seed import seed_everything
+from weaksam.weights import require_weights
 
 PROMPT_COLUMNS = ("image_id", "x", "y", "source", "class", "score")
 
@@ -108,6 +109,7 @@ def main() -> None:
     args = stage_args(__doc__.splitlines()[0])
     params = load_params(args.params)
     log = setup_logging("proposals")
+    require_weights(params, "sam.checkpoint")  # official SAM file, before the workers start
     seed_everything(int(params["seed"]))
     pp = params["proposals"]
     spec = SamSpec(params["sam"]["model"], str(params["sam"]["checkpoint"]), sam_device(params))

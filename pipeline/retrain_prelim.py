@@ -52,6 +52,7 @@ from weaksam.utils.atomic import atomic_path, write_json
 from weaksam.utils.checkpoint import read_checkpoint
 from weaksam.utils.device import ddp_backend, resolve_device
 from weaksam.utils.seed import seed_everything
+from weaksam.weights import require_weights
 
 RECORD_KEYS = ("l_cls", "l_reg", "n_cls", "n_reg", "labels", "image_id", "gt_index")
 
@@ -65,6 +66,7 @@ def main() -> None:
     name = prelim_name(args.detector, args.pgt)
     log = setup_logging(f"retrain.{name}")
     set_threads(params)
+    require_weights(params, f"retrain.{args.detector}.model.resnet50_checkpoint")
     seed = int(params["seed"])
     seed_everything(seed)
     device = resolve_device(params["runtime"].get("device", "cpu"))

@@ -53,6 +53,7 @@ from weaksam.utils.atomic import write_json
 from weaksam.utils.boxes import clip_boxes
 from weaksam.utils.device import ddp_backend, resolve_device
 from weaksam.utils.seed import seed_everything
+from weaksam.weights import require_weights
 from weaksam.wsod.backbone import build_backbone, load_vgg16_fc
 from weaksam.wsod.infer import detect_split
 from weaksam.wsod.mist import MIST
@@ -136,6 +137,7 @@ def main() -> None:
     params = load_params(args.params)
     log = setup_logging(f"wsod.{args.method}_{args.source}")
     set_threads(params)
+    require_weights(params, "wsod.vgg16_checkpoint")  # before the images are read
     if args.method == "oicr" and args.source not in ("ss", "weaksam"):
         log.warning("Table 4 variants are defined for MIST; running OICR on %s anyway",
                     args.source)

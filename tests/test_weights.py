@@ -5,11 +5,13 @@ file (SAM as ViT-B here: ViT-H only through its meta-device expected state)."""
 from __future__ import annotations
 
 import hashlib
+import importlib
 import time
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from torchvision.models import resnet18
 
 from weaksam import weights as W
@@ -205,3 +207,37 @@ def test_weight_uses_and_require_weights(files, tmp_path):
     vit_h = {**PAPER, "sam": {"model": "vit_h", "checkpoint": "m/sam.pth"}}
     with pytest.raises(InputError, match="m/sam.pth: params sam.checkpoint: .*shape mismatch"):
         W.require_weights(vit_h, "sam.checkpoint", root=tmp_path)
+
+
+STAGES = [  # (script, its arguments, the param key of the weight file it loads)
+    ("clues_train", [], "clues_train.init_checkpoint"),
+    ("proposals", [], "sam.checkpoint"),
+    ("wsod", ["--method", "mist", "--source", "weaksam"], "wsod.vgg16_checkpoint"),
+    ("retrain_prelim", ["--detector", "frcnn", "--pgt", "mist_weaksam_adaptive"],
+     "retrain.frcnn.model.resnet50_checkpoint"),
+]
+
+
+@pytest.mark.parametrize(("stage", "argv", "key"), STAGES, ids=[s[0] for s in STAGES])
+def test_stage_scripts_check_weights_before_any_work(tmp_path, monkeypatch, stage, argv, key):
+    # a truncated file where the params point, in a workspace with no data: the stage must
+    # name the weight file, not fail later on the data (clues_train, before the check: a raw
+    # size-mismatch RuntimeError after reading every image; proposals: a broken worker pool)
+    script = importlib.import_module(f"pipeline.{stage}")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "w.pth").write_bytes(b"PK\x03\x04 cut")
+    params = {**PAPER, "seed": 0, "runtime": {"threads": 0, "device": "cpu", "workers": 1}}
+    params = {k: (dict(v) if isinstance(v, dict) else v) for k, v in params.items()}
+    params["sam"] = {"model": "vit_b", "checkpoint": "m/w.pth", "device": None}
+    params["clues_train"] = {**PAPER["clues_train"], "init_checkpoint": "m/w.pth"}
+    params["wsod"] = {"backbone": "vgg16", "vgg16_checkpoint": "m/w.pth"}
+    params["retrain"] = {"frcnn": {"model": {"backbone": "resnet50_fpn",
+                                            "resnet50_checkpoint": "m/w.pth"}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", [stage, *argv])
+    with pytest.raises(InputError) as e:
+        script.main()
+    assert e.value.path == "m/w.pth"
+    assert e.value.problem.startswith(f"params {key}: cannot read ")
+    assert "truncated or corrupt" in e.value.problem
