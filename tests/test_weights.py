@@ -76,7 +76,7 @@ def test_vit_h_expected_state_is_built_on_meta():
     W.expected_state("sam", model="vit_b")  # imports done
     t = time.perf_counter()
     state = W.expected_state("sam", model="vit_h")
-    assert time.perf_counter() - t < 3.0  # a CPU build of ViT-H takes far longer
+    assert time.perf_counter() - t < 5.0  # a CPU build of ViT-H takes 20 s or more here
     assert sum(s.numel() for s in state.values()) == 641_090_864
     assert state["image_encoder.pos_embed"] == torch.Size([1, 64, 64, 1280])
     assert len(state) == 594
