@@ -83,11 +83,11 @@ def test_tables_subcommand_index_and_one_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Profile of this run: **default**" in out
     line1 = next(ln for ln in out.splitlines() if ln.startswith("| [Table 1]"))
-    assert "partly (1 of 2)" in line1
-    assert "WeakSAM (OICR) 45 > OICR [SS] 40: yes" in line1
-    assert "WeakSAM (MIST) 42 > MIST [SS] 50: NO" in line1
+    assert "holds 1, reversed 1" in line1
+    assert "WeakSAM (OICR) 45 > OICR [SS] 40: holds (point only)" in line1
+    assert "WeakSAM (MIST) 42 > MIST [SS] 50: reversed (point only)" in line1
     line7 = next(ln for ln in out.splitlines() if ln.startswith("| [Table 7]"))
-    assert "partly (1 of 2)" in line7
+    assert "holds 1, reversed 1" in line7
     line8 = next(ln for ln in out.splitlines() if ln.startswith("| [Table 8]"))
     assert "| not run |" in line8
     assert main(["--root", str(root), "tables", "table1"]) == 0

@@ -1,6 +1,7 @@
 """Report tables: paper numbers beside this run's (docs/contracts.md, "reports").
 
-``TABLES`` maps a table name to its builder ``builder(metrics_dir) -> markdown``; the ``report``
+``TABLES`` maps a table name to its builder ``builder(metrics_dir, evidence=None) -> markdown``
+(``evidence``: :class:`weaksam.report.intervals.Evidence`, bootstrap intervals); the ``report``
 stage writes ``reports/tables/{name}.md`` for every entry. Add a table with one import and one
 entry.
 """
@@ -8,7 +9,6 @@ entry.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from weaksam.report import (
     pgt_quality,
@@ -26,7 +26,7 @@ from weaksam.report import (
     wsis_pseudo_masks,
 )
 
-TABLES: dict[str, Callable[[Path], str]] = {
+TABLES: dict[str, Callable[..., str]] = {
     "table1": table1.build,
     "table4": table4.build,
     "table6": table6.build,

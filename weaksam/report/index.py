@@ -1,12 +1,19 @@
 """``reports/README.md``: an index of the report tables with, per table, whether this run
-reproduces the paper's *direction* (which variant beats which), computed from the metrics.
+reproduces the paper's *direction* (which variant beats which), computed from the metrics and
+judged against a paired bootstrap over the split's images (issue 24).
 
 Absolute numbers of the default (embedded, CPU) profile are not comparable with the paper's;
 the comparisons inside a table are. Each table's direction is a list of :class:`Check` s, one
 per comparison the paper makes, e.g. Table 1: "WeakSAM (OICR) AP50 > OICR [SS] AP50". A check
-whose metrics file or key does not exist is "not run", never a guess. A table's verdict:
-``reproduced`` (every check holds), ``not reproduced`` (none holds), ``partly (k of n)``, or
-``not run``; checks that could not be computed are counted beside the verdict.
+whose metrics file or key does not exist is "not run", never a guess.
+
+The verdict of a check is judged on the claimed difference (left - right for ``>``, ``>=``;
+right - left for ``<``, ``<=``) and its 95 % percentile interval from a paired bootstrap over
+the images (:class:`weaksam.report.intervals.Evidence`, both sides on the same resampled
+image sets): ``holds`` (interval above 0), ``within noise`` (interval contains 0),
+``reversed`` (interval below 0). A check whose numbers have no per-image evidence (times,
+memory, COCO-style mask AP, feature similarity, or missing detection files) is judged on its
+point values, ``holds`` or ``reversed``, marked "point only". A table's summary counts each.
 
 ``DIRECTIONS`` maps a table name (``table1``) to its checks builder ``f(metrics_dir)``; a table
 without an entry is listed with "no direction check". Add one entry per new table.
@@ -15,10 +22,14 @@ without an entry is listed with "no direction check". Add one entry per new tabl
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from weaksam.eval.bootstrap import Interval
 from weaksam.report import (
     pgt_quality,
     retrain,
@@ -31,11 +42,14 @@ from weaksam.report import (
     table10,
     table11,
 )
+from weaksam.report.intervals import Evidence
 from weaksam.report.table import NOT_RUN, metric
 
-REPRODUCED = "reproduced"
-NOT_REPRODUCED = "not reproduced"
+HOLDS = "holds"
+WITHIN_NOISE = "within noise"
+REVERSED = "reversed"
 NOT_RUN_VERDICT = "not run"
+VERDICTS = (HOLDS, WITHIN_NOISE, REVERSED)
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,17 @@ class Value:
 
     label: str
     value: float | None
+    file: str | None = None
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A check's verdict (``holds`` / ``within noise`` / ``reversed`` / ``not run``) and the
+    claimed difference with its interval (None: point values only)."""
+
+    verdict: str
+    difference: Interval | None = None
 
 
 @dataclass(frozen=True)
@@ -62,12 +87,39 @@ class Check:
             return None
         return {">": a > b, ">=": a >= b, "<": a < b, "<=": a <= b}[self.op]
 
-    def text(self) -> str:
-        """``label (value) op label (value)`` with a mark: yes / NO / n/a."""
+    def judge(self, evidence: Evidence | None = None) -> Judgement:
+        """The verdict from the paired bootstrap of the claimed difference when ``evidence``
+        has both sides' per-image files, else from the point values (module docstring)."""
+        if self.holds is None:
+            return Judgement(NOT_RUN_VERDICT)
+        a, b = self.left, self.right
+        diff = None
+        if evidence is not None and None not in (a.file, a.key, b.file, b.key):
+            diff = evidence.difference((a.file, a.key), (b.file, b.key))
+        if diff is not None and self.op in ("<", "<="):
+            diff = Interval(-diff.point, -diff.high, -diff.low)
+        if diff is None or np.isnan(diff.low):
+            return Judgement(HOLDS if self.holds else REVERSED)
+        if diff.low > 0:
+            return Judgement(HOLDS, diff)
+        if diff.high < 0:
+            return Judgement(REVERSED, diff)
+        return Judgement(WITHIN_NOISE, diff)
+
+    def text(self, evidence: Evidence | None = None) -> str:
+        """``label value op label value: verdict, difference [low, high]`` (or "point only",
+        or "n/a" when a side was not run)."""
         def side(v: Value) -> str:
             return f"{v.label} {'n/a' if v.value is None else f'{v.value:.4g}'}"
 
-        mark = {True: "yes", False: "NO", None: "n/a"}[self.holds]
+        j = self.judge(evidence)
+        if j.verdict == NOT_RUN_VERDICT:
+            mark = "n/a"
+        elif j.difference is None:
+            mark = f"{j.verdict} (point only)"
+        else:
+            d = j.difference
+            mark = f"{j.verdict}, {d.point:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
         return f"{side(self.left)} {self.op} {side(self.right)}: {mark}"
 
 
@@ -78,20 +130,22 @@ class Direction:
     claim: str
     checks: Sequence[Check]
 
-    def verdict(self) -> str:
-        """``reproduced`` / ``not reproduced`` / ``partly (k of n)`` / ``not run`` (+ missing)."""
-        done = [c.holds for c in self.checks if c.holds is not None]
-        missing = len(self.checks) - len(done)
-        if not done:
+    def counts(self, evidence: Evidence | None = None) -> dict[str, int]:
+        """Number of checks per verdict (holds, within noise, reversed, not run)."""
+        out = dict.fromkeys((*VERDICTS, NOT_RUN_VERDICT), 0)
+        for c in self.checks:
+            out[c.judge(evidence).verdict] += 1
+        return out
+
+    def verdict(self, evidence: Evidence | None = None) -> str:
+        """The table's summary: ``holds 2, within noise 3, reversed 1`` (verdicts without a
+        check left out; ``, 1 not run`` appended), or ``not run``."""
+        n = self.counts(evidence)
+        missing = n.pop(NOT_RUN_VERDICT)
+        if not any(n.values()):
             return NOT_RUN_VERDICT
-        k = sum(done)
-        if k == len(done):
-            out = REPRODUCED
-        elif k == 0:
-            out = NOT_REPRODUCED
-        else:
-            out = f"partly ({k} of {len(done)})"
-        return out + (f", {missing} check(s) not run" if missing else "")
+        out = ", ".join(f"{k} {v}" for k, v in n.items() if v)
+        return out + (f", {missing} not run" if missing else "")
 
 
 def value(metrics_dir: Path, file: str, key: str, label: str) -> Value:
@@ -99,7 +153,7 @@ def value(metrics_dir: Path, file: str, key: str, label: str) -> Value:
     missing; a corrupt file raises :class:`~weaksam.errors.InputError`)."""
     cell = metric(metrics_dir, file, key, stage="")
     v = None if cell.source == NOT_RUN or cell.value is None else float(cell.value)
-    return Value(label, v)
+    return Value(label, v, file, key)
 
 
 def chain(values: Sequence[Value], op: str) -> list[Check]:
@@ -329,16 +383,20 @@ def build_index(
     metrics_dir: str | Path,
     profile: str | None = None,
     directions: Mapping[str, Callable[[Path], Direction]] | None = None,
+    evidence: Evidence | None = None,
 ) -> str:
     """Markdown of ``reports/README.md``: one line per table of ``tables`` (name -> its
     markdown; its first sentence in bold is the title) with the paper's direction, this run's
-    verdict and the checks behind it. ``profile`` (e.g. "default", "tiny") is named on top."""
+    verdict counts and the checks behind them, judged with ``evidence`` (bootstrap intervals;
+    None: point values only). ``profile`` (e.g. "default", "tiny") is named on top."""
     metrics_dir = Path(metrics_dir)
     directions = DIRECTIONS if directions is None else directions
+    total: Counter[str] = Counter()
     lines = [
         "# Report: the paper's tables beside this run",
         "",
-        "Generated by the `report` stage (`weaksam.report.index`) from `metrics/`: do not edit.",
+        "Generated by the `report` stage (`weaksam.report.index`) from `metrics/` and the "
+        "versioned detection files: do not edit.",
         f"Profile of this run: **{profile or 'unknown'}**. Absolute numbers of the default "
         "(embedded, CPU) profile are not comparable with the paper's; the *direction* of each "
         "table's comparisons is, and is checked below from the metrics files.",
@@ -355,15 +413,29 @@ def build_index(
             lines.append(f"| {link} | no direction check | n/a | |")
             continue
         d = fn(metrics_dir)
-        lines.append(f"| {link} | {d.claim} | {d.verdict()} | "
-                     + "; ".join(c.text() for c in d.checks) + " |")
+        total.update(d.counts(evidence))
+        lines.append(f"| {link} | {d.claim} | {d.verdict(evidence)} | "
+                     + "; ".join(c.text(evidence) for c in d.checks) + " |")
     for title, png, fn in FIGURE_DIRECTIONS:
         d = fn(metrics_dir)
-        lines.append(f"| [{title}](figures/{png}) | {d.claim} | {d.verdict()} | "
-                     + "; ".join(c.text() for c in d.checks) + " |")
-    lines += ["", "Verdicts: reproduced = every comparison of the table holds in this run; "
-              "partly (k of n) = k of the n computed comparisons hold; not run = the metrics "
-              "are missing. All figures: `figures/`."]
+        total.update(d.counts(evidence))
+        lines.append(f"| [{title}](figures/{png}) | {d.claim} | {d.verdict(evidence)} | "
+                     + "; ".join(c.text(evidence) for c in d.checks) + " |")
+    how = ("no bootstrap (point values only)" if evidence is None else
+           f"paired bootstrap over the split's images, {evidence.n_resamples} resamples, seed "
+           f"{evidence.seed}, {100 * evidence.level:g} % percentile interval")
+    lines += [
+        "",
+        f"All comparisons: {', '.join(f'{k} {total[k]}' for k in VERDICTS)}"
+        + (f", not run {total[NOT_RUN_VERDICT]}" if total[NOT_RUN_VERDICT] else "") + ".",
+        "",
+        "Verdict of a comparison, from the claimed difference (the paper's better side minus "
+        f"the other) and its interval ({how}): holds = the interval is above 0; within noise "
+        "= it contains 0 (this run cannot tell the direction); reversed = it is below 0. "
+        "\"point only\": the numbers have no per-image evidence (times, memory, COCO-style "
+        "mask AP, feature similarity), judged on their values. A table's verdict counts its "
+        "comparisons; n/a = a metrics file is missing. All figures: `figures/`.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -374,7 +446,7 @@ def _title(markdown: str) -> str | None:
 
 def verdicts(metrics_dir: str | Path,
              directions: Mapping[str, Callable[[Path], Direction]] | None = None,
-             ) -> dict[str, str]:
+             evidence: Evidence | None = None) -> dict[str, str]:
     """``{table name: verdict}`` for every table with a direction (for the CLI and tests)."""
     directions = DIRECTIONS if directions is None else directions
-    return {name: fn(Path(metrics_dir)).verdict() for name, fn in directions.items()}
+    return {name: fn(Path(metrics_dir)).verdict(evidence) for name, fn in directions.items()}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from weaksam.report.table import Row, Table, metric
+from weaksam.report.table import Intervals, Row, Table, metric
 
 COLUMNS = ("PGT [WSOD run]", "Boxes / image", "Precision", "Recall",
            "Labelled classes without a box", "Without a box (%)")
@@ -21,7 +21,7 @@ RUNS: tuple[tuple[str, str], ...] = (("WeakSAM (OICR)", "oicr_weaksam"),
 MODES: tuple[tuple[str, str], ...] = (("Top-1", "top1"), ("Adaptive", "adaptive"))
 
 
-def build(metrics_dir: Path) -> str:
+def build(metrics_dir: Path, evidence: Intervals | None = None) -> str:
     """Markdown of the PGT quality table from ``metrics_dir``."""
     rows = []
     for run_label, run in RUNS:
@@ -30,7 +30,7 @@ def build(metrics_dir: Path) -> str:
             rows.append(Row(f"{mode_label} [{run_label}]", [
                 metric(metrics_dir, file, "boxes_per_image", stage, "{:.2f}"),
                 metric(metrics_dir, file, "precision", stage),
-                metric(metrics_dir, file, "recall", stage),
+                metric(metrics_dir, file, "recall", stage, evidence=evidence),
                 metric(metrics_dir, file, "labelled_classes_without_box", stage, "{:.0f}"),
                 metric(metrics_dir, file, "labelled_classes_without_box_pct", stage),
             ]))

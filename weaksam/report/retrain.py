@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from weaksam.report.table import Cell, metric
+from weaksam.report.table import Cell, Intervals, metric
 
 DETECTORS = {"frcnn": "Faster R-CNN", "detr": "query-based (DINO stand-in)"}
 
@@ -36,13 +36,16 @@ def retrain_file(detector: str, pgt: str, variant: str) -> str:
     return f"retrain_{detector}_{pgt}_{variant}.json"
 
 
-def retrain_ap50(metrics_dir: Path, detector: str, pgt: str, variant: str) -> Cell:
+def retrain_ap50(metrics_dir: Path, detector: str, pgt: str, variant: str,
+                 evidence: Intervals | None = None) -> Cell:
     """This run's test AP50 (%) of one retraining run, or ``n/a: not run``."""
-    return metric(metrics_dir, retrain_file(detector, pgt, variant), "ap50", "retrain")
+    return metric(metrics_dir, retrain_file(detector, pgt, variant), "ap50", "retrain",
+                  evidence=evidence)
 
 
-def wsod_ap50(metrics_dir: Path, pgt: str) -> Cell:
+def wsod_ap50(metrics_dir: Path, pgt: str, evidence: Intervals | None = None) -> Cell:
     """This run's test AP50 (%) of the WSOD run a PGT comes from (``mist_weaksam_top1`` ->
     ``metrics/wsod_mist_weaksam.json``), or ``n/a: not run``."""
     method, source = pgt.split("_")[:2]
-    return metric(metrics_dir, f"wsod_{method}_{source}.json", "ap50", f"wsod@{method}-{source}")
+    return metric(metrics_dir, f"wsod_{method}_{source}.json", "ap50", f"wsod@{method}-{source}",
+                  evidence=evidence)

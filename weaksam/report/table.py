@@ -16,14 +16,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from weaksam.errors import InputError
 from weaksam.utils.readers import read_json
 
+
+class Intervals(Protocol):
+    """What a table needs of :class:`weaksam.report.intervals.Evidence`: the bootstrap
+    interval (``.low``, ``.high``) of a metrics file's key, or None."""
+
+    def interval(self, file: str, key: str) -> Any: ...
+
 PAPER = "paper"
 THIS_RUN = "this run"
 NOT_RUN = "n/a: not run"
+INTERVAL_NOTE = (
+    "[low, high] after a this-run value: its 95 % percentile interval from a bootstrap over "
+    "the split's images (`weaksam.eval.bootstrap`; resamples and seed: `reports/README.md`)."
+)
 
 
 @dataclass(frozen=True)
@@ -34,16 +45,22 @@ class Cell:
     source: str
     fmt: str = "{:.1f}"
     origin: str | None = None
+    interval: tuple[float, float] | None = None
 
     def text(self) -> str:
-        """The value as printed (without a footnote marker)."""
+        """The value as printed (without a footnote marker), with its bootstrap interval when
+        it has one: ``55.7 [52.1, 59.0]``."""
         if self.source == NOT_RUN:
             return NOT_RUN
         if self.value is None:
             return "n/a: undefined"
         if isinstance(self.value, str):
             return self.value
-        return self.fmt.format(self.value)
+        out = self.fmt.format(self.value)
+        if self.interval is not None:
+            lo, hi = self.interval
+            out += f" [{self.fmt.format(lo)}, {self.fmt.format(hi)}]"
+        return out
 
 
 def paper(value: float | int | str, fmt: str = "{:.1f}") -> Cell:
@@ -86,9 +103,12 @@ def metric(
     stage: str,
     fmt: str = "{:.1f}",
     scale: float = 1.0,
+    evidence: Intervals | None = None,
 ) -> Cell:
     """The value ``key`` of ``metrics_dir/file`` (written by DVC stage ``stage``) as a this-run
-    cell, times ``scale``; a missing file or key gives the ``n/a: not run`` cell."""
+    cell, times ``scale``; a missing file or key gives the ``n/a: not run`` cell. With
+    ``evidence`` the cell carries the number's bootstrap interval when its per-image evidence
+    exists (:mod:`weaksam.report.intervals`)."""
     metrics_dir = Path(metrics_dir)
     data = read_metrics(metrics_dir / file)
     if data is None:
@@ -101,7 +121,11 @@ def metric(
             raise InputError(metrics_dir / file, f"key {key!r} is not a number: {value!r}")
         value = value * scale
     origin = f"DVC stage `{stage}`, `{metrics_dir.name}/{file}`"
-    return Cell(value, THIS_RUN, fmt, origin)
+    iv = None
+    if evidence is not None and isinstance(value, int | float):
+        found = evidence.interval(file, key)
+        iv = None if found is None else (found.low * scale, found.high * scale)
+    return Cell(value, THIS_RUN, fmt, origin, iv)
 
 
 @dataclass
@@ -155,6 +179,9 @@ class Table:
                 texts.append(t)
             lines.append("| " + " | ".join([row.label, *texts, row.source()]) + " |")
         lines.append("")
+        if any(c.interval is not None for row in self.rows for c in row.cells):
+            lines.append(INTERVAL_NOTE)
+            lines.append("")
         lines.append(
             f'Cells: "{PAPER}" = printed in the paper; "{THIS_RUN}" = measured by this '
             f'workspace\'s `dvc repro` (footnotes); "{NOT_RUN}" = its metrics file or key does '

@@ -22,7 +22,7 @@ from weaksam.report.retrain import (
     retrain_ap50,
     wsod_ap50,
 )
-from weaksam.report.table import Row, Table, metric, not_run, paper
+from weaksam.report.table import Intervals, Row, Table, metric, not_run, paper
 
 COLUMNS = ("Method [proposal]", "VOC07 AP50", "VOC12 AP50", "COCO14 AP50:95", "COCO14 AP50",
            "COCO14 AP75")
@@ -67,14 +67,14 @@ RUN_RETRAIN_ROWS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def build_retrain(metrics_dir: Path) -> str:
+def build_retrain(metrics_dir: Path, evidence: Intervals | None = None) -> str:
     """Markdown of Table 1's rows "Ours. + Retrain": the paper's, then this run's."""
     rows = [Row(f"{label} [{det}]", [*(paper(v) for v in vals)])
             for label, det, *vals in PAPER_RETRAIN_ROWS]
     for label, det, pgt, var in RUN_RETRAIN_ROWS:
         rows.append(Row(f"{label} [{DETECTORS[det]}], this run",
-                        [retrain_ap50(metrics_dir, det, pgt, var),
-                         *(not_run() for _ in range(4)), wsod_ap50(metrics_dir, pgt)]))
+                        [retrain_ap50(metrics_dir, det, pgt, var, evidence),
+                         *(not_run() for _ in range(4)), wsod_ap50(metrics_dir, pgt, evidence)]))
     return Table(
         name="Table 1 (retrain rows)",
         caption=(
@@ -91,7 +91,7 @@ def build_retrain(metrics_dir: Path) -> str:
     ).to_markdown()
 
 
-def build(metrics_dir: Path) -> str:
+def build(metrics_dir: Path, evidence: Intervals | None = None) -> str:
     """Markdown of Table 1: the WSOD rows (the paper's, then this run's from ``metrics_dir``),
     then the retrain rows (:func:`build_retrain`)."""
     rows = []
@@ -100,7 +100,7 @@ def build(metrics_dir: Path) -> str:
                         [paper(voc07), paper(voc12), *(paper(c) for c in coco)]))
     for label, prop, method, source in RUN_ROWS:
         ap = metric(metrics_dir, f"wsod_{method}_{source}.json", "ap50",
-                    f"wsod@{method}-{source}")
+                    f"wsod@{method}-{source}", evidence=evidence)
         rows.append(Row(f"{label} [{prop}], this run", [ap, *(not_run() for _ in range(4))]))
     table = Table(
         name="Table 1",
@@ -119,4 +119,4 @@ def build(metrics_dir: Path) -> str:
             "(key `coco`).",
         ),
     )
-    return table.to_markdown() + "\n" + build_retrain(metrics_dir)
+    return table.to_markdown() + "\n" + build_retrain(metrics_dir, evidence)

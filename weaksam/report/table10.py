@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from weaksam.report.retrain import NOISE_NOTE, STAND_IN_NOTE, retrain_ap50
-from weaksam.report.table import Row, Table, paper
+from weaksam.report.table import Intervals, Row, Table, paper
 
 PGT = "mist_weaksam_adaptive"
 # (label, paper AP50, variant)
@@ -22,10 +22,10 @@ ROWS: tuple[tuple[str, float, str], ...] = (
 )
 
 
-def build(metrics_dir: Path) -> str:
+def build(metrics_dir: Path, evidence: Intervals | None = None) -> str:
     """Markdown of Table 10: the paper's rows, then this run's."""
     rows = [Row(f"{label} (paper)", [paper(ap)]) for label, ap, _ in ROWS]
-    rows += [Row(f"{label} (this run)", [retrain_ap50(metrics_dir, "detr", PGT, var)])
+    rows += [Row(f"{label} (this run)", [retrain_ap50(metrics_dir, "detr", PGT, var, evidence)])
              for label, _, var in ROWS]
     return Table(
         name="Table 10",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from weaksam.report.retrain import NOISE_NOTE, STAND_IN_NOTE, retrain_ap50
-from weaksam.report.table import Row, Table, paper
+from weaksam.report.table import Intervals, Row, Table, paper
 
 PGT = "mist_weaksam_adaptive"
 # (tau in %, paper AP50, variant)
@@ -19,11 +19,12 @@ COLS: tuple[tuple[int, float, str], ...] = ((100, 72.8, "nodrop"), (90, 73.4, "t
                                             (80, 71.8, "things80"))
 
 
-def build(metrics_dir: Path) -> str:
+def build(metrics_dir: Path, evidence: Intervals | None = None) -> str:
     """Markdown of Table 11: paper AP50 per tau, then this run's."""
     rows = [
         Row("AP50 (paper)", [paper(ap) for _, ap, _ in COLS]),
-        Row("AP50 (this run)", [retrain_ap50(metrics_dir, "detr", PGT, var) for *_, var in COLS]),
+        Row("AP50 (this run)", [retrain_ap50(metrics_dir, "detr", PGT, var, evidence)
+                                  for *_, var in COLS]),
     ]
     return Table(
         name="Table 11",

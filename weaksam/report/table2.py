@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from weaksam.report.table import Row, Table, metric, paper
+from weaksam.report.table import Intervals, Row, Table, metric, paper
 
 COLUMNS = ("Method [backbone, supervision, retrain]", "AP25", "AP50", "AP70", "AP75")
 KEYS = ("ap25", "ap50", "ap70", "ap75")
@@ -46,7 +46,7 @@ def stage_of(model: str) -> str:
     return "wsis_gt" if model == "mask_rcnn_gt" else f"wsis@{model}"
 
 
-def build(metrics_dir: Path) -> str:
+def build(metrics_dir: Path, evidence: Intervals | None = None) -> str:
     """Markdown of Table 2: the paper's rows, then this run's from ``metrics_dir``."""
     rows = []
     for method, backbone, sup, retrain, *aps in PAPER_ROWS:
@@ -54,7 +54,8 @@ def build(metrics_dir: Path) -> str:
     for label, sup, retrain, model in RUN_ROWS:
         file, stage = f"wsis_{model}.json", stage_of(model)
         rows.append(Row(f"{label} [{BACKBONE}, {sup}, {retrain}], this run",
-                        [metric(metrics_dir, file, k, stage) for k in KEYS]))
+                        [metric(metrics_dir, file, k, stage, evidence=evidence)
+                         for k in KEYS]))
     return Table(
         name="Table 2",
         caption=("WSIS on PASCAL VOC 2012 val (paper Table 2): mask AP (%) at IoU 0.25, 0.5, "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from weaksam.report.table import Row, Table, metric, not_run, paper
+from weaksam.report.table import Intervals, Row, Table, metric, not_run, paper
 from weaksam.report.table2 import BACKBONE, RUN_ROWS, stage_of
 
 COLUMNS = ("Method [backbone, supervision, retrain]", "val AP50:95", "val AP50", "val AP75",
@@ -35,7 +35,7 @@ PAPER_ROWS: tuple[tuple[str, ...], ...] = (
 )
 
 
-def build(metrics_dir: Path) -> str:
+def build(metrics_dir: Path, evidence: Intervals | None = None) -> str:
     """Markdown of Table 3: the paper's rows, then this run's from ``metrics_dir``."""
     rows = []
     for method, backbone, sup, retrain, *aps in PAPER_ROWS:
@@ -43,7 +43,8 @@ def build(metrics_dir: Path) -> str:
     for label, sup, retrain, model in RUN_ROWS:
         file, stage = f"wsis_{model}.json", stage_of(model)
         rows.append(Row(f"{label} [{BACKBONE}, {sup}, {retrain}], this run", [
-            *(metric(metrics_dir, file, f"coco.{k}", stage) for k in ("AP", "AP50", "AP75")),
+            *(metric(metrics_dir, file, f"coco.{k}", stage, evidence=evidence)
+              for k in ("AP", "AP50", "AP75")),
             not_run(), not_run(), not_run()]))
     return Table(
         name="Table 3",

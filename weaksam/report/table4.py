@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from weaksam.report.table import Row, Table, metric, paper
+from weaksam.report.table import Intervals, Row, Table, metric, paper
 
 COLUMNS = ("Proposals (prompts)", "Num.", "Recall IoU=0.50", "Recall IoU=0.75",
            "Recall IoU=0.90", "AP50 (MIST)")
@@ -39,7 +39,7 @@ RUN_ROWS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def build(metrics_dir: Path) -> str:
+def build(metrics_dir: Path, evidence: Intervals | None = None) -> str:
     """Markdown of Table 4: the paper's rows, then this run's rows from ``metrics_dir``."""
     rows = [
         Row(f"{label} (paper)", [paper(num, "{:d}"), *(paper(v) for v in vals)])
@@ -47,9 +47,11 @@ def build(metrics_dir: Path) -> str:
     ]
     for label, name, rstage, wstage in RUN_ROWS:
         rfile = f"recall_{name}.json"
-        cells = [metric(metrics_dir, rfile, "num_per_image", rstage, "{:.1f}")]
-        cells += [metric(metrics_dir, rfile, k, rstage) for k in RECALL_KEYS]
-        cells.append(metric(metrics_dir, f"wsod_mist_{name}.json", "ap50", wstage))
+        cells = [metric(metrics_dir, rfile, "num_per_image", rstage, "{:.1f}",
+                        evidence=evidence)]
+        cells += [metric(metrics_dir, rfile, k, rstage, evidence=evidence) for k in RECALL_KEYS]
+        cells.append(metric(metrics_dir, f"wsod_mist_{name}.json", "ap50", wstage,
+                            evidence=evidence))
         rows.append(Row(f"{label} (this run)", cells))
     return Table(
         name="Table 4",

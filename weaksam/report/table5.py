@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from weaksam.report.retrain import NOISE_NOTE, STAND_IN_NOTE, retrain_ap50, wsod_ap50
-from weaksam.report.table import Row, Table, paper
+from weaksam.report.table import Intervals, Row, Table, paper
 
 COLUMNS = ("Setting", "AP50", "WSOD AP50 of the PGT source")
 PAPER_WSOD = 67.4  # WeakSAM (MIST), paper Table 1: the WSOD run the paper's PGT comes from
@@ -31,17 +31,18 @@ PART_B: tuple[tuple[str, float, str, str, str], ...] = (
 )
 
 
-def _part(metrics_dir: Path, name: str, caption: str, rows_spec, notes) -> str:
+def _part(metrics_dir: Path, name: str, caption: str, rows_spec, notes,
+          evidence: Intervals | None = None) -> str:
     rows = [Row(f"{label} (paper)", [paper(ap), paper(PAPER_WSOD)])
             for label, ap, *_ in rows_spec]
-    rows += [Row(f"{label} (this run)", [retrain_ap50(metrics_dir, det, pgt, var),
-                                         wsod_ap50(metrics_dir, pgt)])
+    rows += [Row(f"{label} (this run)", [retrain_ap50(metrics_dir, det, pgt, var, evidence),
+                                         wsod_ap50(metrics_dir, pgt, evidence)])
              for label, _, det, pgt, var in rows_spec]
     return Table(name=name, caption=caption, columns=COLUMNS, rows=rows,
                  notes=notes).to_markdown()
 
 
-def build(metrics_dir: Path) -> str:
+def build(metrics_dir: Path, evidence: Intervals | None = None) -> str:
     """Markdown of Table 5 (a) and (b): the paper's rows, then this run's."""
     a = _part(
         metrics_dir, "Table 5 (a)",
@@ -49,7 +50,7 @@ def build(metrics_dir: Path) -> str:
         "Faster R-CNN (paper Table 5 (a)): AP50 (%) on the test split. Paper: PASCAL VOC 2007 "
         "test, ResNet-50, PGT of WeakSAM (MIST). This run: the `data` stage's test split, "
         "PGT of this run's WeakSAM (MIST) (`pgt` stage), the `retrain` stage's Faster R-CNN.",
-        PART_A, (NOISE_NOTE,))
+        PART_A, (NOISE_NOTE,), evidence)
     b = _part(
         metrics_dir, "Table 5 (b)",
         "Ablation of adaptive PGT and query drop regularization for the query-based detector, "
@@ -59,5 +60,5 @@ def build(metrics_dir: Path) -> str:
         (STAND_IN_NOTE, NOISE_NOTE,
          "The paper's row 'Adaptive PGT + query drop' is lost from the extracted Table 5 (b) "
          "text; 73.4 is the value the paper prints for the same setting in Table 1 (WeakSAM "
-         "(MIST), DINO), Table 10 (Query_things) and Table 11 (tau 90)."))
+         "(MIST), DINO), Table 10 (Query_things) and Table 11 (tau 90)."), evidence)
     return a + "\n" + b

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from weaksam.report.table import Row, Table, metric, not_run, paper
+from weaksam.report.table import Intervals, Row, Table, metric, not_run, paper
 
 COLUMNS = ("Proposals", "Num.", "T_proposals", "T_proposals / image (s)", "T_WSOD",
            "T_WSOD / epoch (s)", "M_WSOD")
@@ -31,8 +31,9 @@ RUN_ROWS = (
 )
 
 
-def build(metrics_dir: Path) -> str:
-    """Markdown of Table 6: the paper's rows, then this run's rows from ``metrics_dir``."""
+def build(metrics_dir: Path, evidence: Intervals | None = None) -> str:
+    """Markdown of Table 6: the paper's rows, then this run's rows from ``metrics_dir``
+    (times and memory are single measurements: ``evidence`` gives them no interval)."""
     rows = [
         Row(f"{label} (paper)", [paper(num, "{:d}"), paper(tp), not_run(), paper(tw),
                                  not_run(), paper(mem)])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from weaksam.report.table import Row, Table, metric, paper
+from weaksam.report.table import Intervals, Row, Table, metric, paper
 from weaksam.report.table1 import RUN_ROWS  # the same four WSOD runs
 
 COLUMNS = ("Method [proposal]", "CorLoc")
@@ -23,12 +23,12 @@ PAPER_ROWS: tuple[tuple[str, str, float], ...] = (
 
 
 
-def build(metrics_dir: Path) -> str:
+def build(metrics_dir: Path, evidence: Intervals | None = None) -> str:
     """Markdown of Table 7's baseline rows: the paper's, then this run's."""
     rows = [Row(f"{label} [{prop}]", [paper(v)]) for label, prop, v in PAPER_ROWS]
     for label, prop, method, source in RUN_ROWS:
         cell = metric(metrics_dir, f"wsod_{method}_{source}.json", "corloc",
-                      f"wsod@{method}-{source}")
+                      f"wsod@{method}-{source}", evidence=evidence)
         rows.append(Row(f"{label} [{prop}], this run", [cell]))
     table = Table(
         name="Table 7",

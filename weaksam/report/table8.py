@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from weaksam.report.table import Row, Table, metric, paper
+from weaksam.report.table import Intervals, Row, Table, metric, paper
 
 COLUMNS = ("CLS method", "Num.", "Recall IoU=0.50", "Recall IoU=0.75", "Recall IoU=0.90")
 RECALL_KEYS = ("recall@0.5", "recall@0.75", "recall@0.9")
@@ -31,15 +31,15 @@ RUN_ROWS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def build(metrics_dir: Path) -> str:
+def build(metrics_dir: Path, evidence: Intervals | None = None) -> str:
     """Markdown of Table 8: the paper's rows, then this run's rows from ``metrics_dir``."""
     rows = [
         Row(label, [paper(num, "{:d}"), *(paper(v) for v in recalls)])
         for label, num, *recalls in PAPER_ROWS
     ]
     for label, file, stage in RUN_ROWS:
-        cells = [metric(metrics_dir, file, "num_per_image", stage, "{:.1f}")]
-        cells += [metric(metrics_dir, file, k, stage) for k in RECALL_KEYS]
+        cells = [metric(metrics_dir, file, "num_per_image", stage, "{:.1f}", evidence=evidence)]
+        cells += [metric(metrics_dir, file, k, stage, evidence=evidence) for k in RECALL_KEYS]
         rows.append(Row(label, cells))
     table = Table(
         name="Table 8",

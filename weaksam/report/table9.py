@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from weaksam.report.retrain import NOISE_NOTE, retrain_ap50
-from weaksam.report.table import Row, Table, paper
+from weaksam.report.table import Intervals, Row, Table, paper
 
 PGT = "mist_weaksam_adaptive"
 
@@ -21,11 +21,13 @@ PART_A = ("tau_reg", ((0.8, 71.0, "reg0p8"), (1.0, 71.8, "drop"), (1.2, 71.3, "r
 PART_B = ("tau_cls", ((3.0, 71.2, "cls3"), (4.0, 71.8, "drop"), (5.0, 71.1, "cls5")))
 
 
-def _part(metrics_dir: Path, name: str, spec, other: str) -> str:
+def _part(metrics_dir: Path, name: str, spec, other: str,
+          evidence: Intervals | None = None) -> str:
     thr, cols = spec
     rows = [
         Row("AP50 (paper)", [paper(ap) for _, ap, _ in cols]),
-        Row("AP50 (this run)", [retrain_ap50(metrics_dir, "frcnn", PGT, var) for *_, var in cols]),
+        Row("AP50 (this run)", [retrain_ap50(metrics_dir, "frcnn", PGT, var, evidence)
+                                  for *_, var in cols]),
     ]
     return Table(
         name=name,
@@ -39,7 +41,7 @@ def _part(metrics_dir: Path, name: str, spec, other: str) -> str:
     ).to_markdown()
 
 
-def build(metrics_dir: Path) -> str:
+def build(metrics_dir: Path, evidence: Intervals | None = None) -> str:
     """Markdown of Table 9 (a) and (b): paper AP50 per threshold, then this run's."""
-    return (_part(metrics_dir, "Table 9 (a)", PART_A, "tau_cls 4.0") + "\n"
-            + _part(metrics_dir, "Table 9 (b)", PART_B, "tau_reg 1.0"))
+    return (_part(metrics_dir, "Table 9 (a)", PART_A, "tau_cls 4.0", evidence) + "\n"
+            + _part(metrics_dir, "Table 9 (b)", PART_B, "tau_reg 1.0", evidence))

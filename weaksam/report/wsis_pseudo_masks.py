@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from weaksam.report.table import Row, Table, metric, read_metrics
+from weaksam.report.table import Intervals, Row, Table, metric, read_metrics
 
 FILE, STAGE = "pseudo_masks.json", "pseudo_masks"
 COLUMNS = ("Class", "Pseudo masks", "GT instances", "Mean IoU (matched)", "IoU >= 0.5 (%)",
@@ -22,7 +22,7 @@ KEYS = (("num_pseudo", "{:.0f}"), ("num_gt", "{:.0f}"), ("mean_iou", "{:.3f}"),
         ("mean_iou_given_box50", "{:.3f}"))
 
 
-def build(metrics_dir: Path) -> str:
+def build(metrics_dir: Path, evidence: Intervals | None = None) -> str:
     """Markdown of the pseudo-mask quality table from ``metrics_dir``."""
     rows = [Row("all", [metric(metrics_dir, FILE, k, STAGE, fmt) for k, fmt in KEYS])]
     data = read_metrics(Path(metrics_dir) / FILE) or {}
