@@ -36,8 +36,8 @@ def test_evidence_of_names_the_stage_files():
     assert evidence_of("retrain_frcnn_mist_weaksam_adaptive_drop.json", "ap50")[1] == Path(
         "retrain/frcnn_mist_weaksam_adaptive_drop/detections_test.json")
     assert evidence_of("retrain_prelim_frcnn_x.json", "ap50") is None
-    assert evidence_of("wsis_mask2former.json", "ap70")[1] == Path(
-        "wsis/mask2former/predictions_test.json")
+    assert evidence_of("wsis_mask2former.json", "ap70") == ("test_masks", Path(
+        "wsis/mask2former/predictions_test.json"))
     assert evidence_of("wsis_mask2former.json", "coco.AP") is None
     assert evidence_of("recall_dense_fine.json", "recall@0.75")[1] == Path(
         "proposals/weaksam/trainval.npz")
@@ -74,3 +74,14 @@ def test_missing_detection_files_fall_back_to_point_verdicts(tmp_path):
     run({}, tmp_path / "metrics", tmp_path / "reports/tables", ev)
     index = (tmp_path / "reports/README.md").read_text()
     assert "OICR [SS] " in index and "holds (point only)" in index
+
+
+def test_mask_evidence_is_on_the_images_with_masks(tmp_path):
+    gt = {"images": [{"id": 1}, {"id": 2}, {"id": 3}], "categories": [],
+          "annotations": [{"image_id": 1, "segmentation": {}}, {"image_id": 2},
+                          {"image_id": 3, "iscrowd": 1}]}
+    (tmp_path / "data/annotations").mkdir(parents=True)
+    (tmp_path / "data/annotations/test.json").write_text(json.dumps(gt))
+    ev = Evidence(tmp_path)
+    assert len(ev.weights("test")[0]) == 3
+    assert len(ev.weights("test_masks")[0]) == 2  # image 2 has an object without a mask

@@ -14,7 +14,9 @@ stage that wrote it also wrote the per-image evidence behind it, a DVC output un
   ``proposals/{ss,weaksam}/trainval.npz`` (WeakSAM filtered to the Table 4 variant's sources);
 - ``pgt_{run}_{mode}.json`` ``recall`` (trainval): ``pgt/{run}_{mode}/trainval.json``.
 
-Ground truth: ``data/annotations/{test,trainval}.json``. Every number of one split is
+Ground truth: ``data/annotations/{test,trainval}.json``; mask AP is resampled over the test images
+whose non-crowd objects all have a mask (split ``test_masks``, the images the ``wsis`` stages
+evaluate). Every number of one split is
 resampled with the same ``(B, N)`` image weights (:func:`weaksam.eval.bootstrap.resample_weights`,
 ``n_resamples`` and ``seed``), so any two are a paired comparison. A number without evidence
 (COCO-style mask AP, times, memory; or its file is missing) has no interval: None.
@@ -35,6 +37,7 @@ from weaksam.proposals.store import load_proposals
 from weaksam.utils.readers import read_json
 
 GT = {"test": Path("data/annotations/test.json"),
+      "test_masks": Path("data/annotations/test.json"),
       "trainval": Path("data/annotations/trainval.json")}
 _RETRAIN = re.compile(r"retrain_((?:frcnn|detr)_\w+)\.json")
 _WSOD = re.compile(r"wsod_(\w+)\.json")
@@ -53,7 +56,7 @@ def evidence_of(file: str, key: str) -> tuple[str, Path] | None:
     if (m := _RETRAIN.fullmatch(file)) and key == "ap50":
         return "test", Path("retrain") / m.group(1) / "detections_test.json"
     if (m := _WSIS.fullmatch(file)) and key in _MASK_KEYS:
-        return "test", Path("wsis") / m.group(1) / "predictions_test.json"
+        return "test_masks", Path("wsis") / m.group(1) / "predictions_test.json"
     if (m := _RECALL.fullmatch(file)) and (key.startswith("recall@") or key == "num_per_image"):
         source = m.group(1)
         if source != "ss" and source not in TABLE4_VARIANTS:
@@ -94,8 +97,10 @@ class Evidence:
 
     def _ground_truth(self, split: str) -> dict:
         if split not in self._gt:
-            self._gt[split] = read_json(self.root / GT[split], "annotation file",
-                                        want_object=True)
+            gt = read_json(self.root / GT[split], "annotation file", want_object=True)
+            if split == "test_masks":
+                gt = _with_masks(gt)
+            self._gt[split] = gt
         return self._gt[split]
 
     def weights(self, split: str) -> np.ndarray:
@@ -184,3 +189,13 @@ class Evidence:
         if a is None or b is None:
             return None
         return bs._percentile(vl - vr, a - b, self.level)
+
+
+def _with_masks(gt: dict) -> dict:
+    """``gt`` restricted to the images whose non-crowd annotations all have a segmentation."""
+    without = {int(a["image_id"]) for a in gt.get("annotations", [])
+               if "segmentation" not in a and not a.get("iscrowd", 0)}
+    images = [im for im in gt["images"] if int(im["id"]) not in without]
+    keep = {int(im["id"]) for im in images}
+    return {**gt, "images": images,
+            "annotations": [a for a in gt.get("annotations", []) if int(a["image_id"]) in keep]}
