@@ -517,12 +517,13 @@ def profile_table(profile: str, costs: Sequence[StageCost], ds: DataSet,
                      f"{c.basis} |")
     lines += ["", f"Projected total: **{total:,.0f} GPU-h** ({tput.gpu}: {tput.fp32:g} TFLOP/s "
               f"fp32, {tput.amp:g} TFLOP/s amp, sustained: assumed).", ""]
-    lines += table6(costs, tput)
+    lines += table6(costs, tput, same_data=ds.label.startswith("VOC2007 trainval"))
     return "\n".join(lines)
 
 
-def table6(costs: Sequence[StageCost], tput: Throughput) -> list[str]:
-    """Paper Table 6 beside this projection (VOC 2007 in the paper; WSOD = MIST training)."""
+def table6(costs: Sequence[StageCost], tput: Throughput, same_data: bool = True) -> list[str]:
+    """Paper Table 6 beside this projection (VOC 2007 in the paper; WSOD = MIST training);
+    ``same_data`` False: this profile's data differ (the note says so)."""
     by = {c.stage: c for c in costs}
 
     def train_h(stage: str) -> str:
@@ -543,7 +544,9 @@ def table6(costs: Sequence[StageCost], tput: Throughput) -> list[str]:
     return [
         "Paper Table 6 (appendix D, VOC 2007 trainval, one machine with 4 GPU cards of a type "
         "the paper does not name) beside this projection (GPU-h of one GPU at the assumed "
-        "throughput; the paper's hours are wall-clock, so its GPU-h are at most 4x them):", "",
+        "throughput; the paper's hours are wall-clock, so its GPU-h are at most 4x them)"
+        + ("" if same_data else "; the paper measured VOC 2007, not this profile's data, so "
+           "its figures are a scale reference only") + ":", "",
         "| | Paper T_proposals | Projected proposals (GPU-h) | Paper T_WSOD (MIST) | "
         "Projected MIST training (GPU-h) |",
         "|---|---|---:|---|---:|",
