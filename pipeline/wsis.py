@@ -10,8 +10,14 @@ Tables 2, 3).
   supervision): how much of the gap to full supervision is the pseudo labels'. It trains on
   the trainval images that have masks (VOC: the segmented subset; most ``train_aug`` images
   have none), their number and the others' in the metrics.
-Mask AP needs a mask on every object of the test split: checked before any training (VOC
-2012: evaluate on ``Segmentation/val``, not ``Main/val``).
+Mask AP is computed on the test images whose ground truth has instance masks (every
+non-crowd object masked; ``weaksam.data.index.mask_coverage``); the others are left out of
+prediction and evaluation (VOC 2007 ``test``: masks on the segmentation subset only; VOC 2012
+``Main/val``: on the 1449 ``Segmentation/val`` images), their numbers in the metrics
+(``eval_images``, ``eval_images_without_masks``). Checked before any training: a test image
+with some objects masked and others not, or a test split where no image has masks, is an
+InputError naming ``data/annotations/test.json``. With every test image masked (default
+profile) the evaluated split is the test split itself, in its order.
 Backbone (``wsis.backbone``): ``small_cnn`` = the frozen ``backbone_pretrain`` CNN, its
 features computed once (default profile: Mask R-CNN reads the maps of the ``retrain_features``
 stage, at ``retrain.features.short_side``; Mask2Former computes its two levels here at
@@ -128,7 +134,10 @@ def main() -> None:
 
     train_index = load_index(TRAINVAL)
     test_index = load_index(TEST)
-    check_eval_masks(test_index.to_json())  # before any training
+    eval_gt, n_unmasked = eval_split(test_index.to_json())  # before any training
+    eval_ids = [int(im["id"]) for im in eval_gt["images"]]
+    log.info("%s: mask AP on the %d test images with instance masks (%d without: left out)",
+             name, len(eval_ids), n_unmasked)
     cat_ids = train_index.category_ids
     extra: dict[str, Any] = {}
     if name == "mask_rcnn_gt":  # the fully supervised reference: ground-truth masks
@@ -185,9 +194,11 @@ def main() -> None:
     with atomic_path(out_dir / "model.pt") as tmp:
         torch.save({"model": model.state_dict(), "category_ids": cat_ids, "arch": arch}, tmp)
     if cached:
-        test_views = views_from_store(load_features(FEATURES / "test.pt"), None)
+        keep = set(eval_ids)
+        test_views = [v for v in views_from_store(load_features(FEATURES / "test.pt"), None)
+                      if v.image_id in keep]
     else:
-        test_views = build_views(test_index.image_ids, lambda i: read_image(
+        test_views = build_views(eval_ids, lambda i: read_image(
             test_index.image_path(i)), None, desc="test views", short_side=int(w["short_side"]),
             max_size=int(w["max_size"]), features=feats, levels=levels)
     sizes = {int(im["id"]): (int(im["height"]), int(im["width"])) for im in test_index.images}
@@ -195,17 +206,19 @@ def main() -> None:
                               max_det=int(w["max_det"]), device=device)
     write_json(out_dir / "predictions_test.json", results, indent=None)
 
-    # evaluation: the test ground truth is read only here (its masks checked before training)
-    gt = test_index.to_json()
-    voc = evaluate_voc_masks(gt, results, ignore_difficult=bool(w["eval_ignore_difficult"]))
+    # evaluation on the test images with masks (selected before training)
+    voc = evaluate_voc_masks(eval_gt, results,
+                             ignore_difficult=bool(w["eval_ignore_difficult"]))
     metrics = {
         **{k: voc[k] for k in ("ap25", "ap50", "ap70", "ap75")},
-        "coco": coco_mask_ap(gt, results),
+        "coco": coco_mask_ap(eval_gt, results),
         "ap50_per_class": voc["per_class"]["ap50"],
         "train_source": str(source),
         "train_instances": n_inst,
         **extra,
-        "predictions_per_image": round(len(results) / max(1, len(test_index)), 2),
+        "eval_images": len(eval_ids),
+        "eval_images_without_masks": n_unmasked,
+        "predictions_per_image": round(len(results) / max(1, len(eval_ids)), 2),
         **timing,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
     }
@@ -215,16 +228,25 @@ def main() -> None:
              metrics["coco"]["AP"], timing["train_seconds"])
 
 
-def check_eval_masks(gt: dict[str, Any]) -> None:
-    """InputError naming the test split when one of its images has an object without an
-    instance mask (mask AP cannot score it)."""
-    _, without = mask_coverage(gt)
-    if without:
-        raise InputError(TEST, f"{len(without)} of {len(gt['images'])} test images have "
-                               f"objects without instance masks (first: image {without[0]}); "
-                               "mask AP needs a mask on every object: evaluate on a split "
-                               "whose images all have masks (VOC 2012: data.voc_test: "
-                               "Segmentation/val)")
+def eval_split(gt: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """``(the test ground truth restricted to its images with instance masks, the number of
+    images left out)``, images in the split's order (the split itself when every image has
+    masks). Crowd regions without a mask are dropped from it (mask AP cannot use them as
+    ignored regions). InputError naming the test annotation file on an image with some objects
+    masked and others not (``mask_coverage``), or when no test image has masks."""
+    with_masks, without = mask_coverage(gt, TEST)
+    if not without:
+        out = gt
+    else:
+        if not any(not a.get("iscrowd", 0) for a in subset(gt, with_masks)["annotations"]):
+            raise InputError(TEST, f"none of the {len(gt['images'])} test images has "
+                                   "instance masks: mask AP needs ground-truth masks "
+                                   "(VOC 2012: data.voc_test: Segmentation/val; VOC 2007: "
+                                   "the test images listed in ImageSets/Segmentation/test.txt)")
+        out = subset(gt, with_masks)
+    if any(not a.get("segmentation") for a in out["annotations"]):  # crowd regions only
+        out = {**out, "annotations": [a for a in out["annotations"] if a.get("segmentation")]}
+    return out, len(without)
 
 
 def gt_training_set(train: dict[str, Any]) -> tuple[Path, dict[str, Any], int]:

@@ -1,8 +1,10 @@
 """Stage ``wsis_figure``: paper Fig. 9-style figure of predicted instances on test images.
 
-One row per test image (the first ``wsis_figure.num_figures`` with a ground-truth instance):
-ground truth, then the predictions of each WSIS model (``wsis/{model}/predictions_test.json``)
-with a score of at least ``wsis_figure.score``. Output: ``reports/figures/wsis_predictions.png``.
+One row per test image (the first ``wsis_figure.num_figures`` with a ground-truth instance,
+among the images whose ground truth has instance masks: the only ones the ``wsis`` stages
+predict on and evaluate, ``weaksam.data.index.mask_coverage``): ground truth, then the
+predictions of each WSIS model (``wsis/{model}/predictions_test.json``) with a score of at
+least ``wsis_figure.score``. Output: ``reports/figures/wsis_predictions.png``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import sys
 from pathlib import Path
 
 from pipeline.common import load_params, setup_logging, stage_args
-from weaksam.data.index import load_index, read_image
+from weaksam.data.index import load_index, mask_coverage, read_image
 from weaksam.errors import InputError
 from weaksam.utils.readers import read_json
 from weaksam.wsis.figures import draw_instance_grid
@@ -39,9 +41,10 @@ def main() -> None:
             if float(r["score"]) >= thr:
                 by_img.setdefault(int(r["image_id"]), []).append(r)
         preds[name] = by_img
-    shown = [i for i in index.image_ids if index.anns_of(i)][: int(w["num_figures"])]
+    masked = mask_coverage(index.to_json(), index.path)[0]
+    shown = [i for i in masked if index.anns_of(i)][: int(w["num_figures"])]
     rows = [(read_image(index.image_path(i)),
-             [("ground truth", index.anns_of(i))]
+             [("ground truth", [a for a in index.anns_of(i) if a.get("segmentation")])]
              + [(f"{title}, score >= {thr:g}", preds[name].get(i, [])) for name, title in MODELS])
             for i in shown]
     names = dict(zip(index.category_ids, index.category_names, strict=True))

@@ -151,13 +151,32 @@ def clip_bbox(bbox: list[float], width: int, height: int) -> tuple[list[float], 
     return [float(c[0]), float(c[1]), float(c[2] - c[0]), float(c[3] - c[1])], True
 
 
-def mask_coverage(coco: Mapping[str, Any]) -> tuple[list[int], list[int]]:
-    """``(with_masks, without_masks)`` image ids of a COCO dict, in ``images`` order: an image
-    is without masks when one of its annotations has no ``segmentation`` (VOC images outside
-    the segmented subset: most of VOC 2012 ``Main/val`` and ``train_aug``); an image with no
-    annotation needs none and counts as with masks."""
-    lacking = {int(a["image_id"]) for a in coco.get("annotations", [])
-               if not a.get("segmentation")}
+def mask_coverage(coco: Mapping[str, Any], path: str | Path | None = None
+                  ) -> tuple[list[int], list[int]]:
+    """``(with_masks, without_masks)`` image ids of a COCO dict, in ``images`` order, decided
+    by the non-crowd annotations (crowd regions are no instances: ``instance_targets`` and
+    mask AP ignore them): an image is with masks when every one has a ``segmentation`` (an
+    image with none needs none), without when one lacks it (VOC images outside the segmented
+    subset: most of VOC 2012 ``Main/val`` and ``train_aug``).
+
+    ``path`` (the annotation file, named in the error): an image with some non-crowd objects
+    masked and others not is an InputError naming its file, since VOC (a ``SegmentationObject``
+    PNG covers every object of its image) and COCO annotate every object of a segmented image
+    (the WSIS evaluation split); without ``path`` it counts as without masks."""
+    masked: set[int] = set()
+    lacking: set[int] = set()
+    for a in coco.get("annotations", []):
+        if not a.get("iscrowd", 0):
+            (masked if a.get("segmentation") else lacking).add(int(a["image_id"]))
+    if path is not None and (partial := masked & lacking):
+        first = next(im for im in coco["images"] if int(im["id"]) in partial)
+        anns = [a for a in coco["annotations"]
+                if int(a["image_id"]) == int(first["id"]) and not a.get("iscrowd", 0)]
+        n_masked = sum(1 for a in anns if a.get("segmentation"))
+        raise InputError(path, f"image {first['id']} ({first.get('file_name', '?')}): "
+                               f"{n_masked} of its {len(anns)} objects have an instance mask, "
+                               f"the others none ({len(partial)} such image(s)); a segmented "
+                               "image must have a mask on every object")
     ids = [int(im["id"]) for im in coco["images"]]
     return [i for i in ids if i not in lacking], [i for i in ids if i in lacking]
 
