@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: make it the venv's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test lint bench clean-venv
+.PHONY: repro test dryrun dryrun-full cost-model lint bench clean-venv
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,27 @@ repro: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+PAPER_PROFILES := paper_voc07 paper_voc12 paper_voc12_wsis paper_coco paper_coco17
+## make dryrun: every paper profile's whole DAG, reduced (real architectures, SAM ViT-B, few
+## small images, one small scale, a few iterations; CPU). CI runs it after make test.
+dryrun: $(STAMP)
+	$(BIN)/weaksam dryrun $(PAPER_PROFILES) --resolution reduced --sam-model vit_b \
+		--out dryrun/reduced
+
+## make dryrun-full: the full-resolution dry run (real image sizes, the profile's scales) of
+## DRYRUN_PROFILES, then the cost model of the paper run (docs/cost_model.md) from its figures
+DRYRUN_PROFILES ?= paper_voc07 paper_coco17
+DRYRUN_SAM ?= vit_b
+dryrun-full: $(STAMP)
+	$(BIN)/weaksam dryrun $(DRYRUN_PROFILES) --resolution full --sam-model $(DRYRUN_SAM) \
+		--out dryrun/full
+	$(MAKE) cost-model
+
+## make cost-model: docs/cost_model.md from the committed full dry-run figures (dryrun/full)
+cost-model: $(STAMP)
+	$(BIN)/python -m weaksam.dryrun.cost --profiles $(PAPER_PROFILES) --dryrun-dir dryrun/full \
+		--out docs/cost_model.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
