@@ -34,7 +34,7 @@ def test_full_dry_run_changes_only_lengths_and_device(profile: str) -> None:
     p = _params(profile)
     over = _leaves(dryrun_overrides(p, "full", cores=2))
     allowed = ("epochs", "iterations", "lr_steps", "warmup", "steps", "eval_images",
-               "log_every", "device", "workers")
+               "log_every", "device", "workers", "thresh")
     assert over and all(any(a in k.rsplit(".", 1)[-1] for a in allowed) for k in over), over
     merged = deep_merge(p, dryrun_overrides(p, "full", cores=2))
     assert merged["runtime"]["device"] == "cpu"
@@ -61,6 +61,7 @@ def test_reduced_dry_run_cuts_every_scale(profile: str) -> None:
                 assert len(w[m][key]) == 1 and w[m][key][0] <= REDUCED_SCALE
     assert max(merged["retrain"]["frcnn"]["model"]["train_scales"]) <= REDUCED_SCALE
     assert merged["wsis"]["short_side"] <= REDUCED_SCALE
+    assert not merged["clues_train"]["amp"] and not merged["clues"]["amp"]
 
 
 def test_workers_capped_by_cores_and_unknown_resolution() -> None:

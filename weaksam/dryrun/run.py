@@ -67,7 +67,7 @@ def stage_commands(ws: Path) -> dict[str, str]:
     from dvc.repo import Repo
 
     with Repo(str(ws)) as repo:
-        return {s.addressing: s.cmd for s in repo.index.stages if getattr(s, "cmd", None)}
+        return {s.name: s.cmd for s in repo.index.stages if getattr(s, "cmd", None)}
 
 
 def write_profile_weights(params: dict[str, Any], ws: Path, seed: int = 0) -> list[str]:

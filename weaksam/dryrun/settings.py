@@ -75,7 +75,9 @@ def _training_lengths(p: dict[str, Any], o: dict[str, Any]) -> None:
 
 def _reduced_scales(p: dict[str, Any], o: dict[str, Any]) -> None:
     """Each scale list and short side at most :data:`REDUCED_SCALE` (one scale per list), each
-    long-side cap at most :data:`REDUCED_MAX_SIZE`; the SAM grid at :data:`REDUCED_AMG_SIDE`."""
+    long-side cap at most :data:`REDUCED_MAX_SIZE`; the SAM grid at :data:`REDUCED_AMG_SIDE`;
+    ``amp`` off (bfloat16 is emulated on a CPU without AVX512-BF16, as on this project's
+    machines: a DeiT-S step costs 10x or more; the full dry run keeps the amp path)."""
     s, m = REDUCED_SCALE, REDUCED_MAX_SIZE
     for key in ("wsod.train_scales", "wsod.test_scales",
                 "wsod.oicr.train_scales", "wsod.oicr.test_scales",
@@ -97,6 +99,9 @@ def _reduced_scales(p: dict[str, Any], o: dict[str, Any]) -> None:
     if _get(p, "proposals.dense_mode") == "amg":
         side = int(_get(p, "proposals.amg.points_per_side", 32))
         _put(o, "proposals.amg.points_per_side", min(side, REDUCED_AMG_SIDE))
+    for key in ("clues_train.amp", "clues.amp"):
+        if _get(p, key):
+            _put(o, key, False)
 
 
 def dryrun_overrides(params: dict[str, Any], resolution: str = "full",
@@ -107,6 +112,7 @@ def dryrun_overrides(params: dict[str, Any], resolution: str = "full",
       ``wsod.device`` follow it), at most ``cores`` worker processes;
     - lengths: :func:`_training_lengths`; evaluations are short because the generated data
       set is (a few images per split);
+    - the SAM automatic mask generator's IoU and stability thresholds at 0 (random weights);
     - ``resolution="reduced"``: :func:`_reduced_scales` as well.
 
     ``amp: true`` stays: on the CPU it runs bfloat16 autocast (loss scaling stays CUDA-only).
@@ -122,6 +128,12 @@ def dryrun_overrides(params: dict[str, Any], resolution: str = "full",
     if _get(params, "wsod.device"):
         _put(o, "wsod.device", None)
     _training_lengths(params, o)
+    if _get(params, "proposals.amg"):
+        # random SAM weights predict low IoU and unstable masks: the automatic mask
+        # generator's filters would drop every mask and leave no dense proposals (a WSOD
+        # stage then has no training image with proposals); the filtering code still runs
+        _put(o, "proposals.amg.pred_iou_thresh", 0.0)
+        _put(o, "proposals.amg.stability_score_thresh", 0.0)
     if resolution == "reduced":
         _reduced_scales(params, o)
     return o
