@@ -68,6 +68,22 @@ def test_data_voc_and_coco(tmp_path):
     assert check_data({"data": {"source": "lvis"}}, tmp_path)[0].level == FAIL
 
 
+def test_data_voc_split_in_the_segmentation_folder(tmp_path):
+    """paper_voc12_wsis names Segmentation/train_aug and Segmentation/val: the doctor looks
+    where the reader looks (ImageSets/Segmentation), not under ImageSets/Main."""
+    voc = tmp_path / "VOC2012"
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Segmentation"):
+        (voc / sub).mkdir(parents=True)
+    for name in ("train_aug", "val"):
+        (voc / "ImageSets/Segmentation" / f"{name}.txt").write_text("2008_000002\n")
+    params = {"data": {"source": "voc", "voc_root": "VOC2012",
+                       "voc_trainval": "Segmentation/train_aug", "voc_test": "Segmentation/val"}}
+    assert [f.level for f in check_data(params, tmp_path)] == [OK, OK, OK, OK]
+    params["data"]["voc_test"] = "a/b/c"
+    out = check_data(params, tmp_path)
+    assert out[-1].level == FAIL and "Folder/name" in out[-1].message
+
+
 def test_files_outputs_and_local_weights(tmp_path):
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {
         "sam_pretrain": {"cmd": "x", "outs": ["models/sam_small.pt"]},

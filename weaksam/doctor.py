@@ -128,9 +128,16 @@ def check_data(params: dict[str, Any], root: Path) -> list[Finding]:
         voc = root / cfg["voc_root"]
         out = [_need(voc / "Annotations", "VOC annotations", "dir"),
                _need(voc / "JPEGImages", "VOC images", "dir")]
+        from weaksam.data.voc import split_file
+
         for split in ("trainval", "test"):
             name = cfg.get(f"voc_{split}", split)
-            out.append(_need(voc / "ImageSets" / "Main" / f"{name}.txt", f"VOC {split} split"))
+            try:
+                path = split_file(voc, name)
+            except ValueError as e:
+                out.append(Finding(FAIL, f"data.voc_{split}: {e}"))
+                continue
+            out.append(_need(path, f"VOC {split} split"))
         return out
     if src == "coco":
         out = []
