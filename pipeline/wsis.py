@@ -42,7 +42,7 @@ import torch
 
 from dvclive import Live
 from pipeline.common import load_params, set_threads, setup_logging, stage_args
-from weaksam.data.index import load_index, mask_coverage, read_image, subset
+from weaksam.data.index import load_index, mask_coverage, mask_eval_split, read_image, subset
 from weaksam.errors import InputError
 from weaksam.eval.mask_ap import coco_mask_ap, evaluate_voc_masks
 from weaksam.retrain.features import load_features
@@ -230,23 +230,8 @@ def main() -> None:
 
 def eval_split(gt: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """``(the test ground truth restricted to its images with instance masks, the number of
-    images left out)``, images in the split's order (the split itself when every image has
-    masks). Crowd regions without a mask are dropped from it (mask AP cannot use them as
-    ignored regions). InputError naming the test annotation file on an image with some objects
-    masked and others not (``mask_coverage``), or when no test image has masks."""
-    with_masks, without = mask_coverage(gt, TEST)
-    if not without:
-        out = gt
-    else:
-        if not any(not a.get("iscrowd", 0) for a in subset(gt, with_masks)["annotations"]):
-            raise InputError(TEST, f"none of the {len(gt['images'])} test images has "
-                                   "instance masks: mask AP needs ground-truth masks "
-                                   "(VOC 2012: data.voc_test: Segmentation/val; VOC 2007: "
-                                   "the test images listed in ImageSets/Segmentation/test.txt)")
-        out = subset(gt, with_masks)
-    if any(not a.get("segmentation") for a in out["annotations"]):  # crowd regions only
-        out = {**out, "annotations": [a for a in out["annotations"] if a.get("segmentation")]}
-    return out, len(without)
+    images left out)``: :func:`weaksam.data.index.mask_eval_split` of the test file."""
+    return mask_eval_split(gt, TEST)
 
 
 def gt_training_set(train: dict[str, Any]) -> tuple[Path, dict[str, Any], int]:

@@ -78,8 +78,8 @@ def test_missing_detection_files_fall_back_to_point_verdicts(tmp_path):
 
 def test_mask_evidence_is_on_the_images_with_masks(tmp_path):
     gt = {"images": [{"id": 1}, {"id": 2}, {"id": 3}], "categories": [],
-          "annotations": [{"image_id": 1, "segmentation": {}}, {"image_id": 2},
-                          {"image_id": 3, "iscrowd": 1}]}
+          "annotations": [{"image_id": 1, "segmentation": {"size": [1, 1], "counts": "01"}},
+                          {"image_id": 2}, {"image_id": 3, "iscrowd": 1}]}
     (tmp_path / "data/annotations").mkdir(parents=True)
     (tmp_path / "data/annotations/test.json").write_text(json.dumps(gt))
     ev = Evidence(tmp_path)

@@ -190,6 +190,25 @@ def subset(coco: Mapping[str, Any], image_ids: Iterable[int]) -> dict[str, Any]:
                             if int(a["image_id"]) in keep]}
 
 
+def mask_eval_split(gt: Any, path: str | Path) -> tuple[Any, int]:
+    """``(gt restricted to its images with instance masks, images left out)``: the split a
+    mask AP is computed on (the WSIS stages and the report's intervals), images in ``gt``'s
+    order (``gt`` itself when every image has masks). Crowd regions without a mask are dropped
+    (mask AP cannot use them as ignored regions). InputError naming ``path`` on an image with
+    some objects masked and others not (:func:`mask_coverage`), or when no image has masks."""
+    with_masks, without = mask_coverage(gt, path)
+    out = subset(gt, with_masks) if without else gt
+    if without:
+        if not any(not a.get("iscrowd", 0) for a in out["annotations"]):
+            raise InputError(path, f"none of the {len(gt['images'])} test images has instance "
+                                   "masks: mask AP needs ground-truth masks (VOC 2012: "
+                                   "data.voc_test: Segmentation/val; VOC 2007: the test images "
+                                   "listed in ImageSets/Segmentation/test.txt)")
+    if any(not a.get("segmentation") for a in out["annotations"]):  # crowd regions only
+        out = {**out, "annotations": [a for a in out["annotations"] if a.get("segmentation")]}
+    return out, len(without)
+
+
 def _require(cond: bool, path: Path, problem: str) -> None:
     if not cond:
         raise InputError(path, problem)

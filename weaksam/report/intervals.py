@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from weaksam.data.index import mask_eval_split
 from weaksam.eval import bootstrap as bs
 from weaksam.eval.mask_ap import VOC_THRESHOLDS, threshold_key
 from weaksam.proposals.sources import TABLE4_VARIANTS
@@ -99,7 +100,7 @@ class Evidence:
         if split not in self._gt:
             gt = read_json(self.root / GT[split], "annotation file", want_object=True)
             if split == "test_masks":
-                gt = _with_masks(gt)
+                gt = mask_eval_split(gt, self.root / GT[split])[0]
             self._gt[split] = gt
         return self._gt[split]
 
@@ -191,11 +192,3 @@ class Evidence:
         return bs._percentile(vl - vr, a - b, self.level)
 
 
-def _with_masks(gt: dict) -> dict:
-    """``gt`` restricted to the images whose non-crowd annotations all have a segmentation."""
-    without = {int(a["image_id"]) for a in gt.get("annotations", [])
-               if "segmentation" not in a and not a.get("iscrowd", 0)}
-    images = [im for im in gt["images"] if int(im["id"]) not in without]
-    keep = {int(im["id"]) for im in images}
-    return {**gt, "images": images,
-            "annotations": [a for a in gt.get("annotations", []) if int(a["image_id"]) in keep]}
