@@ -175,3 +175,35 @@ def test_paper_profile_models_train_from_images() -> None:
         model.train()
         losses = model(collate(views, multiple=32))
         assert torch.isfinite(sum(losses.values()))
+
+
+def test_mask2former_config_does_not_warn_about_its_placeholder_backbone() -> None:
+    """The ResNet config only sizes the pixel decoder (our trunk replaces its backbone):
+    transformers' "not a supported model" warning is not shown, and the logger's level is
+    restored afterwards."""
+    import logging
+
+    from transformers import Mask2FormerConfig
+
+    from weaksam.wsis.mask2former import _config
+
+    log = logging.getLogger(Mask2FormerConfig.__module__)
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    handler = Keep(level=logging.DEBUG)
+    log.addHandler(handler)
+    before = log.level
+    once = getattr(logging.Logger, "warning_once", None)  # transformers' once-per-message cache
+    if hasattr(once, "cache_clear"):
+        once.cache_clear()
+    try:
+        cfg = _config(3, [8, 16, 16, 16])
+    finally:
+        log.removeHandler(handler)
+    assert cfg.backbone_config.hidden_sizes == [8, 16, 16, 16]
+    assert not [r for r in seen if "not a supported model" in r.getMessage()]
+    assert log.level == before

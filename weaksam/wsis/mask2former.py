@@ -21,6 +21,7 @@ score = class probability x mean mask probability inside the binary mask).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -128,9 +129,18 @@ def _config(num_classes: int, channels: Sequence[int], stride: int = 4, **kw
     backbone = ResNetConfig(embedding_size=8, hidden_sizes=[int(c) for c in channels],
                             depths=[1, 1, 1, 1],
                             out_features=["stage1", "stage2", "stage3", "stage4"])
-    return Mask2FormerConfig(backbone_config=backbone, num_labels=num_classes,
-                             feature_strides=[stride * 2**k for k in range(4)],
-                             common_stride=stride, **kw)
+    # transformers warns that a ResNet backbone "may not be compatible with Mask2Former" (its
+    # list names Swin only); this config only sizes the pixel decoder, our own trunk or cached
+    # levels replace its backbone, so the warning would mislead: silenced here, nowhere else
+    log = logging.getLogger(Mask2FormerConfig.__module__)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        return Mask2FormerConfig(backbone_config=backbone, num_labels=num_classes,
+                                 feature_strides=[stride * 2**k for k in range(4)],
+                                 common_stride=stride, **kw)
+    finally:
+        log.setLevel(level)
 
 
 def build_mask2former(
