@@ -18,7 +18,8 @@ TINY_COCO = {"extends": "tiny", "data": {
     "coco_trainval_json": "coco/annotations/instances_train2014.json",
     "coco_trainval_image_root": "coco/train2014",
     "coco_test_json": "coco/annotations/instances_val2014.json",
-    "coco_test_image_root": "coco/val2014"}}
+    "coco_test_image_root": "coco/val2014",
+    "inputs": "coco"}}
 
 
 @pytest.mark.slow

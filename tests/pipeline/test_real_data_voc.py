@@ -14,7 +14,8 @@ from weaksam.data.voc import VOC_CLASSES
 from weaksam.dryrun.trees import write_vocdevkit
 
 TINY_VOC = {"extends": "tiny", "data": {"source": "voc", "voc_root": "VOCdevkit/VOC2007",
-                                        "voc_trainval": "trainval", "voc_test": "test"}}
+                                        "voc_trainval": "trainval", "voc_test": "test",
+                                        "inputs": "VOCdevkit/VOC2007"}}
 
 
 @pytest.mark.slow
