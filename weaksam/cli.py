@@ -107,7 +107,8 @@ def cmd_dryrun(args: argparse.Namespace, root: Path) -> int:
         for profile in args.profiles:
             try:
                 report = dryrun(profile, root, out, workdir, resolution=args.resolution,
-                                sam_model=args.sam_model, images=images, keep=args.keep)
+                                sam_model=args.sam_model, images=images, keep=args.keep,
+                                stages=args.stages or ())
             except InputError as e:
                 print(f"weaksam dryrun: {e}", file=sys.stderr)
                 failed.append(profile)
@@ -146,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--out", default="dryrun", help="report folder, relative to the root")
     dr.add_argument("--workdir", help="scratch folder (default: a temporary one)")
     dr.add_argument("--keep", action="store_true", help="keep each scratch workspace")
+    dr.add_argument("--stages", nargs="+", help="only these stages and what they depend on "
+                                                "(default: the whole DAG)")
     dr.set_defaults(func=cmd_dryrun)
     return p
 

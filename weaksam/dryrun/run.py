@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,8 @@ def write_profile_weights(params: dict[str, Any], ws: Path, seed: int = 0) -> li
 
 
 def prepare(root: Path, ws: Path, profile: str, resolution: str, sam_model: str | None,
-            images: tuple[int, int], seed: int = 0) -> dict[str, Any]:
+            images: tuple[int, int], seed: int = 0, stages: Sequence[str] = ()
+            ) -> dict[str, Any]:
     """Build the scratch workspace ``ws``: code, the profile and the dry-run settings in its
     params file, the data tree and the weight files. Returns the params it runs with."""
     from weaksam.dryrun.trees import write_tree
@@ -108,15 +110,17 @@ def prepare(root: Path, ws: Path, profile: str, resolution: str, sam_model: str 
         tmp.write_text(yaml.safe_dump(params, sort_keys=False))
     write_tree(params["data"], ws, n_train=images[0], n_test=images[1],
                size="real" if resolution == "full" else "small", seed=seed)
-    write_profile_weights(params, ws, seed=seed)
+    if set(stages) != {"data"}:  # the data stage loads no weights
+        write_profile_weights(params, ws, seed=seed)
     _git(ws, "add", "-A", "--", "params.yaml", "dvc.yaml", "weaksam", "pipeline", "configs")
     _git(ws, "commit", "-qm", f"dry run of {profile} ({resolution})")
     return params
 
 
-def run_repro(ws: Path, log: Path, interval: float = 0.2) -> tuple[int, float, TreeMonitor]:
-    """``dvc repro`` in ``ws`` under a :class:`TreeMonitor`; its output goes to ``log``.
-    Returns (exit status, wall seconds, monitor)."""
+def run_repro(ws: Path, log: Path, stages: Sequence[str] = (), interval: float = 0.5
+              ) -> tuple[int, float, TreeMonitor]:
+    """``dvc repro [stages]`` in ``ws`` under a :class:`TreeMonitor` (all stages when none
+    are named); its output goes to ``log``. Returns (exit status, wall seconds, monitor)."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["DVC_NO_ANALYTICS"] = "1"
@@ -125,41 +129,43 @@ def run_repro(ws: Path, log: Path, interval: float = 0.2) -> tuple[int, float, T
     dvc = Path(sys.executable).parent / "dvc"
     t0 = time.monotonic()
     with log.open("w") as out:
-        proc = subprocess.Popen([str(dvc), "repro"], cwd=ws, env=env, stdout=out,
+        proc = subprocess.Popen([str(dvc), "repro", *stages], cwd=ws, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         with TreeMonitor(proc.pid, commands, interval) as mon:
             code = proc.wait()
     return code, time.monotonic() - t0, mon
 
 
-def stages_not_run(ws: Path) -> list[str]:
-    """Stages of ``ws/dvc.yaml`` without a ``dvc.lock`` entry."""
+def stages_not_run(ws: Path, stages: Sequence[str] = ()) -> list[str]:
+    """Stages of ``ws/dvc.yaml`` (or the ``stages`` named) without a ``dvc.lock`` entry."""
     lock_path = ws / "dvc.lock"
     lock = yaml.safe_load(lock_path.read_text())["stages"] if lock_path.is_file() else {}
-    return [s for s in stage_commands(ws) if s not in lock]
+    return [s for s in (stages or stage_commands(ws)) if s not in lock]
 
 
 def dryrun(profile: str, root: Path, out: Path, workdir: Path, resolution: str = "full",
            sam_model: str | None = None, images: tuple[int, int] | None = None,
-           keep: bool = False) -> dict[str, Any]:
+           keep: bool = False, stages: Sequence[str] = ()) -> dict[str, Any]:
     """Dry-run ``profile`` (module docstring); write and return ``out/<profile>/stages.json``.
-    Raises :class:`~weaksam.errors.InputError` naming the log when ``dvc repro`` fails or a
-    stage did not run."""
+    ``stages``: only these stages (with what they depend on; default: the whole DAG). Raises
+    :class:`~weaksam.errors.InputError` naming the log when ``dvc repro`` fails or a stage did
+    not run."""
     images = images or IMAGES[resolution]
     ws = workdir / profile
     rep_dir = out / profile
     rep_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    params = prepare(root, ws, profile, resolution, sam_model, images)
+    params = prepare(root, ws, profile, resolution, sam_model, images, stages=stages)
     setup_s = time.monotonic() - t0
     log = rep_dir / "repro.log"
-    code, wall, mon = run_repro(ws, log)
-    missing = stages_not_run(ws)
+    code, wall, mon = run_repro(ws, log, stages)
+    missing = stages_not_run(ws, stages)
     report = {
         "profile": profile,
         "resolution": resolution,
         "images": {"train": images[0], "test": images[1]},
         "sam_model": params["sam"]["model"],
+        "stages_asked": list(stages) or "all",
         "setup_seconds": round(setup_s, 1),
         "repro_seconds": round(wall, 1),
         "exit_status": code,
@@ -180,7 +186,9 @@ def dryrun(profile: str, root: Path, out: Path, workdir: Path, resolution: str =
 
 def format_report(report: dict[str, Any]) -> str:
     """A plain-text table of one dry run's stages (seconds, peak RSS)."""
-    lines = [f"{report['profile']} ({report['resolution']}, SAM {report['sam_model']}, "
+    asked = report.get("stages_asked", "all")
+    what = "whole DAG" if asked == "all" else "stages " + ", ".join(asked)
+    lines = [f"{report['profile']} ({what}, {report['resolution']}, SAM {report['sam_model']}, "
              f"{report['images']['train']} + {report['images']['test']} images): "
              f"dvc repro {report['repro_seconds']:.0f} s, set-up {report['setup_seconds']:.0f} s"]
     for stage, u in report["stages"].items():
