@@ -46,9 +46,11 @@ dryrun-full: $(STAMP)
 		--out dryrun/full
 	$(MAKE) cost-model
 
-## make cost-model: docs/cost_model.md from the committed full dry-run figures (dryrun/full)
+## make cost-model: docs/cost_model.md from the dry-run figures of COST_DRYRUN (the full run's
+## dryrun/full; COST_DRYRUN=dryrun/reduced for the reduced run's, labelled as such)
+COST_DRYRUN ?= dryrun/full
 cost-model: $(STAMP)
-	$(BIN)/python -m weaksam.dryrun.cost --profiles $(PAPER_PROFILES) --dryrun-dir dryrun/full \
+	$(BIN)/python -m weaksam.dryrun.cost --profiles $(PAPER_PROFILES) --dryrun-dir $(COST_DRYRUN) \
 		--out docs/cost_model.md
 
 lint: $(STAMP)
