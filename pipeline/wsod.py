@@ -20,9 +20,12 @@ images, boxes and labels go there. Distributed: ``torchrun --nproc_per_node N -m
 ...`` trains with DDP (backend ``ddp_backend(device)``: NCCL on CUDA, gloo on the CPU), each
 process on its shard of every global batch (the method's batch size over all processes); rank 0
 then runs inference and writes every output.
-Per-method settings: ``wsod.<method>.<key>`` for the schedule keys (schedule, epochs,
-iterations, lr_steps, lr_gamma, warmup_iters, batch_size, lr, weight_decay, train_scales,
-test_scales); null means ``wsod.<key>``.
+Per-method settings: ``wsod.<method>.<key>`` for the schedule and optimiser keys (schedule,
+epochs, iterations, lr_steps, lr_gamma, warmup_iters, warmup_factor, batch_size, optimizer, lr,
+weight_decay, bias_lr_factor, bias_weight_decay, refine_lr_mult, train_scales, test_scales);
+null means ``wsod.<key>``. ``wsod.<method>.recipe`` names an entry of
+``wsod.<method>.recipes`` whose keys (those above and MIST's ``cdb_*``) take precedence: the
+paper profiles keep both WeakSAM's release recipe and the original method's (issue 23).
 """
 
 from __future__ import annotations
@@ -92,8 +95,18 @@ def stage_device(params: dict[str, Any]) -> torch.device:
 
 
 def method_setting(params: dict[str, Any], method: str, key: str) -> Any:
-    """``wsod.<method>.<key>`` unless missing or null, else ``wsod.<key>``."""
+    """The value of ``key`` for ``method``: the named recipe's
+    ``wsod.<method>.recipes.<recipe>.<key>`` when ``wsod.<method>.recipe`` is set and the recipe
+    has the key, else ``wsod.<method>.<key>`` unless missing or null, else ``wsod.<key>``."""
     m = params["wsod"][method]
+    name = m.get("recipe")
+    if name is not None:
+        recipes = m.get("recipes") or {}
+        if name not in recipes:
+            raise ValueError(f"wsod.{method}.recipe {name!r} is not one of "
+                             f"wsod.{method}.recipes {sorted(recipes)}")
+        if recipes[name].get(key) is not None:
+            return recipes[name][key]
     return m[key] if m.get(key) is not None else params["wsod"][key]
 
 
@@ -168,9 +181,9 @@ def main() -> None:
     def setting(key: str) -> Any:
         return method_setting(params, args.method, key)
 
-    cdb_kw = {k: mcfg[k] for k in ("cdb_lr", "cdb_weight_decay", "cdb_adversary_weight",
-                                   "cdb_adversary", "cdb_lr_gamma", "cdb_warmup_iters")
-              if k in mcfg}
+    cdb_kw = {k: setting(k) for k in ("cdb_lr", "cdb_weight_decay", "cdb_adversary_weight",
+                                      "cdb_adversary", "cdb_lr_gamma", "cdb_warmup_iters",
+                                      "cdb_optimizer") if k in mcfg}
     rank = dist.get_rank() if dist.is_initialized() else 0
     live = Live(dir=f"dvclive/wsod_{name}", save_dvc_exp=False, dvcyaml=None, report=None) \
         if rank == 0 else None
@@ -182,19 +195,20 @@ def main() -> None:
             live.log_metric(f"train/{k}", v)
         live.next_step()
 
-    bwd = w["bias_weight_decay"]
+    bwd = setting("bias_weight_decay")
     timing = train_wsod(
         model, items, epochs=int(setting("epochs")), batch_size=int(setting("batch_size")),
         lr=float(setting("lr")), weight_decay=float(setting("weight_decay")),
-        optimizer=w["optimizer"], train_scales=[int(s) for s in setting("train_scales")],
+        optimizer=setting("optimizer"), train_scales=[int(s) for s in setting("train_scales")],
         max_size=int(w["max_size"]), flip=bool(w["flip"]), seed=seed,
         checkpoint=out_dir / "model.pt", cdb_start_epoch=int(mcfg.get("cdb_start_epoch", 0)),
         on_epoch=on_epoch, cache=cache, schedule=setting("schedule"),
         iterations=int(setting("iterations")), lr_steps=[int(v) for v in setting("lr_steps")],
         lr_gamma=float(setting("lr_gamma")), warmup_iters=int(setting("warmup_iters")),
-        warmup_factor=float(w["warmup_factor"]), momentum=float(w["momentum"]),
-        bias_lr_factor=float(w["bias_lr_factor"]),
-        bias_weight_decay=None if bwd is None else float(bwd), device=device, **cdb_kw,
+        warmup_factor=float(setting("warmup_factor")), momentum=float(w["momentum"]),
+        bias_lr_factor=float(setting("bias_lr_factor")),
+        bias_weight_decay=None if bwd is None else float(bwd),
+        refine_lr_mult=float(setting("refine_lr_mult")), device=device, **cdb_kw,
     )
     if live is None:  # torchrun: ranks > 0 only train; rank 0 evaluates and writes
         return

@@ -18,8 +18,11 @@ W processes (``torch.distributed`` world size; 1 without it), C classes.
   ``multistep`` (``iterations`` optimiser steps, linear warm-up from ``warmup_factor`` over
   ``warmup_iters``, x ``lr_gamma`` at each of ``lr_steps``: OICR's Caffe ``step`` policy and
   wetectron's ``WarmupMultiStepLR``), SGD with ``momentum``, biases at ``bias_lr_factor`` x the
-  learning rate and ``bias_weight_decay`` (both releases: x2, no decay).
-- Concrete DropBlock (MIST): its parameters have their own SGD optimizer (``cdb_lr``,
+  learning rate and ``bias_weight_decay`` (both releases: x2, no decay). Optimisers
+  (:func:`build_optimizer`): ``sgd``, ``adam`` (AdamW) and ``adam_l2`` (Adam with L2 decay and
+  the SGD groups: WeakSAM's release recipes); ``refine_lr_mult`` scales the learning rate of the
+  refinement classifiers (OICR: 10, biases 10 x ``bias_lr_factor``).
+- Concrete DropBlock (MIST): its parameters have their own optimizer ``cdb_optimizer`` (``cdb_lr``,
   ``cdb_weight_decay``; with ``multistep`` its own warm-up ``cdb_warmup_iters`` and factor
   ``cdb_lr_gamma`` at the same steps, as wetectron's ``SOLVER_CDB``) and minimise
   ``-cdb_adversary_weight`` x the detection loss. ``cdb_adversary="second_pass"`` is
@@ -58,6 +61,8 @@ from weaksam.wsod.imaging import (
 )
 
 log = logging.getLogger(__name__)
+
+REFINE_PREFIX = "refine."  # OICR / MIST refinement classifiers (``OICR.refine``)
 
 
 @dataclass
@@ -154,16 +159,81 @@ def multistep_scheduler(opt: torch.optim.Optimizer, steps: Sequence[int], gamma:
 
 
 def sgd_param_groups(named: Sequence[tuple[str, nn.Parameter]], weight_decay: float,
-                     bias_lr_factor: float, bias_weight_decay: float | None) -> list[dict]:
-    """Two SGD groups: weights (lr factor 1, ``weight_decay``) and biases (``bias_lr_factor``,
-    ``bias_weight_decay``, None: ``weight_decay``), as Caffe's ``lr_mult: 2`` / wetectron's
-    ``BIAS_LR_FACTOR``. Each group's ``lr_factor`` scales the scheduled learning rate."""
-    w = [p for n, p in named if p.requires_grad and not n.endswith("bias")]
-    b = [p for n, p in named if p.requires_grad and n.endswith("bias")]
+                     bias_lr_factor: float, bias_weight_decay: float | None,
+                     refine_lr_mult: float = 1.0,
+                     refine_prefix: str = REFINE_PREFIX) -> list[dict]:
+    """Parameter groups: weights (lr factor 1, ``weight_decay``) and biases
+    (``bias_lr_factor``, ``bias_weight_decay``, None: ``weight_decay``), as Caffe's
+    ``lr_mult: 2`` / wetectron's ``BIAS_LR_FACTOR``. With ``refine_lr_mult != 1`` the
+    refinement classifiers (names starting with ``refine_prefix``) get two more groups at
+    ``refine_lr_mult`` x those factors: OICR's ``train.prototxt`` gives ``refine_score`` lr_mult
+    10 (weights) / 20 (biases, decay 0), the WSOD2 release ``custom_keys={'refine':
+    dict(lr_mult=10)}``. Each group's ``lr_factor`` scales the scheduled learning rate."""
     bwd = weight_decay if bias_weight_decay is None else bias_weight_decay
-    return [g for g in ({"params": w, "weight_decay": weight_decay, "lr_factor": 1.0},
-                        {"params": b, "weight_decay": bwd, "lr_factor": bias_lr_factor})
-            if g["params"]]
+    mult = float(refine_lr_mult)
+
+    def is_refine(n: str) -> bool:
+        return mult != 1.0 and n.startswith(refine_prefix)
+
+    live = [(n, p) for n, p in named if p.requires_grad]
+    groups = []
+    for refine, factor in ((False, 1.0), (True, mult)):
+        sel = [(n, p) for n, p in live if is_refine(n) == refine]
+        w = [p for n, p in sel if not n.endswith("bias")]
+        b = [p for n, p in sel if n.endswith("bias")]
+        groups += [{"params": w, "weight_decay": weight_decay, "lr_factor": factor},
+                   {"params": b, "weight_decay": bwd, "lr_factor": factor * bias_lr_factor}]
+    return [g for g in groups if g["params"]]
+
+
+def adamw_param_groups(named: Sequence[tuple[str, nn.Parameter]], weight_decay: float,
+                       refine_lr_mult: float,
+                       refine_prefix: str = REFINE_PREFIX) -> list[dict]:
+    """``optimizer="adam"`` (AdamW) groups: every parameter at lr factor 1, the refinement
+    classifiers at ``refine_lr_mult``; one ``weight_decay`` (no bias rule)."""
+    live = [(n, p) for n, p in named if p.requires_grad]
+    base = [p for n, p in live if not n.startswith(refine_prefix)]
+    ref = [p for n, p in live if n.startswith(refine_prefix)]
+    return [g for g in ({"params": base, "weight_decay": weight_decay, "lr_factor": 1.0},
+                        {"params": ref, "weight_decay": weight_decay,
+                         "lr_factor": float(refine_lr_mult)}) if g["params"]]
+
+
+def build_optimizer(name: str, named: Sequence[tuple[str, nn.Parameter]], *, lr: float,
+                    weight_decay: float, momentum: float, bias_lr_factor: float,
+                    bias_weight_decay: float | None,
+                    refine_lr_mult: float = 1.0) -> torch.optim.Optimizer:
+    """The optimiser ``name`` over ``named`` parameters; each group carries ``lr_factor``.
+
+    - ``sgd``: SGD with momentum over :func:`sgd_param_groups` (OICR Caffe, wetectron);
+    - ``adam``: AdamW (decoupled decay; the default profile), one group, or
+      :func:`adamw_param_groups` when ``refine_lr_mult != 1``;
+    - ``adam_l2``: ``torch.optim.Adam`` with L2 weight decay over :func:`sgd_param_groups`
+      (bias lr / decay rules, refinement multiplier): WeakSAM's release trains MIST with it
+      (``baselines/MIST/wetectron/solver/build.py``, per-parameter lr and weight decay) and
+      OICR through mmcv's Adam with ``paramwise_cfg`` (``baselines/WSOD2/configs/wsod/base.py``).
+    """
+    if name == "sgd":
+        return torch.optim.SGD(sgd_param_groups(named, weight_decay, bias_lr_factor,
+                                                bias_weight_decay, refine_lr_mult),
+                               lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        # fused: one kernel over all parameters (4x cheaper per step on the CPU than the loop)
+        if float(refine_lr_mult) == 1.0:
+            return torch.optim.AdamW([p for _, p in named], lr=lr, weight_decay=weight_decay,
+                                     fused=True)
+        return torch.optim.AdamW(adamw_param_groups(named, weight_decay, refine_lr_mult),
+                                 lr=lr, weight_decay=weight_decay, fused=True)
+    if name == "adam_l2":
+        return torch.optim.Adam(sgd_param_groups(named, weight_decay, bias_lr_factor,
+                                                 bias_weight_decay, refine_lr_mult),
+                                lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be sgd, adam or adam_l2, got {name!r}")
+
+
+def group_lrs(opt: torch.optim.Optimizer, lr: float) -> list[float]:
+    """Peak learning rate of each group: ``lr`` x its ``lr_factor`` (default 1)."""
+    return [lr * float(g.get("lr_factor", 1.0)) for g in opt.param_groups]
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, epoch: int) -> None:
@@ -204,14 +274,17 @@ def train_wsod(
     cdb_adversary: str = "same_pass",
     cdb_lr_gamma: float = 3.0,
     cdb_warmup_iters: int = 500,
+    cdb_optimizer: str = "sgd",
+    refine_lr_mult: float = 1.0,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """Train ``model`` (an OICR or MIST network) on ``items``.
 
     ``schedule="onecycle"`` runs ``epochs`` passes; ``"multistep"`` runs ``iterations`` steps
-    of ``batch_size`` images (the last pass cut short), with SGD (the OICR / MIST releases) or
-    AdamW (WeakSAM's release trains MIST with Adam on the same schedule). See the module
-    docstring for the schedules and the Concrete DropBlock adversary.
+    of ``batch_size`` images (the last pass cut short), with SGD (the OICR / MIST releases),
+    AdamW (``adam``) or Adam with L2 decay (``adam_l2``: WeakSAM's release trains MIST and OICR
+    with it). See the module docstring for the schedules, the optimisers and the Concrete
+    DropBlock adversary.
 
     Returns timing figures: ``train_seconds``, ``seconds_per_epoch`` (wall) and
     ``train_cpu_seconds`` (this process). ``on_epoch(epoch, losses)`` receives the mean of each
@@ -245,26 +318,22 @@ def train_wsod(
         epochs = -(-total_steps // steps_per_epoch)
     else:
         total_steps = max(1, epochs * steps_per_epoch)
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(sgd_param_groups(named, weight_decay, bias_lr_factor,
-                                               bias_weight_decay),
-                              lr=lr, momentum=momentum, weight_decay=weight_decay)
-    elif optimizer == "adam":
-        # fused: one kernel over all parameters (4x cheaper per step on the CPU than the loop)
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
-    else:
-        raise ValueError(f"optimizer must be sgd or adam, got {optimizer!r}")
+    opt = build_optimizer(optimizer, named, lr=lr, weight_decay=weight_decay,
+                          momentum=momentum, bias_lr_factor=bias_lr_factor,
+                          bias_weight_decay=bias_weight_decay, refine_lr_mult=refine_lr_mult)
     if schedule == "multistep":
         sched = multistep_scheduler(opt, lr_steps, lr_gamma, warmup_iters, warmup_factor)
     else:
+        peaks = group_lrs(opt, lr)
         sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=lr, total_steps=total_steps, pct_start=0.1)
+            opt, max_lr=peaks if len(peaks) > 1 else lr, total_steps=total_steps,
+            pct_start=0.1)
     cdb_opt = cdb_sched = None
     if cdb is not None:
-        cdb_named = list(cdb.named_parameters())
-        cdb_opt = torch.optim.SGD(sgd_param_groups(cdb_named, cdb_weight_decay, bias_lr_factor,
-                                                   bias_weight_decay),
-                                  lr=cdb_lr, momentum=momentum, weight_decay=cdb_weight_decay)
+        cdb_opt = build_optimizer(cdb_optimizer, list(cdb.named_parameters()), lr=cdb_lr,
+                                  weight_decay=cdb_weight_decay, momentum=momentum,
+                                  bias_lr_factor=bias_lr_factor,
+                                  bias_weight_decay=bias_weight_decay)
         if schedule == "multistep":
             cdb_sched = multistep_scheduler(cdb_opt, lr_steps, cdb_lr_gamma, cdb_warmup_iters,
                                             warmup_factor)
