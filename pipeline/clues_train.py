@@ -12,6 +12,8 @@ Reads the trainval split through ``WeakView`` (no boxes, no masks), holds out
 Runs on ``runtime.device`` (``weaksam.utils.device.resolve_device``); ``clues_train.amp``: mixed
 precision on CUDA (ignored on the CPU). WeakTr's training transforms are params:
 ``drop_path``, ``randaugment`` (timm string or null), ``erasing`` (probability).
+``heads``: ``project`` or ``release`` (WeakTr's release heads, ``weaksam.clues.model``);
+``holdout: 0`` trains on every trainval image (no validation mAP is logged).
 """
 
 from __future__ import annotations
@@ -53,7 +55,15 @@ def arch_from_params(cfg: dict) -> dict:
     arch["img_size"] = int(cfg["input_size"])
     arch["cross_layers"] = [int(i) for i in cfg["cross_layers"]]
     arch["drop_path_rate"] = float(cfg["drop_path"])
+    if cfg["heads"] != "project":  # saved only when set: model files of "project" unchanged
+        arch["heads"] = str(cfg["heads"])
     return arch
+
+
+def fingerprint_cfg(cfg: dict) -> dict:
+    """The ``clues_train`` params a resume checkpoint is keyed by: ``heads`` only when not
+    ``project`` (so checkpoints written before the key existed still resume)."""
+    return {k: v for k, v in cfg.items() if not (k == "heads" and v == "project")}
 
 
 def main() -> None:
@@ -75,7 +85,7 @@ def main() -> None:
     labels = torch.from_numpy(view.labels())
     tr, va = holdout_split(len(view), float(cfg["holdout"]), seed)
 
-    fp_src = json.dumps({"cfg": cfg, "seed": seed, "ids": view.image_ids,
+    fp_src = json.dumps({"cfg": fingerprint_cfg(cfg), "seed": seed, "ids": view.image_ids,
                          "labels": view.labels().astype(int).tolist()}, sort_keys=True)
     fingerprint = hashlib.sha256(fp_src.encode()).hexdigest()
     resume = False

@@ -8,7 +8,7 @@ paper), T = C + n*m tokens. Token order in every layer: ``[cls_1 .. cls_C, patch
 Outputs of :meth:`CluesViT.forward` (a dict):
     logits_coarse: (B, C)  global average pooling of the coarse CAM
     logits_fine:   (B, C)  global average pooling of the attention-propagated raw coarse CAM
-    logits_tokens: (B, C)  class-token head: <w_c, norm(cls_c)> + b_c
+    logits_tokens: (B, C)  class-token head: <w_c, norm(cls_c)> + b_c (release: mean_D cls_c)
     cam_coarse:    (B, C, n, m)  convolutional CAM head on the last layer's patch tokens
     cam_fine:      (B, C, n, m)  ReLU(coarse CAM) propagated by the fused patch-to-patch
                    attention (non-negative)
@@ -24,6 +24,14 @@ the coarse CAM: ``cam_fine[c, i] = sum_j A[i, j] relu(cam_coarse[c, j])``; the f
 the same propagation of the raw (signed) CAM so that BCE can push absent classes down.
 WeakTr derives the weights from the attention maps through a small FFN; a per-map learned
 weight is the input-independent form of the same fusion (documented deviation).
+
+``heads="release"`` (WeakSAM's release, ``roi_generation/WeakTr/models.py``): the heads read
+the last block's tokens before the final norm; class-token logits are the mean over the D
+channels of each class token (no learned head); the fine CAM is built from *detached*
+attention and a *detached* ReLU'd coarse CAM: with ``A`` the fused attention (not
+row-normalised), ``cams = A[cls, patch] * relu(cam_coarse)`` and
+``cam_fine[c, i] = sum_j A[i, j] cams[c, j]``, pooled for the fine logits, so the fine-CAM loss
+trains the fusion weights only.
 
 Attention weights are read from timm blocks through :class:`RecordingAttention`, a subclass of
 ``timm.layers.Attention`` that computes softmax(q k^T / sqrt(d)) explicitly and keeps it.
@@ -112,8 +120,12 @@ class CluesViT(nn.Module):
         cross_layers: tuple[int, ...] | list[int] = (9, 10, 11),
         drop_path_rate: float = 0.0,
         stem: str = "patch",
+        heads: str = "project",
     ) -> None:
         super().__init__()
+        if heads not in ("project", "release"):
+            raise ValueError(f"heads must be 'project' or 'release', got {heads!r}")
+        self.heads = heads
         if num_classes < 1:
             raise ValueError("num_classes must be >= 1")
         bad = [i for i in cross_layers if not -depth <= int(i) < depth]
@@ -147,10 +159,11 @@ class CluesViT(nn.Module):
         nn.init.trunc_normal_(self.cls_pos, std=0.02)
         # convolutional CAM head on the last layer's patch tokens (WeakTr / MCTformer-V2)
         self.cam_head = nn.Conv2d(embed_dim, num_classes, kernel_size=3, padding=1)
-        # class-token head: one weight vector per class token
-        self.token_weight = nn.Parameter(torch.zeros(num_classes, embed_dim))
-        self.token_bias = nn.Parameter(torch.zeros(num_classes))
-        nn.init.trunc_normal_(self.token_weight, std=0.02)
+        # class-token head: one weight vector per class token (release: none, channel mean)
+        if heads == "project":
+            self.token_weight = nn.Parameter(torch.zeros(num_classes, embed_dim))
+            self.token_bias = nn.Parameter(torch.zeros(num_classes))
+            nn.init.trunc_normal_(self.token_weight, std=0.02)
         # adaptive attention fusion: one logit per (layer, head), softmax-normalised
         self.fusion_logits = nn.Parameter(torch.zeros(depth, num_heads))
 
@@ -158,8 +171,9 @@ class CluesViT(nn.Module):
     def forward_features(
         self, x: torch.Tensor
     ) -> tuple[torch.Tensor, list[torch.Tensor], int, int]:
-        """Tokens of the last layer ``(B, T, D)`` after the final norm, per-layer attention
-        ``[(B, Hd, T, T)] * L`` and the patch grid ``(n, m)``."""
+        """Tokens of the last layer ``(B, T, D)`` after the final norm (``heads="release"``:
+        before it, as WeakTr's ``forward_features``), per-layer attention ``[(B, Hd, T, T)] * L``
+        and the patch grid ``(n, m)``."""
         v = self.vit
         x = v.patch_embed(x)  # (B, n, m, D) with dynamic_img_size
         n, m = x.shape[1], x.shape[2]
@@ -172,7 +186,7 @@ class CluesViT(nn.Module):
             x = blk(x)
             attns.append(blk.attn.last_attn)
             blk.attn.last_attn = None
-        return v.norm(x), attns, n, m
+        return (x if self.heads == "release" else v.norm(x)), attns, n, m
 
     # -- heads ----------------------------------------------------------------------------
     def fusion_weights(self) -> torch.Tensor:
@@ -194,6 +208,8 @@ class CluesViT(nn.Module):
         feat = patches.transpose(1, 2).reshape(b, -1, n, m)
         cam_coarse = self.cam_head(feat)  # (B, C, n, m)
 
+        if self.heads == "release":
+            return self._release_heads(cls_out, cam_coarse, attns, n, m, with_cross, cross_heads)
         w = self.fusion_weights()  # (L, Hd)
         fused = sum(
             (a * w[li].view(1, -1, 1, 1)).sum(1) for li, a in enumerate(attns)
@@ -213,10 +229,40 @@ class CluesViT(nn.Module):
             "cam_fine": cam_fine,
         }
         if with_cross:
-            sel = [attns[li][:, :, :c, c:] for li in self.cross_layers]  # (B, Hd, C, nm) each
-            if cross_heads == "mean":
-                sel = [a.mean(1, keepdim=True) for a in sel]
-            out["cross"] = torch.stack(sel, dim=1).reshape(b, len(self.cross_layers), -1, c, n, m)
+            out["cross"] = self._cross(attns, n, m, cross_heads)
+        return out
+
+    def _cross(self, attns: list[torch.Tensor], n: int, m: int,
+               cross_heads: str) -> torch.Tensor:
+        """(B, Ls, Hc, C, n, m) class-to-patch attention of the ``cross_layers``."""
+        c = self.num_classes
+        sel = [attns[li][:, :, :c, c:] for li in self.cross_layers]  # (B, Hd, C, nm) each
+        if cross_heads == "mean":
+            sel = [a.mean(1, keepdim=True) for a in sel]
+        b = sel[0].shape[0]
+        return torch.stack(sel, dim=1).reshape(b, len(self.cross_layers), -1, c, n, m)
+
+    def _release_heads(self, cls_out: torch.Tensor, cam_coarse: torch.Tensor,
+                       attns: list[torch.Tensor], n: int, m: int, with_cross: bool,
+                       cross_heads: str) -> dict[str, torch.Tensor]:
+        """WeakTr release heads (module docstring): only the fusion weights receive the
+        fine-CAM gradient (attention and coarse CAM detached, ``models.py`` ``forward``)."""
+        c, b = self.num_classes, cam_coarse.shape[0]
+        w = self.fusion_weights()  # (L, Hd)
+        fused = sum((a.detach() * w[li].view(1, -1, 1, 1)).sum(1)
+                    for li, a in enumerate(attns))  # (B, T, T)
+        coarse = F.relu(cam_coarse.detach()).flatten(2)  # (B, C, nm)
+        cams = fused[:, :c, c:] * coarse  # cross attention x coarse CAM ("fused" type)
+        cam_fine = torch.einsum("bij,bcj->bci", fused[:, c:, c:], cams)  # (B, C, nm)
+        out = {
+            "logits_coarse": cam_coarse.mean(dim=(2, 3)),
+            "logits_fine": cam_fine.mean(-1),
+            "logits_tokens": cls_out.mean(-1),  # x_cls.mean(-1): no learned head
+            "cam_coarse": cam_coarse,
+            "cam_fine": cam_fine.view(b, c, n, m),
+        }
+        if with_cross:
+            out["cross"] = self._cross(attns, n, m, cross_heads)
         return out
 
     @staticmethod
