@@ -32,6 +32,7 @@ import torch.distributed as dist
 
 from dvclive import Live
 from pipeline.common import load_params, set_threads, setup_logging, stage_args
+from pipeline.launch import processes_metrics
 from pipeline.retrain_common import (
     DETECTORS,
     PGTS,
@@ -61,6 +62,8 @@ from weaksam.utils.atomic import atomic_path, write_json
 from weaksam.utils.checkpoint import read_checkpoint
 from weaksam.utils.device import resolve_device
 from weaksam.utils.seed import seed_everything
+
+TORCHRUN = True  # pipeline.launch may start it under torchrun (runtime.nproc.retrain)
 
 
 def main() -> None:
@@ -166,6 +169,7 @@ def main() -> None:
         "train_cpu_seconds": round(timing["train_cpu_seconds"], 2),
         "infer_seconds": round(infer_seconds, 2), "infer_cpu_seconds": round(infer_cpu, 2),
         "peak_rss_mib": round(peak, 1),
+        **processes_metrics(),
     }
     write_json(Path("metrics") / f"retrain_{name}.json", metrics)
     log.info("%s: AP50 %.2f, drop %s", name, metrics["ap50"] or 0.0,

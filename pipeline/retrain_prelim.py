@@ -35,6 +35,7 @@ import torch.distributed as dist
 
 from dvclive import Live
 from pipeline.common import load_params, set_threads, setup_logging, stage_args
+from pipeline.launch import processes_metrics
 from pipeline.retrain_common import (
     DETECTORS,
     PGTS,
@@ -54,6 +55,7 @@ from weaksam.utils.device import ddp_backend, resolve_device
 from weaksam.utils.seed import seed_everything
 from weaksam.weights import require_weights
 
+TORCHRUN = True  # pipeline.launch may start it under torchrun (runtime.nproc.retrain_prelim)
 RECORD_KEYS = ("l_cls", "l_reg", "n_cls", "n_reg", "labels", "image_id", "gt_index")
 
 
@@ -140,7 +142,7 @@ def main() -> None:
         "train_seconds": round(timing["train_seconds"], 2),
         "seconds_per_epoch": round(timing["seconds_per_epoch"], 2),
         "train_cpu_seconds": round(timing["train_cpu_seconds"], 2),
-        "peak_rss_mib": round(peak, 1)})
+        "peak_rss_mib": round(peak, 1), **processes_metrics()})
     log.info("%s done: %s", name, {k: round(v, 2) for k, v in timing.items()
                                    if isinstance(v, (int, float))})
 

@@ -44,6 +44,7 @@ import torch.distributed as dist
 
 from dvclive import Live
 from pipeline.common import load_params, set_threads, setup_logging, stage_args
+from pipeline.launch import processes_metrics
 from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
 from weaksam.errors import InputError
@@ -63,6 +64,7 @@ from weaksam.wsod.mist import MIST
 from weaksam.wsod.oicr import OICR
 from weaksam.wsod.train import FeatureCache, TrainImage, train_wsod
 
+TORCHRUN = True  # pipeline.launch may start it under torchrun (runtime.nproc.wsod)
 METHODS = ("oicr", "mist")
 SOURCES = ("ss", "weaksam", "dense", "dense_fine", "dense_fine_coarse")
 
@@ -246,6 +248,7 @@ def main() -> None:
         "train_cpu_seconds": round(timing["train_cpu_seconds"], 2),
         "infer_cpu_seconds": round(infer_cpu, 2),
         "peak_rss_mib": round(peak_rss, 1),
+        **processes_metrics(),
         "peak_gpu_mib": (torch.cuda.max_memory_allocated(device) / 2**20
                          if device.type == "cuda" else None),
         "proposals_per_image": {s: float(np.mean([len(b) for b in boxes[s].values()]))

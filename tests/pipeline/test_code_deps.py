@@ -29,6 +29,7 @@ from weaksam.profiles import deep_merge, resolve_profile
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_PACKAGES = ("pipeline", "weaksam")
 _MODULE_RE = re.compile(r"\bpython3?\s+-m\s+([\w.]+)")
+_LAUNCHED_RE = re.compile(r"^\S+\s+-m\s+([\w.]+)")  # pipeline.launch N -m <module>
 
 
 # --- the import walker -------------------------------------------------------------------------
@@ -109,13 +110,21 @@ def covers(dep: str, file: str) -> bool:
     return d == f or d in f.parents
 
 
-def command_module(cmd: str) -> str:
-    """The module of a stage command ``python -m pipeline.X ...`` (possibly folded over lines
-    or after other shell words)."""
-    m = _MODULE_RE.search(" ".join(cmd.split()))
+def command_modules(cmd: str) -> list[str]:
+    """The modules of a stage command ``python -m pipeline.X ...`` (possibly folded over lines
+    or after other shell words): X, and for ``python -m pipeline.launch N -m pipeline.Y ...``
+    (issue 22) both the launcher and Y."""
+    flat = " ".join(cmd.split())
+    m = _MODULE_RE.search(flat)
     if m is None:
         raise ValueError(f"stage command does not run `python -m <module>`: {cmd!r}")
-    return m.group(1)
+    modules = [m.group(1)]
+    if modules[0] == "pipeline.launch":
+        inner = _LAUNCHED_RE.match(flat[m.end():].strip())
+        if inner is None:
+            raise ValueError(f"pipeline.launch without `N -m <module>`: {cmd!r}")
+        modules.append(inner.group(1))
+    return modules
 
 
 # --- the stages --------------------------------------------------------------------------------
@@ -143,7 +152,8 @@ def stages() -> list[tuple[str, str, list[str]]]:
 def test_every_stage_depends_on_the_code_it_imports(stages) -> None:
     missing: list[tuple[str, str]] = []
     for name, cmd, deps in stages:
-        for file in sorted(project_imports(ROOT, command_module(cmd))):
+        files = set().union(*(project_imports(ROOT, m) for m in command_modules(cmd)))
+        for file in sorted(files):
             if not any(covers(d, file) for d in deps):
                 missing.append((name, file))
     names = sorted({s for s, _ in missing})
@@ -211,11 +221,15 @@ def test_covers_by_path_parts() -> None:
 
 
 def test_command_module_of_folded_commands() -> None:
-    assert command_module("python -m pipeline.data") == "pipeline.data"
-    assert command_module("python -m pipeline.retrain --detector frcnn\n--variant drop") \
-        == "pipeline.retrain"
+    assert command_modules("python -m pipeline.data") == ["pipeline.data"]
+    assert command_modules("python -m pipeline.retrain --detector frcnn\n--variant drop") \
+        == ["pipeline.retrain"]
+    assert command_modules("python -m pipeline.launch 2 -m pipeline.wsod\n--method oicr") \
+        == ["pipeline.launch", "pipeline.wsod"]
     with pytest.raises(ValueError, match="python -m"):
-        command_module("bash run.sh")
+        command_modules("bash run.sh")
+    with pytest.raises(ValueError, match="N -m"):
+        command_modules("python -m pipeline.launch pipeline.wsod")
 
 
 # --- data deps of the real-data profiles -------------------------------------------------------

@@ -63,3 +63,16 @@ def test_two_gloo_processes_match_one(tmp_path):
             assert eb[k] == pytest.approx(ea[k], rel=1e-4, abs=1e-6), k
     assert b0["w"] == pytest.approx(a["w"], rel=1e-3, abs=1e-5)
     assert (tmp_path / "two.pt").is_file()  # rank 0 wrote the checkpoint
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_repeat_bit_for_bit(tmp_path):
+    """A given process count gives the same bytes run after run (issue 22: the default profile
+    retrains with 2 processes)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    for i in range(2):
+        mp.spawn(_worker, args=(2, str(tmp_path / f"init{i}"), str(tmp_path / f"two{i}"),
+                                str(tmp_path / f"two{i}.pt")), nprocs=2, join=True)
+    for rank in (0, 1):
+        assert (tmp_path / f"two0.{rank}.json").read_text() \
+            == (tmp_path / f"two1.{rank}.json").read_text()

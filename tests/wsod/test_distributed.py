@@ -64,3 +64,16 @@ def test_two_gloo_processes_match_one(tmp_path):
         for k in ea:
             assert eb[k] == pytest.approx(ea[k], rel=1e-4, abs=1e-6), k
     assert b["w"] == pytest.approx(a["w"], rel=1e-3, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_repeat_bit_for_bit(tmp_path):
+    """A given process count gives the same bytes run after run (issue 22: the default profile
+    trains WSOD with 2 processes)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"two{i}.json"
+        mp.spawn(_worker, args=(2, str(tmp_path / f"init{i}"), str(out)), nprocs=2, join=True)
+        outs.append(out.read_text())
+    assert outs[0] == outs[1]

@@ -1,0 +1,85 @@
+"""Wall seconds of training stages with 1 and with 2 processes (issue 22): the figures behind the
+default profile's ``runtime.nproc``.
+
+    python benchmarks/stage_processes.py --workspace DIR [--rounds 2] [--procs 1 2] [--stages ...]
+
+``DIR`` is a workspace whose inputs exist (a clone after ``dvc checkout`` or ``make repro``; the
+stages rewrite their own outputs there, so not the repository you work in). Each stage runs as
+DVC runs it, ``python -m pipeline.launch N -m pipeline.<stage> ...``, in interleaved rounds (every
+process count of a stage back to back, the order reversed every other round, so drift of the
+machine's load falls on both), and the script prints the fastest and the median of each, the
+speed-up of the fastest, and writes them as JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+# (label, module, stage args): one row per stage kind of the default profile that can run
+# under torchrun
+STAGES = {
+    "wsod@oicr-weaksam": ("pipeline.wsod", ["--method", "oicr", "--source", "weaksam"]),
+    "wsod@mist-weaksam": ("pipeline.wsod", ["--method", "mist", "--source", "weaksam"]),
+    "retrain_prelim@frcnn": ("pipeline.retrain_prelim",
+                             ["--detector", "frcnn", "--pgt", "mist_weaksam_adaptive"]),
+    "retrain_prelim@detr": ("pipeline.retrain_prelim",
+                            ["--detector", "detr", "--pgt", "mist_weaksam_adaptive"]),
+    "retrain@frcnn-drop": ("pipeline.retrain", ["--detector", "frcnn", "--pgt",
+                                                "mist_weaksam_adaptive", "--variant", "drop"]),
+    "retrain@detr-things90": ("pipeline.retrain", ["--detector", "detr", "--pgt",
+                                                   "mist_weaksam_adaptive", "--variant",
+                                                   "things90"]),
+}
+
+
+def run_once(workspace: Path, module: str, args: list[str], nproc: int) -> float:
+    """Wall seconds of one stage run with ``nproc`` processes (raises if it fails)."""
+    cmd = [sys.executable, "-m", "pipeline.launch", str(nproc), "-m", module, *args]
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, cwd=workspace, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workspace", type=Path, required=True)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--procs", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES))
+    p.add_argument("--out", type=Path, default=Path("benchmarks/stage_processes.json"))
+    a = p.parse_args()
+    times: dict[str, dict[int, list[float]]] = {s: {n: [] for n in a.procs} for s in a.stages}
+    runs = [(r, s) for r in range(a.rounds) for s in a.stages]
+    for r, stage in tqdm(runs, desc="rounds x stages", unit="stage"):
+        module, args = STAGES[stage]
+        for n in (a.procs if r % 2 == 0 else list(reversed(a.procs))):
+            times[stage][n].append(run_once(a.workspace, module, args, n))
+    rows = {}
+    print(f"{'stage':24s} " + " ".join(f"{f'{n} proc fastest / median':>26s}" for n in a.procs)
+          + "  speed-up")
+    for stage, by_n in times.items():
+        best = {n: min(v) for n, v in by_n.items()}
+        med = {n: statistics.median(v) for n, v in by_n.items()}
+        speed = best[a.procs[0]] / best[a.procs[-1]]
+        rows[stage] = {"seconds": by_n, "fastest": best, "median": med, "speedup": speed}
+        print(f"{stage:24s} " + " ".join(f"{best[n]:>14.1f} / {med[n]:>9.1f}" for n in a.procs)
+              + f"  {speed:7.2f}x")
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps({"rounds": a.rounds, "procs": a.procs, "stages": rows},
+                                indent=1) + "\n")
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
