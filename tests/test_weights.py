@@ -33,7 +33,6 @@ def _sha(p: Path) -> str:
 @pytest.mark.parametrize("kind", list(ARCH))
 def test_random_file_passes_its_check(files, kind):
     assert W.check_file(kind, files[kind], **ARCH[kind]) == []
-    W.require_file(kind, files[kind], **ARCH[kind])  # no raise
 
 
 def test_random_files_load_with_the_stage_loaders(files):
@@ -90,9 +89,6 @@ def test_truncated_file_is_one_clear_message(files, tmp_path):
     out = W.check_file("sam", cut, model="vit_b")
     assert len(out) == 1
     assert out[0].startswith(f"{cut}: cannot read SAM vit_b checkpoint: truncated or corrupt")
-    with pytest.raises(InputError) as e:
-        W.require_file("sam", cut, model="vit_b")
-    assert e.value.path == str(cut) and "truncated" in e.value.problem
     (tmp_path / "empty.pth").write_bytes(b"")
     assert "truncated or corrupt (0 bytes" in W.check_file("vgg16", tmp_path / "empty.pth")[0]
     assert W.check_file("vgg16", tmp_path / "none.pth") == [

@@ -273,13 +273,6 @@ def check_file(kind: str, path: str | Path, **arch: Any) -> list[str]:
     return [f"{path}: {p}" for p in _problems(kind, path, _arch(kind, arch))]
 
 
-def require_file(kind: str, path: str | Path, **arch: Any) -> None:
-    """:func:`check_file`, raising InputError naming the file when it has a problem."""
-    problems = _problems(kind, Path(path), _arch(kind, arch))
-    if problems:
-        raise InputError(path, "; ".join(problems))
-
-
 # -- the params that name weight files ----------------------------------------------------
 
 

@@ -25,7 +25,6 @@ import concurrent.futures as cf
 import logging
 import multiprocessing as mp
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -163,8 +162,3 @@ def generate_distributed(tasks: list[ImageTask], spec: SamSpec, config: Promptin
     finally:
         if own_group:
             dist.destroy_process_group()
-
-
-def image_path_str(path: Path | str) -> str:
-    """Paths travel to workers as strings."""
-    return str(path)

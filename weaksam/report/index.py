@@ -442,11 +442,3 @@ def build_index(
 def _title(markdown: str) -> str | None:
     m = re.match(r"\*\*(.+?)\.?\*\*", markdown.strip())
     return m.group(1) if m else None
-
-
-def verdicts(metrics_dir: str | Path,
-             directions: Mapping[str, Callable[[Path], Direction]] | None = None,
-             evidence: Evidence | None = None) -> dict[str, str]:
-    """``{table name: verdict}`` for every table with a direction (for the CLI and tests)."""
-    directions = DIRECTIONS if directions is None else directions
-    return {name: fn(Path(metrics_dir)).verdict(evidence) for name, fn in directions.items()}
