@@ -51,11 +51,6 @@ class FeatureStore:
     def __len__(self) -> int:
         return len(self.image_ids)
 
-    @property
-    def position(self) -> dict[int, int]:
-        """image id -> position in this store."""
-        return {iid: i for i, iid in enumerate(self.image_ids)}
-
     def map(self, i: int, flip: bool = False) -> torch.Tensor:
         """(D, h, w) float32 maps of the i-th image (of its flipped input when ``flip``)."""
         if flip:
