@@ -59,7 +59,7 @@ from weaksam.utils.device import ddp_backend, resolve_device
 from weaksam.utils.seed import seed_everything
 from weaksam.weights import require_weights
 from weaksam.wsod.backbone import build_backbone, load_vgg16_fc
-from weaksam.wsod.infer import detect_split
+from weaksam.wsod.infer import detect_split_distributed
 from weaksam.wsod.mist import MIST
 from weaksam.wsod.oicr import OICR
 from weaksam.wsod.train import FeatureCache, TrainImage, train_wsod
@@ -212,20 +212,23 @@ def main() -> None:
         bias_weight_decay=None if bwd is None else float(bwd),
         refine_lr_mult=float(setting("refine_lr_mult")), device=device, **cdb_kw,
     )
-    if live is None:  # torchrun: ranks > 0 only train; rank 0 evaluates and writes
-        return
-    live.end()
+    if live is not None:
+        live.end()
     del items
+    # torchrun: every rank detects its share of the images, rank 0 evaluates and writes
     t0, c0 = time.time(), time.process_time()
     det_kw = dict(scales=[int(s) for s in setting("test_scales")], max_size=int(w["max_size"]),
                   flip=bool(w["flip"]), nms_iou=float(w["nms_iou"]),
                   score_thresh=float(w["score_thresh"]), max_det=int(w["max_det"]))
     dets = {}
     for split, view in (("trainval", train_view), ("test", WeakView(test_index))):
-        dets[split] = detect_split(model, view.image_ids, view.read, boxes[split],
-                                   view.category_ids, cache=cache if split == "trainval" else None,
-                                   **det_kw)
-        write_json(out_dir / f"detections_{split}.json", dets[split], indent=None)
+        dets[split] = detect_split_distributed(
+            model, view.image_ids, view.read, boxes[split], view.category_ids,
+            cache=cache if split == "trainval" else None, **det_kw)
+        if dets[split] is not None:
+            write_json(out_dir / f"detections_{split}.json", dets[split], indent=None)
+    if live is None:
+        return
     infer_seconds, infer_cpu = time.time() - t0, time.process_time() - c0
 
     # evaluation: ground truth is read only here, after training

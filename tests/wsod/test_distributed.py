@@ -77,3 +77,47 @@ def test_two_gloo_processes_repeat_bit_for_bit(tmp_path):
         mp.spawn(_worker, args=(2, str(tmp_path / f"init{i}"), str(out)), nprocs=2, join=True)
         outs.append(out.read_text())
     assert outs[0] == outs[1]
+
+
+DET = dict(scales=[28, 32], max_size=64, flip=True, nms_iou=0.3, score_thresh=0.0, max_det=20)
+
+
+def _detect(rank: int, world: int, init_file: str, out: str) -> None:
+    from weaksam.wsod.infer import detect_split_distributed
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=world)
+    try:
+        torch.set_num_threads(1)
+        torch.manual_seed(0)
+        model = MIST(tiny_backbone(), 3, roi_size=3, hidden=16, cdb_net="light")
+        items = tiny_items(7)
+        got = detect_split_distributed(model, [it.image_id for it in items],
+                                       lambda i: items[i].pixels,
+                                       {it.image_id: it.boxes for it in items}, [1, 2, 3], **DET)
+        if rank == 0:
+            Path(out).write_text(json.dumps(got))
+        else:
+            assert got is None
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_inference_shared_among_two_ranks_equals_one_process(tmp_path):
+    """Rank r of 2 detects images r, r + 2, ...; rank 0's gathered list is byte for byte the one
+    process's list (image order, each image's detections in order), 7 images: uneven shares."""
+    from weaksam.wsod.infer import detect_split, detect_split_distributed
+
+    torch.manual_seed(0)
+    model = MIST(tiny_backbone(), 3, roi_size=3, hidden=16, cdb_net="light")
+    items = tiny_items(7)
+    args = ([it.image_id for it in items], lambda i: items[i].pixels,
+            {it.image_id: it.boxes for it in items}, [1, 2, 3])
+    one = detect_split(model, *args, **DET)
+    assert detect_split_distributed(model, *args, **DET) == one  # no process group
+    assert len({d["image_id"] for d in one}) == 7
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    mp.spawn(_detect, args=(2, str(tmp_path / "init"), str(tmp_path / "two.json")), nprocs=2,
+             join=True)
+    assert json.dumps(one) == (tmp_path / "two.json").read_text()

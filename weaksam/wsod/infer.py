@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from torchvision.ops import batched_nms, clip_boxes_to_image
 from tqdm import tqdm
@@ -88,3 +89,28 @@ def detect_split(
                             "bbox": [round(float(v), 2) for v in bb],
                             "score": round(float(sc), 5)})
     return results
+
+
+def detect_split_distributed(
+    model: nn.Module, image_ids: Sequence[int], read, proposals: dict[int, np.ndarray],
+    category_ids: Sequence[int], cache: FeatureCache | None = None, **kwargs,
+) -> list[dict] | None:
+    """:func:`detect_split` with the images shared among the ranks of the process group (rank
+    ``r`` of ``W`` takes images ``r, r + W, ...``; without a group: every image). Rank 0 gets
+    every image's results in ``image_ids`` order, the list one process would have made (each
+    image is detected on its own, and a feature-cache miss returns the values a hit does); the
+    other ranks get None."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return detect_split(model, image_ids, read, proposals, category_ids, cache=cache, **kwargs)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    mine = list(range(rank, len(image_ids), world))
+    part = detect_split(model, [image_ids[i] for i in mine], lambda j: read(mine[j]), proposals,
+                        category_ids, cache=cache, **kwargs)
+    parts: list[list[dict]] | None = [[] for _ in range(world)] if rank == 0 else None
+    dist.gather_object(part, parts, dst=0)
+    if parts is None:
+        return None
+    order = {int(iid): k for k, iid in enumerate(image_ids)}
+    # a stable sort by image keeps each image's own order of detections
+    return sorted((d for p in parts for d in p), key=lambda d: order[d["image_id"]])
+
