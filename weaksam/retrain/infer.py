@@ -74,3 +74,68 @@ def detect_images(model: nn.Module, image_ids: Sequence[int], read: Callable[[in
         for iid, d, f, (w, h) in zip(ids, model(xs), fs, whs, strict=True):
             results += to_results(iid, d, f, w, h, category_ids)
     return results
+
+
+def unflip_boxes(boxes: torch.Tensor, width: float) -> torch.Tensor:
+    """(M, 4) xyxy boxes of a horizontally flipped image of ``width`` px -> the same boxes in
+    the unflipped image (x1' = W - x2, x2' = W - x1)."""
+    out = boxes.clone()
+    out[:, 0], out[:, 2] = width - boxes[:, 2], width - boxes[:, 0]
+    return out
+
+
+def merge_tta(views: Sequence[tuple[dict[str, torch.Tensor], float, int | None]], width: int,
+              height: int, nms_iou: float, max_det: int,
+              score_thresh: float = 1e-8) -> dict[str, torch.Tensor]:
+    """Merge the detections of augmented views of one image, as detectron2's
+    ``GeneralizedRCNNWithTTA._merge_detections`` (WeakSAM's release,
+    ``retraining/SoS-WSOD/detectron2/detectron2/modeling/test_time_augmentation.py``): each
+    view's ``det`` (boxes (M, 4) xyxy in the view's frame, scores (M,), labels (M,)) is mapped
+    back to the original image (unflipped in the view's frame when its ``flip_width``, the
+    view's width in px, is given, then divided by its ``factor``), all
+    views are concatenated, boxes clipped to (``width``, ``height``), scores above
+    ``score_thresh`` kept, then per-class NMS at ``nms_iou`` and the top ``max_det`` by score
+    (``fast_rcnn_inference_single_image``). Returns the same dict in original px (factor 1)."""
+    from torchvision.ops import batched_nms
+
+    boxes, scores, labels = [], [], []
+    for det, factor, flip_width in views:
+        b = det["boxes"].detach().float().cpu().reshape(-1, 4)
+        if flip_width is not None:
+            b = unflip_boxes(b, float(flip_width))
+        boxes.append(b / factor)
+        scores.append(det["scores"].detach().float().cpu().reshape(-1))
+        labels.append(det["labels"].detach().cpu().reshape(-1).long())
+    b, s, lab = torch.cat(boxes), torch.cat(scores), torch.cat(labels)
+    b[:, 0::2] = b[:, 0::2].clamp(0, width)
+    b[:, 1::2] = b[:, 1::2].clamp(0, height)
+    ok = s > score_thresh
+    b, s, lab = b[ok], s[ok], lab[ok]
+    keep = batched_nms(b, s, lab, nms_iou)[:max_det]  # sorted by decreasing score
+    return {"boxes": b[keep], "scores": s[keep], "labels": lab[keep]}
+
+
+@torch.no_grad()
+def detect_images_tta(model: nn.Module, image_ids: Sequence[int],
+                      read: Callable[[int], np.ndarray], category_ids: Sequence[int],
+                      scales: Sequence[int], max_size: int, flip: bool, nms_iou: float,
+                      max_det: int, device: torch.device | str = "cpu") -> list[dict]:
+    """COCO results with test-time augmentation: every short side of ``scales`` (px, long
+    side at most ``max_size``), each also flipped when ``flip``; the views' detections merged
+    by :func:`merge_tta` (the release's Faster R-CNN ``TEST.AUG``)."""
+    model.eval().to(device)
+    results: list[dict] = []
+    for iid in tqdm(image_ids, desc="detect (tta)", disable=None):
+        img = to_tensor(read(iid))
+        h, w = img.shape[1], img.shape[2]
+        views = []
+        for short in scales:
+            f = scale_factor(h, w, int(short), max_size)
+            x = rescale(img, f).to(device)
+            flips = (False, True) if flip else (False,)
+            dets = model([x.flip(-1) if fl else x for fl in flips])
+            views += [(d, f, int(x.shape[-1]) if fl else None)
+                      for d, fl in zip(dets, flips, strict=True)]
+        merged = merge_tta(views, w, h, nms_iou, max_det)
+        results += to_results(iid, merged, 1.0, w, h, category_ids)
+    return results
