@@ -7,12 +7,19 @@ listed in ``prompts.sources`` are written (default: all four). Also writes
 ``metrics/prompts.json`` (prompts per image per source and split, seconds) and
 ``reports/figures/clues_prompts.png`` (maps and points of the first ``prompts.num_figures``
 trainval images).
+
+Images are shared among a pool of ``runtime.workers`` processes (each image's prompts depend on
+the image and params only, KMeans seeded by ``seed``) and merged in split order, so the output
+does not depend on the worker count.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,17 +58,49 @@ def prompts_table(rows: list[tuple[int, dict[str, dict[str, np.ndarray]]]],
                       "class": "int64", "score": "float32"})
 
 
+def _init_worker() -> None:
+    torch.set_num_threads(1)  # many tiny per-image ops: threads only add overhead
+
+
+def _one(job: tuple[Any, dict[str, Any]]) -> tuple[int, dict[str, dict[str, np.ndarray]]]:
+    im, kw = job
+    return im.image_id, image_prompts(im, **kw)
+
+
+def image_prompts_all(clues, kw: dict[str, Any], pool) -> Iterator[
+        tuple[Any, dict[str, dict[str, np.ndarray]]]]:
+    """(image clues, prompts) of every image of ``clues`` in order, on ``pool`` when given."""
+    jobs = ((clues.image(i), kw) for i in range(len(clues)))
+    results = pool.imap(_one, jobs, chunksize=8) if pool is not None else map(_one, jobs)
+    for i, (iid, pr) in enumerate(results):
+        im = clues.image(i)
+        assert im.image_id == iid
+        yield im, pr
+
+
 def main() -> None:
     args = stage_args(__doc__)
     params = load_params(args.params)
     log = setup_logging("prompts")
     cfg = params["prompts"]
-    torch.set_num_threads(1)  # many tiny per-image ops: threads only add overhead
+    _init_worker()
+    workers = max(int(params.get("runtime", {}).get("workers", 1) or 1), 1)
+    # spawn, never fork (a fork after torch's thread pools started can deadlock)
+    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker) if workers > 1 else None
+    try:
+        _run(params, cfg, pool, log, args.params)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+
+
+def _run(params: dict[str, Any], cfg: dict[str, Any], pool, log, params_path: str) -> None:
     seed = int(params["seed"])
     sources = [str(s) for s in cfg["sources"]]
     bad = sorted(set(sources) - set(PROMPT_SOURCES))
     if bad:
-        raise InputError(args.params, f"prompts.sources: unknown {bad}; known {PROMPT_SOURCES}")
+        raise InputError(params_path, f"prompts.sources: unknown {bad}; known {PROMPT_SOURCES}")
     kw = dict(grid=int(cfg["grid"]), kernel=int(cfg["kernel"]), tau=float(cfg["tau"]),
               cross_kernel=int(cfg["cross_kernel"]), cross_tau=float(cfg["cross_tau"]),
               cross_clusters=int(cfg["cross_clusters"]), seed=seed,
@@ -73,9 +112,8 @@ def main() -> None:
     for split in SPLITS:
         clues = load_clues(Path(f"clues/{split}.npz"))
         rows = []
-        for i, im in enumerate(tqdm(clues, total=len(clues), desc=f"prompts {split}",
-                                    disable=None)):
-            pr = image_prompts(im, **kw)
+        for i, (im, pr) in enumerate(tqdm(image_prompts_all(clues, kw, pool), total=len(clues),
+                                          desc=f"prompts {split}", disable=None)):
             rows.append((im.image_id, pr))
             if split == "trainval" and i < int(cfg["num_figures"]):
                 fig_rows.append((im, pr))
@@ -94,6 +132,7 @@ def main() -> None:
     draw_clues_figure(FIGURE, [(read_image(index.image_path(im.image_id)), im, pr)
                                for im, pr in fig_rows], names)
     metrics["seconds"] = round(time.time() - t0, 2)
+    metrics["workers"] = 1 if pool is None else pool._processes
     write_json(Path("metrics/prompts.json"), metrics)
     log.info("prompts done in %.1f s", time.time() - t0)
 

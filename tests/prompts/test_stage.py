@@ -73,3 +73,32 @@ def test_prompts_stage_source_filter_and_bad_source(tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(InputError, match="sift"):
         _run(monkeypatch, tmp_path)
+
+
+def test_prompts_stage_output_does_not_depend_on_the_worker_count(tmp_path, monkeypatch):
+    """runtime.workers 2 shares the images among two spawned processes (issue 22): the parquet
+    files are byte for byte those of one process, 11 images of random clues."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for workers in (1, 2):
+        ws = tmp_path / str(workers)
+        ws.mkdir()
+        _workspace(ws, ["dense", "cam_fine", "cam_coarse", "cross"])
+        ims = [ImageClues(image_id=i, width=40, height=30, classes=np.array([1 + i % 2]),
+                          class_scores=np.array([0.8], np.float32),
+                          cam_coarse=(c := np.random.default_rng(i).random((1, 3, 4),
+                                                                          ).astype(np.float32)),
+                          cam_fine=c[:, ::-1].copy(),
+                          cross=np.stack([c, c * 0.5], axis=1))
+               for i in range(1, 12)]
+        for split in ("trainval", "test"):
+            save_clues(ws / f"clues/{split}.npz",
+                       build_clues(ims, (3, 4), [0, 1], [1, 2], rng.random((11, 2))))
+        params = yaml.safe_load((ws / "params.yaml").read_text())
+        params["runtime"] = {"workers": workers}
+        (ws / "params.yaml").write_text(yaml.safe_dump(params))
+        _run(monkeypatch, ws)
+        out[workers] = [(ws / f"prompts/{s}.parquet").read_bytes() for s in ("trainval", "test")]
+        assert json.loads((ws / "metrics/prompts.json").read_text())["workers"] == workers
+    assert out[1] == out[2]
+    assert len(pd.read_parquet(tmp_path / "2/prompts/trainval.parquet")["image_id"].unique()) == 11
