@@ -44,8 +44,12 @@ def stage_args(description: str, extra: list[tuple[str, dict[str, Any]]] | None 
 
 
 def setup_logging(name: str) -> logging.Logger:
+    """The stage's logger; under torchrun only rank 0 logs below WARNING (one copy per line)."""
+    level = os.environ.get("WEAKSAM_LOGLEVEL", "INFO")
+    if int(os.environ.get("RANK", "0")) > 0:
+        level = "WARNING"
     logging.basicConfig(
-        level=os.environ.get("WEAKSAM_LOGLEVEL", "INFO"),
+        level=level,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     return logging.getLogger(name)
