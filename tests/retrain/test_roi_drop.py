@@ -146,3 +146,73 @@ def test_roi_heads_without_drop_equal_torchvision_roi_heads():
     do, _ = ours(feats, proposals, shapes)
     for a, b in zip(dr, do, strict=True):
         assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["scores"], b["scores"])
+
+
+def _release_losses(logits, deltas, labels, targets, thr_cls, thr_reg):
+    """The release's drop (retraining/SoS-WSOD/detectron2 ``modeling/roi_heads/fast_rcnn.py``,
+    ``losses()`` and ``box_reg_loss()`` with ``instance_drop``), in detectron2's label
+    convention turned to torchvision's (background 0), with its two slips fixed as the code
+    intends: ``filter_indices[0]`` (the published ``torch.concat([register, filter_indices])``
+    gets ``torch.where``'s tuple) and the regression zeroed at the same RoIs, divided by R
+    as detectron2's non-drop path. Loss per RoI: CE; L1 (SMOOTH_L1_BETA 0) summed over the 4
+    deltas of the RoI's class, foreground only."""
+    r = logits.shape[0]
+    fg_inds = torch.where(labels > 0)[0]
+    fg_pred = deltas.view(r, -1, 4)[fg_inds, labels[fg_inds]]
+    loss_ins_sum = (fg_pred - targets[fg_inds]).abs().sum(dim=1)            # (F,)
+    register = fg_inds[torch.where(loss_ins_sum > thr_reg)]                  # RoI indices
+    cls_loss = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    filter_indices = torch.where(cls_loss > thr_cls)
+    combined = torch.concat([register, filter_indices[0]])
+    vals, counts = combined.unique(return_counts=True)
+    intersection = vals[counts > 1]
+    cls_loss = cls_loss.clone()
+    cls_loss[intersection] *= 0
+    drop_fg = torch.isin(fg_inds, intersection)
+    loss_ins_sum = loss_ins_sum * (~drop_fg)
+    return cls_loss.mean(), loss_ins_sum.sum() / r, intersection
+
+
+def test_release_concat_of_the_where_tuple_is_a_type_error():
+    # the published line: ``filter_indices`` is torch.where's tuple, not a tensor
+    register = torch.tensor([1, 2])
+    filter_indices = torch.where(torch.tensor([0.0, 5.0, 5.0]) > 4.0)
+    with pytest.raises(TypeError):
+        torch.concat([register, filter_indices])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_both_rule_with_plain_l1_is_the_release_drop(seed):
+    logits, deltas, labels, targets = _random_inputs(r=64, seed=seed)
+    logits = logits * 2  # CE over 4 on some RoIs
+    targets = targets * 3  # summed L1 over 4 on some foreground RoIs
+    ref_cls, ref_reg, inter = _release_losses(logits, deltas, labels, targets, 4.0, 4.0)
+    cls, reg, info = roi_drop_loss(logits, deltas, labels, targets, active=True, tau_cls=4.0,
+                                   tau_reg=4.0, rule="both", smooth_l1_beta=0.0)
+    assert len(inter) > 0 and len(inter) < int((labels > 0).sum())  # a real test
+    assert set(torch.where(~info["keep"])[0].tolist()) == set(inter.tolist())
+    assert cls.item() == pytest.approx(ref_cls.item(), abs=1e-6)
+    assert reg.item() == pytest.approx(ref_reg.item(), abs=1e-6)
+    # the paper's Eq. 1 ("either") drops more: a different rule, not the release's
+    _, _, info_e = roi_drop_loss(logits, deltas, labels, targets, active=True, tau_cls=4.0,
+                                 tau_reg=4.0, rule="either", smooth_l1_beta=0.0)
+    assert int((~info_e["keep"]).sum()) > len(inter)
+
+
+def test_paper_profiles_use_the_release_drop():
+    from pathlib import Path
+
+    import yaml
+
+    from weaksam.profiles import deep_merge, resolve_profile
+    root = Path(__file__).resolve().parents[2]
+    base = yaml.safe_load((root / "params.yaml").read_text())
+    assert base["retrain"]["frcnn"]["drop"]["smooth_l1_beta"] == pytest.approx(1 / 9, abs=1e-4)
+    for name, tau_cls in (("paper_voc07", 4.0), ("paper_voc12", 4.0), ("paper_coco", 5.0)):
+        fr = deep_merge(base, resolve_profile(name, root / "configs"))["retrain"]["frcnn"]
+        d = fr["drop"]
+        assert (d["rule"], d["tau_reg"], d["smooth_l1_beta"]) == ("both", 4.0, 0.0), name
+        assert d["tau_cls"] == tau_cls and fr["variants"]["drop"]["tau_cls"] == tau_cls
+        assert fr["variants"]["drop"]["tau_reg"] == 4.0
+        assert (fr["variants"]["reg0p8"]["tau_reg"], fr["variants"]["reg1p2"]["tau_reg"]) == (
+            3.2, 4.8)
