@@ -78,16 +78,40 @@ def load_source(source: str, split: str, root: Path = Path("proposals")) -> Prop
     return props.filter_sources(TABLE4_VARIANTS[source])
 
 
+PROPOSAL_STYLES = ("plain", "wetectron")
+
+
 def prepare_boxes(props: ProposalSet, image_id: int, width: int, height: int, cap: int,
-                  min_size: float) -> np.ndarray:
-    """(R, 4) float32 proposals of one image: clipped to the image, at least ``min_size`` px
-    on each side, the ``cap`` highest-scoring kept (stable: the file's order on ties)."""
+                  min_size: float, style: str = "plain") -> np.ndarray:
+    """(R, 4) float32 proposals of one image, the ``cap`` highest-scoring kept (stable: the
+    file's order on ties) after filtering by ``style``:
+
+    - ``plain``: clipped to [0, W] x [0, H], at least ``min_size`` px on each side
+      (x2 - x1, y2 - y1).
+    - ``wetectron``: as the release's MIST reads its proposal file (WeakSAM
+      ``roi_generation/segment-anything/segment_anything/utils/pkl_trans.py`` casts the boxes to
+      ``uint16``; ``baselines/MIST/wetectron/data/datasets/voc.py`` then keeps the first of
+      identical boxes, clips to [0, W - 1] x [0, H - 1] dropping empty ones, and
+      ``remove_small_boxes`` keeps sides x2 - x1 + 1 >= ``min_size``, 20 there)."""
+    if style not in PROPOSAL_STYLES:
+        raise ValueError(f"proposal style must be one of {PROPOSAL_STYLES}, got {style!r}")
     p = props.images.get(image_id)
     if p is None or len(p) == 0:
         return np.zeros((0, 4), np.float32)
-    b = clip_boxes(p.boxes, width, height)
-    ok = ((b[:, 2] - b[:, 0]) >= min_size) & ((b[:, 3] - b[:, 1]) >= min_size)
-    order = np.argsort(-np.asarray(p.scores, np.float64)[ok], kind="stable")[:cap]
+    scores = np.asarray(p.scores, np.float64)
+    if style == "plain":
+        b = clip_boxes(p.boxes, width, height)
+        ok = ((b[:, 2] - b[:, 0]) >= min_size) & ((b[:, 3] - b[:, 1]) >= min_size)
+    else:
+        b = np.floor(np.clip(np.asarray(p.boxes, np.float64), 0, 65535))
+        _, first = np.unique(b, axis=0, return_index=True)
+        uniq = np.zeros(len(b), bool)
+        uniq[first] = True
+        b = np.stack([np.minimum(b[:, 0], width - 1), np.minimum(b[:, 1], height - 1),
+                      np.minimum(b[:, 2], width - 1), np.minimum(b[:, 3], height - 1)], 1)
+        ok = (uniq & (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+              & ((b[:, 2] - b[:, 0] + 1) >= min_size) & ((b[:, 3] - b[:, 1] + 1) >= min_size))
+    order = np.argsort(-scores[ok], kind="stable")[:cap]
     return b[ok][order].astype(np.float32)
 
 
@@ -164,7 +188,9 @@ def main() -> None:
     name = f"{args.method}_{args.source}"
     out_dir = Path("wsod") / name
     out_dir.mkdir(parents=True, exist_ok=True)
-    cap, min_size = int(w["max_proposals"]), float(w["min_proposal_size"])
+    cap = int(method_setting(params, args.method, "max_proposals"))
+    min_size = float(method_setting(params, args.method, "min_proposal_size"))
+    style = str(method_setting(params, args.method, "proposal_style"))
 
     train_view = WeakView(load_index("data/annotations/trainval.json"))
     test_index = load_index("data/annotations/test.json")
@@ -172,7 +198,8 @@ def main() -> None:
     boxes = {}
     for split, view in (("trainval", train_view), ("test", WeakView(test_index))):
         boxes[split] = {it.image_id: prepare_boxes(props[split], it.image_id, it.width,
-                                                   it.height, cap, min_size) for it in view}
+                                                   it.height, cap, min_size, style)
+                         for it in view}
     items = [TrainImage(it.image_id, train_view.read(i), it.labels, boxes["trainval"][it.image_id])
              for i, it in enumerate(train_view)]
 

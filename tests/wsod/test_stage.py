@@ -41,3 +41,41 @@ def test_load_source_filters_weaksam_by_table4_variant(tmp_path):
     assert len(load_source("weaksam", "trainval", tmp_path).images[7]) == 5
     with pytest.raises(InputError, match="ss/trainval.npz: proposals file not found"):
         load_source("ss", "trainval", tmp_path)
+
+
+def test_prepare_boxes_wetectron_reads_as_the_release_mist():
+    # pkl_trans.py: uint16 cast (floor); wetectron voc.py: first of identical boxes, clip to
+    # [0, W-1] x [0, H-1], drop empty, keep sides x2 - x1 + 1 >= 20
+    ps = ProposalSet(["dense"])
+    boxes = np.array([[0.7, 0.2, 30.9, 30.5],    # -> [0, 0, 30, 30], kept
+                      [0.1, 0.9, 30.2, 30.0],    # same integer box -> duplicate, dropped
+                      [5.0, 5.0, 23.5, 40.0],    # w = 23 - 5 + 1 = 19 -> dropped
+                      [5.0, 5.0, 24.0, 90.0],    # w 20; y2 clipped to 49 -> kept
+                      [10.0, 10.0, 80.0, 30.0]],  # x2 clipped to 39 -> kept
+                     np.float32)
+    ps.images[3] = ImageProposals(boxes=boxes, scores=np.ones(5, np.float32),
+                                  sources=np.zeros(5, np.uint8))
+    b = prepare_boxes(ps, 3, width=40, height=50, cap=10, min_size=20, style="wetectron")
+    assert b.tolist() == [[0, 0, 30, 30], [5, 5, 24, 49], [10, 10, 39, 30]]
+    # plain keeps both near-duplicates and drops the 19-px-wide box (no + 1)
+    plain = prepare_boxes(ps, 3, 40, 50, 10, 20)
+    assert plain[:, 0].tolist() == pytest.approx([0.7, 0.1, 10.0])
+    with pytest.raises(ValueError, match="proposal style"):
+        prepare_boxes(ps, 3, 40, 50, 10, 20, style="mmdet")
+
+
+def test_paper_profile_proposals_per_method_follow_the_release():
+    from pathlib import Path
+
+    import yaml
+
+    from pipeline.wsod import method_setting
+    from weaksam.profiles import deep_merge, resolve_profile
+    root = Path(__file__).resolve().parents[2]
+    base = yaml.safe_load((root / "params.yaml").read_text())
+    assert method_setting(base, "mist", "proposal_style") == "plain"
+    p = deep_merge(base, resolve_profile("paper_voc07", root / "configs"))
+    assert (method_setting(p, "mist", "proposal_style"),
+            method_setting(p, "mist", "min_proposal_size")) == ("wetectron", 20)
+    assert (method_setting(p, "oicr", "proposal_style"),
+            method_setting(p, "oicr", "min_proposal_size")) == ("plain", 0)
