@@ -33,27 +33,31 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import resource
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from dvclive import Live
 from pipeline.common import load_params, set_threads, setup_logging, stage_args
+from pipeline.launch import processes_metrics
 from weaksam.data.index import load_index, mask_coverage, mask_eval_split, read_image, subset
 from weaksam.errors import InputError
 from weaksam.eval.mask_ap import coco_mask_ap, evaluate_voc_masks
 from weaksam.retrain.features import load_features
 from weaksam.utils.atomic import atomic_path, write_json
-from weaksam.utils.device import resolve_device
+from weaksam.utils.device import ddp_backend, resolve_device
 from weaksam.utils.readers import read_json
 from weaksam.utils.seed import seed_everything
 from weaksam.wsis.data import build_views, instance_targets, stage_features, views_from_store
 from weaksam.wsis.train import predict_results, train_instance_model
 from weaksam.wsod.backbone import build_backbone
 
+TORCHRUN = True  # pipeline.launch may start it under torchrun (runtime.nproc.wsis)
 MODELS = ("mask_rcnn", "mask2former", "mask_rcnn_gt")
 TRAINVAL = Path("data/annotations/trainval.json")
 TEST = Path("data/annotations/test.json")
@@ -128,6 +132,7 @@ def main() -> None:
     seed = int(params["seed"])
     seed_everything(seed)
     device = resolve_device(params["runtime"].get("device", "cpu"))
+    rank = init_distributed(device)
     w = params["wsis"]
     arch = "mask2former" if name == "mask2former" else "mask_rcnn"
     m = w[arch]
@@ -173,9 +178,11 @@ def main() -> None:
     ckpt = Path("checkpoints") / f"wsis_{name}" / "last.pt"
     resume = ckpt.is_file() and read_ckpt_fingerprint(ckpt) == fingerprint
     live = Live(dir=f"dvclive/wsis_{name}", resume=resume, save_dvc_exp=False, dvcyaml=None,
-                report=None)
+                report=None) if rank == 0 else None
 
     def on_epoch(epoch: int, losses: dict[str, float]) -> None:
+        if live is None:
+            return
         live.step = epoch
         for k, v in losses.items():
             live.log_metric(f"train/{k}", v)
@@ -183,10 +190,14 @@ def main() -> None:
 
     timing = train_instance_model(
         model, train_views, epochs=int(m["epochs"]), batch_size=int(m["batch_size"]),
+        iterations=None if m.get("iterations") is None else int(m["iterations"]),
+        lr_steps=[int(x) for x in m.get("lr_steps") or []],
         lr=float(m["lr"]), weight_decay=float(m["weight_decay"]), optimizer=str(m["optimizer"]),
         warmup_steps=int(m["warmup_steps"]), grad_clip=float(m["grad_clip"]), seed=seed,
         multiple=multiple, checkpoint=ckpt, fingerprint=fingerprint, device=device,
         on_epoch=on_epoch)
+    if live is None:  # torchrun: ranks > 0 only train; rank 0 predicts, evaluates and writes
+        return
     live.end()
     del train_views
 
@@ -220,6 +231,7 @@ def main() -> None:
         "eval_images_without_masks": n_unmasked,
         "predictions_per_image": round(len(results) / max(1, len(eval_ids)), 2),
         **timing,
+        **processes_metrics(),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
     }
     write_json(Path("metrics") / f"wsis_{name}.json", metrics)
@@ -245,6 +257,19 @@ def gt_training_set(train: dict[str, Any]) -> tuple[Path, dict[str, Any], int]:
     return TRAINVAL, coco, len(without)
 
 
+def init_distributed(device: torch.device) -> int:
+    """Under torchrun (WORLD_SIZE > 1) join the process group with the backend of the stage's
+    device; returns this process's rank (0 outside torchrun)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(ddp_backend(device))
+    return dist.get_rank()
+
+
 def read_ckpt_fingerprint(path: Path) -> str | None:
     from weaksam.utils.checkpoint import read_checkpoint
 
@@ -259,3 +284,6 @@ if __name__ == "__main__":
         main()
     except InputError as e:
         sys.exit(f"wsis: {e}")
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()

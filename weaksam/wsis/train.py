@@ -9,10 +9,20 @@ Shorthand: N training views (image, flip), B views per step, E epochs.
 - Each epoch reseeds torch's global generator (``seed + epoch``; torchvision's RoI samplers and
   the Hungarian matcher's inputs draw from it) and permutes the views with a generator seeded
   the same way, so a run resumed from the checkpoint of epoch e equals an uninterrupted run.
-- Learning rate: linear warm-up over ``warmup_steps`` then cosine decay to zero (per step).
+- Learning rate: linear warm-up over ``warmup_steps`` then cosine decay to zero (per step);
+  with ``lr_steps`` (absolute step numbers) a step schedule instead: x ``gamma`` at each, as
+  detectron2's ``WarmupMultiStepLR`` (the release's WSIS configs: ``SOLVER.STEPS``).
+- Length: ``epochs`` over the N views, or, with ``iterations`` set, exactly that many steps of
+  B views (detectron2's ``MAX_ITER``): ceil(iterations / ceil(N / B)) epochs, the last one cut
+  at the step count.
 - After every epoch the checkpoint (model, optimiser, epoch, ``fingerprint`` of params and
   data) is written atomically; a run whose fingerprint matches resumes after its epoch.
 - A non-finite loss raises :class:`weaksam.errors.TrainingError` (the last checkpoint stays).
+- Under torchrun (a process group of W ranks) every global batch of B views is shared: rank r
+  takes views ``r, r + W, ...`` of it, its loss weighted by its share of the batch, and the
+  gradients are summed over the ranks (one all-reduce of the flattened gradients), so a step
+  follows the one-process step up to the per-batch normalisation inside the models' losses.
+  Rank 0 writes the checkpoint; the epoch means are over all views.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
@@ -75,10 +86,31 @@ def save_state(path: str | Path, model: nn.Module, opt: torch.optim.Optimizer, e
                     "fingerprint": fingerprint}, tmp)
 
 
-def lr_factor(step: int, total: int, warmup: int) -> float:
-    """Multiplier of the base learning rate at ``step``: linear warm-up, then cosine to 0."""
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _sum_gradients(params: Sequence[nn.Parameter]) -> None:
+    """Sum every parameter's gradient over the ranks (a missing gradient counts as zeros)."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    for p, g in zip(params, torch.split(flat, [g.numel() for g in grads]), strict=True):
+        p.grad = g.view_as(p).clone()
+
+
+def lr_factor(step: int, total: int, warmup: int, lr_steps: Sequence[int] = (),
+              gamma: float = 0.1) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based): linear warm-up, then cosine
+    to 0 over ``total`` steps, or, with ``lr_steps``, ``gamma`` ** (number of lr_steps <= step)
+    (detectron2 ``WarmupMultiStepLR``: the lr drops at iteration ``s`` itself)."""
+    warm = (step + 1) / warmup if step < warmup else 1.0
+    if lr_steps:
+        return warm * gamma ** sum(1 for s in lr_steps if step >= s)
     if step < warmup:
-        return (step + 1) / warmup
+        return warm
     t = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
 
@@ -90,6 +122,9 @@ def train_instance_model(
     epochs: int,
     batch_size: int,
     lr: float,
+    iterations: int | None = None,
+    lr_steps: Sequence[int] = (),
+    gamma: float = 0.1,
     weight_decay: float,
     optimizer: str = "adamw",
     warmup_steps: int = 50,
@@ -114,7 +149,13 @@ def train_instance_model(
     if n == 0:
         raise TrainingError("no training image")
     steps_per_epoch = -(-n // batch_size)
-    total = epochs * steps_per_epoch
+    if iterations is not None:
+        if iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {iterations}")
+        epochs = -(-int(iterations) // steps_per_epoch)
+        total = int(iterations)
+    else:
+        total = epochs * steps_per_epoch
     start = 0
     if checkpoint is not None and Path(checkpoint).is_file():
         state = read_checkpoint(checkpoint, "WSIS training checkpoint")
@@ -125,34 +166,48 @@ def train_instance_model(
             log.info("resuming after epoch %d from %s", start - 1, checkpoint)
         else:
             log.info("checkpoint %s is of other params or data: starting fresh", checkpoint)
+    rank, world = _world()
     t0, c0 = time.time(), time.process_time()
     for epoch in range(start, epochs):
         model.train()
         torch.manual_seed(seed * 1_000_003 + epoch)
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919 * epoch))
         sums: dict[str, float] = {}
+        seen = 0
         for s in tqdm(range(0, n, batch_size), desc=f"wsis epoch {epoch}", disable=None):
             step = epoch * steps_per_epoch + s // batch_size
+            if step >= total:
+                break
             for g in opt.param_groups:
-                g["lr"] = lr * lr_factor(step, total, warmup_steps)
+                g["lr"] = lr * lr_factor(step, total, warmup_steps, lr_steps, gamma)
             idx = perm[s : s + batch_size].tolist()
-            losses = model(collate([views[i] for i in idx], multiple, device=device))
-            loss = sum(losses.values())
+            if world > 1:
+                losses, loss = _local_losses(model, views, idx, rank, world, multiple, device)
+            else:
+                losses = model(collate([views[i] for i in idx], multiple, device=device))
+                loss = sum(losses.values())
             if not torch.isfinite(loss):
                 raise TrainingError(f"non-finite loss at epoch {epoch}, step {step} "
                                     f"({ {k: float(v) for k, v in losses.items()} }); last "
                                     f"checkpoint kept at {checkpoint}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if world > 1:
+                _sum_gradients(params)
             if grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, grad_clip)
             opt.step()
+            seen += len(idx)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
-        means = {k: v / n for k, v in sums.items()}
+        if world > 1:  # each rank summed its views' losses (weighted: see _local_losses)
+            parts: list[dict[str, float]] = [{} for _ in range(world)]
+            dist.all_gather_object(parts, sums)
+            sums = {k: sum(p.get(k, 0.0) for p in parts) for k in sorted(set().union(*parts))}
+        means = {k: v / seen for k, v in sums.items()}  # seen < n only in a cut last epoch
         means["loss"] = sum(means.values())
         log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in means.items()})
-        if checkpoint is not None:
+        if checkpoint is not None and rank == 0:
             save_state(checkpoint, model, opt, epoch, fingerprint)
         if on_epoch is not None:
             on_epoch(epoch, means)
@@ -160,6 +215,28 @@ def train_instance_model(
     run = max(1, epochs - start)
     return {"train_seconds": round(sec, 2), "train_cpu_seconds": round(time.process_time() - c0, 2),
             "seconds_per_epoch": round(sec / run, 2), "resumed_after": start - 1 if start else None}
+
+
+def _local_losses(model: nn.Module, views: Sequence[View], idx: list[int], rank: int, world: int,
+                  multiple: int, device: torch.device | str
+                  ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """This rank's share ``idx[rank::world]`` of a global batch: its losses weighted by its
+    share of the batch (so the sum over ranks of the weighted losses is the batch loss), and
+    their sum; a rank without a view this step gives zero losses (its gradients are zeros). A
+    non-finite loss on any rank is seen by every rank (no rank waits in an all-reduce)."""
+    mine = idx[rank::world]
+    share = len(mine) / len(idx)
+    if mine:
+        raw = model(collate([views[i] for i in mine], multiple, device=device))
+        losses = {k: v * share for k, v in raw.items()}
+        loss = sum(losses.values())
+    else:
+        losses, loss = {}, sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
+    bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0])
+    dist.all_reduce(bad)
+    if bad.item() > 0 and torch.isfinite(loss):
+        loss = loss * float("nan")  # another rank's loss is not finite: stop here too
+    return losses, loss
 
 
 @torch.no_grad()

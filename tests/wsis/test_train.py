@@ -1,0 +1,83 @@
+"""weaksam.wsis.train: the release's iteration schedule (detectron2 MAX_ITER, WarmupMultiStepLR
+with SOLVER.STEPS; WeakSAM wsis_extension/configs/voc12)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+import weaksam.wsis.train as train_mod
+from weaksam.profiles import deep_merge, resolve_profile
+from weaksam.wsis.train import lr_factor, train_instance_model
+
+
+def test_step_schedule_drops_at_the_release_steps() -> None:
+    # Base-voc12-RCNN-FPN.yaml: STEPS (6000, 8000), gamma 0.1; warm-up 1000 (detectron2)
+    f = [lr_factor(s, 9000, 1000, (6000, 8000)) for s in (0, 999, 1000, 5999, 6000, 7999, 8000,
+                                                          8999)]
+    assert f[:2] == [pytest.approx(1 / 1000), 1.0]
+    assert f[2:] == pytest.approx([1.0, 1.0, 0.1, 0.1, 0.01, 0.01])
+    # torch's MultiStepLR (what detectron2's schedule is after warm-up) agrees step by step
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[6, 8], gamma=0.1)
+    for s in range(10):
+        assert opt.param_groups[0]["lr"] == pytest.approx(lr_factor(s, 10, 0, (6, 8)))
+        opt.step()
+        sched.step()
+
+
+def test_no_steps_keeps_the_cosine() -> None:
+    for s in (0, 3, 10, 49):
+        t = (s - 5) / 45 if s >= 5 else None
+        want = (s + 1) / 5 if t is None else 0.5 * (1 + math.cos(math.pi * t))
+        assert lr_factor(s, 50, 5) == pytest.approx(want)
+
+
+class _Count(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+        self.calls = 0
+
+    def forward(self, batch):
+        self.calls += 1
+        return {"loss_a": self.w.sum() * len(batch)}
+
+
+def test_iterations_run_exactly_that_many_steps(monkeypatch) -> None:
+    monkeypatch.setattr(train_mod, "collate", lambda views, *a, **k: list(views))
+    views = list(range(10))  # 10 views, batch 3: 4 steps per epoch
+    epochs_seen: list[dict] = []
+    m = _Count()
+    train_instance_model(m, views, epochs=99, iterations=6, batch_size=3, lr=0.0,
+                         weight_decay=0.0, optimizer="sgd", warmup_steps=1,
+                         on_epoch=lambda e, d: epochs_seen.append(d))
+    assert m.calls == 6 and len(epochs_seen) == 2
+    # the cut epoch averages over the 6 views it saw (2 steps of 3), not over all 10
+    assert epochs_seen[1]["loss_a"] == pytest.approx(3.0)  # lr 0: each step's loss is 3
+    m2 = _Count()
+    train_instance_model(m2, views, epochs=2, batch_size=3, lr=0.01, weight_decay=0.0,
+                         optimizer="sgd", warmup_steps=1)
+    assert m2.calls == 8  # epochs when iterations is not set
+    with pytest.raises(ValueError, match="iterations"):
+        train_instance_model(_Count(), views, epochs=1, iterations=0, batch_size=3, lr=0.01,
+                             weight_decay=0.0)
+
+
+def test_paper_wsis_profile_has_the_release_schedules() -> None:
+    root = Path(__file__).resolve().parents[2]
+    base = yaml.safe_load((root / "params.yaml").read_text())
+    for key in ("mask_rcnn", "mask2former"):  # default: epochs, cosine
+        assert base["wsis"][key]["iterations"] is None and base["wsis"][key]["lr_steps"] == []
+    w = deep_merge(base, resolve_profile("paper_voc12_wsis", root / "configs"))["wsis"]
+    assert (w["mask_rcnn"]["iterations"], w["mask_rcnn"]["lr_steps"],
+            w["mask_rcnn"]["batch_size"]) == (9000, [6000, 8000], 16)
+    assert (w["mask2former"]["iterations"], w["mask2former"]["lr_steps"],
+            w["mask2former"]["batch_size"], w["mask2former"]["warmup_steps"]) == (
+        33069, [29395, 31844], 16, 10)
+    assert math.ceil(50 * 10582 / 16) == 33069  # the release's MAX_ITER is 50 trainaug epochs
