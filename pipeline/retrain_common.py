@@ -126,12 +126,13 @@ def build_model(detector: str, num_classes: int, params: dict[str, Any],
     raise SystemExit(f"unknown detector {detector!r} (have {', '.join(DETECTORS)})")
 
 
-def load_train_data(detector: str, pgt: str, params: dict[str, Any]
+def load_train_data(detector: str, pgt: str, params: dict[str, Any], path: Path | None = None
                     ) -> tuple[PgtTargets, FeatureSource | ImageSource, WeakView]:
     """PGT targets (InputError naming the file when it has no box: checked before training)
-    and the training source of the detector's input kind."""
+    and the training source of the detector's input kind. ``path``: the training boxes' file
+    when not ``pgt/<pgt>/trainval.json`` (the oracle rows, ``pipeline.retrain_oracle``)."""
     view = WeakView(load_index(TRAINVAL))
-    targets = load_pgt(pgt_path(pgt), view.category_ids)
+    targets = load_pgt(pgt_path(pgt) if path is None else path, view.category_ids)
     cfg = params["retrain"][detector]["model"]
     if uses_features(detector, params):
         store = load_features("retrain_features/trainval.pt")

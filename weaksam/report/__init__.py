@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from weaksam.report import (
+    oracle,
     pgt_quality,
     table1,
     table2,
@@ -37,6 +38,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "table10": table10.build,
     "table11": table11.build,
     "pgt": pgt_quality.build,
+    "oracle": oracle.build,       # issue 24: what limits retraining (oracle training sets)
     "table2": table2.build,       # issue 13: WSIS tables and pseudo-mask quality
     "table3": table3.build,
     "wsis_pseudo_masks": wsis_pseudo_masks.build,

@@ -8,6 +8,8 @@ stage that wrote it also wrote the per-image evidence behind it, a DVC output un
 - ``wsod_{run}.json`` ``corloc`` (trainval): ``wsod/{run}/detections_trainval.json``;
 - ``retrain_{frcnn,detr}_{pgt}_{variant}.json`` ``ap50`` (test):
   ``retrain/{frcnn,detr}_{pgt}_{variant}/detections_test.json``;
+- ``oracle_{frcnn,detr}_{kind}.json`` ``ap50`` (test, the oracle rows):
+  ``oracle/{frcnn,detr}_{kind}/detections_test.json``;
 - ``wsis_{model}.json`` ``ap25`` ... ``ap75`` (test, VOC mask AP):
   ``wsis/{model}/predictions_test.json``;
 - ``recall_{source}.json`` ``recall@t`` and ``num_per_image`` (trainval):
@@ -41,6 +43,7 @@ GT = {"test": Path("data/annotations/test.json"),
       "test_masks": Path("data/annotations/test.json"),
       "trainval": Path("data/annotations/trainval.json")}
 _RETRAIN = re.compile(r"retrain_((?:frcnn|detr)_\w+)\.json")
+_ORACLE = re.compile(r"oracle_((?:frcnn|detr)_\w+)\.json")
 _WSOD = re.compile(r"wsod_(\w+)\.json")
 _WSIS = re.compile(r"wsis_(\w+)\.json")
 _RECALL = re.compile(r"recall_(\w+)\.json")
@@ -56,6 +59,8 @@ def evidence_of(file: str, key: str) -> tuple[str, Path] | None:
         return split, Path("wsod") / m.group(1) / f"detections_{split}.json"
     if (m := _RETRAIN.fullmatch(file)) and key == "ap50":
         return "test", Path("retrain") / m.group(1) / "detections_test.json"
+    if (m := _ORACLE.fullmatch(file)) and key == "ap50":
+        return "test", Path("oracle") / m.group(1) / "detections_test.json"
     if (m := _WSIS.fullmatch(file)) and key in _MASK_KEYS:
         return "test_masks", Path("wsis") / m.group(1) / "predictions_test.json"
     if (m := _RECALL.fullmatch(file)) and (key.startswith("recall@") or key == "num_per_image"):
@@ -142,7 +147,7 @@ class Evidence:
 
     def _load(self, split: str, rel: Path) -> dict[str, bs.ImageStats]:
         gt, path = self._ground_truth(split), self.root / rel
-        if rel.parts[0] in ("wsod", "retrain"):
+        if rel.parts[0] in ("wsod", "retrain", "oracle"):
             results = read_json(path, "detections file")
             if split == "test":
                 return {"ap50": bs.voc_ap_stats(gt, results, 0.5, use_07_metric=True)}
