@@ -61,6 +61,10 @@ def test_stage_features_strides() -> None:
 
 @pytest.fixture(scope="module")
 def toy():
+    return make_toy()
+
+
+def make_toy():
     """A frozen tiny CNN, 4 random images with 2 box-shaped instances each."""
     torch.manual_seed(0)
     net = SmallCNN(widths=(8, 16, 32), stem=8).eval()
