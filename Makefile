@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: make it the venv's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test dryrun dryrun-all dryrun-full cost-model lint bench clean-venv
+.PHONY: repro test test-long dryrun dryrun-all dryrun-full cost-model lint bench clean-venv
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,10 +18,16 @@ $(STAMP): requirements.lock pyproject.toml
 repro: $(STAMP)
 	$(BIN)/dvc repro
 
-## make test: the whole test suite (unit, stage, multi-process and an end-to-end tiny dvc repro)
+## make test: ruff and the test suite except the whole-DAG dvc repro tests (unit, stage and
+## multi-process tests): the developer's loop
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not long"
+
+## make test-long: the whole-DAG tests (a tiny dvc repro shared by the experiment, remote and
+## contract tests; the VOC and COCO layouts end to end). CI runs it after make test.
+test-long: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m long
 
 PAPER_PROFILES := paper_voc07 paper_voc12 paper_voc12_wsis paper_coco paper_coco17
 ## make dryrun: CI's dry run of the paper profiles (real architectures, SAM ViT-B, a few small

@@ -13,6 +13,13 @@ from filelock import FileLock
 from tests.pipeline.workspace import new_workspace, repro
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test on the shared tiny repro is ``long`` (``make test-long``, which CI runs)."""
+    for item in items:
+        if "tiny_repro" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.long)
+
+
 @pytest.fixture(scope="session")
 def e2e_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder shared by every pytest-xdist worker of this session (the session's base temp

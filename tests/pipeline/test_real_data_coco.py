@@ -23,6 +23,7 @@ TINY_COCO = {"extends": "tiny", "data": {
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.timeout(E2E_TIMEOUT)
 def test_whole_dag_on_coco_instances(tmp_path: Path) -> None:
     ws = new_workspace(tmp_path / "ws", "tiny_coco", {"tiny_coco": TINY_COCO})

@@ -19,6 +19,7 @@ TINY_VOC = {"extends": "tiny", "data": {"source": "voc", "voc_root": "VOCdevkit/
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.timeout(E2E_TIMEOUT)
 def test_whole_dag_on_a_vocdevkit_tree(tmp_path: Path) -> None:
     ws = new_workspace(tmp_path / "ws", "tiny_voc", {"tiny_voc": TINY_VOC})
