@@ -5,7 +5,9 @@ the retraining detector of a table row trained on an oracle training set and eva
 
 Same detector, schedule and seed as the ``retrain`` stage's ``nodrop`` rows (params
 ``retrain.<detector>``), trained in one run over all T epochs without drop (the ``nodrop`` row
-is the same T epochs split into ``retrain_prelim`` and its continuation, resumed exactly), on
+trains the same T epochs in two runs, ``retrain_prelim`` and its continuation; the loop resumes
+exactly: ``tests/retrain/test_train.py::test_resume_after_a_crash_equals_an_uninterrupted_run``),
+so one run per row and no preliminary stage, on
 ``oracle/pgt_{kind}/trainval.json`` (stage ``oracle_pgt``: ground-truth boxes, the PGT's true
 positives only, or the PGT plus the objects it missed). Reference only: no stage of the method
 reads its outputs (``tests/pipeline/test_oracle_isolation.py``).

@@ -64,12 +64,13 @@ def test_rows_per_detector_with_intervals_and_paired_differences(tmp_path):
         "1663 [1]", "40.4 [39.4, 41.4] [5]", "+0.0"]
     assert "`metrics/oracle_frcnn_gt.json`" in frcnn and "retrain_oracle@frcnn_gt" in frcnn
     assert "776 true positives, 878 false positives, 424 ground-truth objects" in frcnn
+    assert "not a stage of this profile" not in frcnn  # every Faster R-CNN row ran
     # the query-based part: gt run, the others (and the PGT row) not run -> no difference
     assert _rows(detr, "Ground-truth boxes")[0][2:4] == ["30.0 [29.0, 31.0] [2]",
                                                          "n/a: no paired evidence"]
     assert _rows(detr, "PGT true positives only")[0][2:4] == ["n/a: not run",
                                                               "n/a: no paired evidence"]
-    assert "stand-in" in detr
+    assert "stand-in" in detr and "not a stage of this profile" in detr
 
 
 def test_nothing_run_and_no_evidence(tmp_path):

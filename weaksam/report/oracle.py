@@ -20,13 +20,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from weaksam.report.retrain import DETECTORS, NOISE_NOTE, STAND_IN_NOTE, retrain_file
-from weaksam.report.table import Cell, Intervals, Row, Table, metric, read_metrics
+from weaksam.report.table import NOT_RUN, Cell, Intervals, Row, Table, metric, read_metrics
 
 DEFAULT_PGT = "mist_weaksam_adaptive"
 KIND_LABELS = (("gt", "Ground-truth boxes (fully supervised reference)"),
                ("tp", "PGT true positives only (false positives removed)"),
                ("missed", "PGT + the ground-truth objects it missed (full recall)"))
 COLUMNS = ("Training boxes", "Boxes", "AP50", "AP50 - PGT row")
+NOT_STAGE_NOTE = (
+    "\"n/a: not run\": the row is not a stage of this profile (`retrain_oracle` trains Faster "
+    "R-CNN on all three sets and the query-based detector on the ground truth only, for cost: "
+    "docs/retrain.md, \"Oracle rows\"); add it to the stage's `foreach` and the `report` deps "
+    "to run it."
+)
 
 
 def source_pgt(metrics_dir: Path) -> str:
@@ -67,6 +73,8 @@ def build(metrics_dir: Path, evidence: Intervals | None = None) -> str:
                    evidence=evidence),
             Cell(0.0, "this run", "{:+.1f}")]))
         notes = [NOISE_NOTE] if det == "frcnn" else [STAND_IN_NOTE, NOISE_NOTE]
+        if any(r.cells[1].source == NOT_RUN for r in rows):
+            notes.append(NOT_STAGE_NOTE)
         if counts.get("source_tp") is not None:
             notes.insert(0, f"PGT `{pgt}` against the hidden trainval boxes at IoU > "
                             f"{counts.get('iou_thr')}: {counts['source_tp']} true positives, "
