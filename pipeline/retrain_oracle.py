@@ -56,6 +56,7 @@ from weaksam.retrain.train import train_detector
 from weaksam.utils.atomic import atomic_path, write_json
 from weaksam.utils.checkpoint import read_checkpoint
 from weaksam.utils.device import resolve_device
+from weaksam.utils.readers import read_json
 from weaksam.utils.seed import seed_everything
 from weaksam.weights import require_weights
 
@@ -92,6 +93,28 @@ def detect_test(model: torch.nn.Module, detector: str, params: dict, category_id
     return dets, test_view
 
 
+def write_empty(detector: str, kind: str, train_path: Path, log) -> None:
+    """The outputs of a row whose training set has no box: no model is trained; the model file
+    says so, the detections are empty and every AP is null (the report prints "undefined")."""
+    name = oracle_name(detector, kind)
+    log.warning("%s: no box, nothing to train: %s written with AP50 null", train_path, name)
+    out_dir = Path("oracle") / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    view = WeakView(load_index(TEST))
+    with atomic_path(out_dir / "model.pt") as tmp:
+        torch.save({"model": None, "category_ids": list(view.category_ids),
+                    "detector": detector, "kind": kind}, tmp)
+    write_json(out_dir / "detections_test.json", [], indent=None)
+    write_json(Path("metrics") / f"oracle_{name}.json", {
+        "ap50": None, "ap50_area": None, "coco": {"AP": None, "AP50": None, "AP75": None},
+        "ap50_per_class": dict.fromkeys(view.category_names), "kind": kind,
+        "detector": detector, "train_boxes": 0, "train_images": 0, "epochs": 0,
+        "train_seconds": 0.0, "seconds_per_epoch": 0.0, "train_cpu_seconds": 0.0,
+        "infer_seconds": 0.0, "peak_rss_mib": round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        **processes_metrics()})
+
+
 def main() -> None:
     args = stage_args(__doc__.splitlines()[0],
                       [("--detector", {"choices": DETECTORS, "required": True}),
@@ -105,6 +128,11 @@ def main() -> None:
     device = resolve_device(params["runtime"].get("device", "cpu"))
     rank = dist.get_rank() if dist.is_initialized() else 0
     train_path = oracle_pgt_path(args.kind)
+    if not read_json(train_path, "oracle training set", want_object=True).get("annotations"):
+        # e.g. a PGT without any true positive (tiny runs): nothing to train, AP50 undefined
+        if rank == 0:
+            write_empty(args.detector, args.kind, train_path, log)
+        return
     targets, source, view = load_train_data(args.detector, "", params, path=train_path)
     log.info("%s: %d boxes on %d of %d images", train_path, targets.num_boxes, len(source),
              len(view))

@@ -86,3 +86,11 @@ def test_registered_and_indexed(tmp_path):
     index = build_index({"oracle": oracle.build(m)}, m)
     assert "[What limits retraining (Faster R-CNN)](tables/oracle.md) | no direction check" \
         in index
+
+
+def test_a_row_without_a_model_has_no_difference(tmp_path):
+    m = _metrics(tmp_path)
+    _write(m, "oracle_frcnn_tp.json", ap50=None)
+    md = oracle.build(m, evidence=FakeEvidence({**APS, "oracle_frcnn_tp.json": 0.0}))
+    assert _rows(md, "PGT true positives only")[0][2:4] == ["n/a: undefined [3]",
+                                                            "n/a: no paired evidence"]

@@ -62,11 +62,14 @@ def build(metrics_dir: Path, evidence: Intervals | None = None) -> str:
         rows = []
         for kind, label in KIND_LABELS:
             f = f"oracle_{det}_{kind}.json"
+            ap = metric(metrics_dir, f, "ap50", f"retrain_oracle@{det}_{kind}",
+                        evidence=evidence)
+            # an empty training set (no model trained) has AP50 null: no difference either
+            diff = (_difference(evidence, f, pgt_file) if isinstance(ap.value, float | int)
+                    else Cell("n/a: no paired evidence", "this run"))
             rows.append(Row(label, [
                 metric(metrics_dir, "oracle_pgt.json", f"kinds.{kind}.boxes", "oracle_pgt",
-                       fmt="{:.0f}"),
-                metric(metrics_dir, f, "ap50", f"retrain_oracle@{det}_{kind}", evidence=evidence),
-                _difference(evidence, f, pgt_file)]))
+                       fmt="{:.0f}"), ap, diff]))
         rows.append(Row(f"PGT as is (`{pgt}`, no drop)", [
             metric(metrics_dir, "oracle_pgt.json", "source_boxes", "oracle_pgt", fmt="{:.0f}"),
             metric(metrics_dir, pgt_file, "ap50", f"retrain@{det}_{pgt}_nodrop",
