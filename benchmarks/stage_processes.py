@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -37,11 +38,17 @@ STAGES = {
     "retrain@detr-things90": ("pipeline.retrain", ["--detector", "detr", "--pgt",
                                                    "mist_weaksam_adaptive", "--variant",
                                                    "things90"]),
+    "wsis@mask_rcnn": ("pipeline.wsis", ["--model", "mask_rcnn"]),
+    "wsis@mask2former": ("pipeline.wsis", ["--model", "mask2former"]),
 }
+# checkpoints a finished run would resume from (a second round would then train nothing)
+RESUMED = {"pipeline.wsis": lambda args: [f"checkpoints/wsis_{args[-1]}"]}
 
 
 def run_once(workspace: Path, module: str, args: list[str], nproc: int) -> float:
     """Wall seconds of one stage run with ``nproc`` processes (raises if it fails)."""
+    for path in RESUMED.get(module, lambda a: [])(args):
+        shutil.rmtree(workspace / path, ignore_errors=True)
     cmd = [sys.executable, "-m", "pipeline.launch", str(nproc), "-m", module, *args]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, cwd=workspace, capture_output=True, text=True)
