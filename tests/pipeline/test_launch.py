@@ -67,9 +67,10 @@ def test_resolve_nproc_counts_and_errors(monkeypatch):
 
 
 def test_stages_that_declare_torchrun():
-    for module in ("pipeline.wsod", "pipeline.retrain_prelim", "pipeline.retrain"):
+    for module in ("pipeline.wsod", "pipeline.retrain_prelim", "pipeline.retrain",
+                   "pipeline.retrain_oracle", "pipeline.wsis"):
         assert supports_torchrun(module), module
-    for module in ("pipeline.clues_train", "pipeline.wsis", "pipeline.report"):
+    for module in ("pipeline.clues_train", "pipeline.clues", "pipeline.report"):
         assert not supports_torchrun(module), module
     with pytest.raises(SystemExit, match="no such stage module"):
         supports_torchrun("pipeline.no_such_stage")
@@ -114,3 +115,14 @@ def test_a_stage_without_torchrun_fails_with_the_param_named(tmp_path):
                           text=True)
     assert done.returncode != 0
     assert "runtime.nproc" in done.stderr and not list(tmp_path.glob("o.*"))
+
+
+def test_every_launched_stage_of_the_dag_runs_under_torchrun():
+    """A stage that dvc.yaml starts through the launcher takes any count params give it (the
+    paper profiles: auto), so its module must declare TORCHRUN."""
+    import re
+
+    launched = set(re.findall(r"pipeline\.launch\s+\S+\s+-m\s+([\w.]+)",
+                              (ROOT / "dvc.yaml").read_text()))
+    assert {"pipeline.wsod", "pipeline.retrain", "pipeline.wsis"} <= launched
+    assert all(supports_torchrun(m) for m in launched), launched
