@@ -310,7 +310,6 @@ def train_wsod(
     cdb_ids = {id(p) for p in cdb.parameters()} if cdb is not None else set()
     named = [(k, p) for k, p in model.named_parameters()
              if p.requires_grad and id(p) not in cdb_ids]
-    params = [p for _, p in named]
     n = len(items)
     steps_per_epoch = -(-n // batch_size)
     if schedule == "multistep":
@@ -358,8 +357,10 @@ def train_wsod(
             batch = perm[s : s + batch_size].tolist()
             seen += len(batch)
             local = batch[rank::world]
+            # a process without an image this step (B not a multiple of W) runs the batch's
+            # first image at weight 0: every DDP process must run the forward and backward
             inputs, boxes, labels, gens = [], [], [], []
-            for i in local:
+            for i in local or batch[:1]:
                 g = torch.Generator().manual_seed(seed * 1_000_003 + epoch * 100_003 + i)
                 si = int(torch.randint(len(train_scales), (1,), generator=g))
                 fl = bool(flip and torch.rand(1, generator=g) < 0.5)
@@ -378,16 +379,16 @@ def train_wsod(
                 labels.append(label_t[i].to(device))
                 gens.append(g)
             # name -> (b,) reduced losses of this process's b images
-            per_image = net(inputs, boxes, labels, gens, precomputed=cache.enabled) \
-                if local else {}
+            per_image = net(inputs, boxes, labels, gens, precomputed=cache.enabled)
             names = core.loss_keys()
             # the reduction over images: sum here, / B (global batch), x W for DDP's average
-            table = torch.stack([per_image[k] for k in names]) if per_image else None  # (L, b)
-            loss = (table.sum() if table is not None else
-                    sum(p.sum() * 0.0 for p in params)) * world / len(batch)
+            table = torch.stack([per_image[k] for k in names])  # (L, b)
+            loss = table.sum() * world / len(batch)
+            if not local:
+                loss = loss * 0.0
             # logged values: every named loss summed over all processes' images
             vec = torch.zeros(len(names), dtype=torch.float64, device=device)
-            if table is not None:
+            if local:
                 vec += table.detach().sum(1).double()
             if world > 1:
                 dist.all_reduce(vec)
@@ -408,10 +409,10 @@ def train_wsod(
             opt.step()
             if adversary and cdb_adversary == "second_pass":  # wetectron's do_train_cdb
                 model.zero_grad(set_to_none=True)
-                again = net(inputs, boxes, labels, gens, precomputed=cache.enabled) \
-                    if local else {}
-                adv = (sum(v.sum() for v in again.values()) if again else
-                       sum(p.sum() * 0.0 for p in cdb.parameters())) * world / len(batch)
+                again = net(inputs, boxes, labels, gens, precomputed=cache.enabled)
+                adv = sum(v.sum() for v in again.values()) * world / len(batch)
+                if not local:
+                    adv = adv * 0.0
                 (-cdb_adversary_weight * adv).backward()
             if adversary:
                 cdb_opt.step()
