@@ -70,3 +70,29 @@ def test_workers_capped_by_cores_and_unknown_resolution() -> None:
     assert dryrun_overrides(p, "full", cores=2)["runtime"]["workers"] == 2
     with pytest.raises(ValueError, match="resolution"):
         dryrun_overrides(p, "tiny")
+
+
+@pytest.mark.parametrize("profile", PAPER)
+@pytest.mark.parametrize("resolution", ["full", "reduced"])
+def test_the_settings_each_stage_reads_are_the_shortened_ones(profile: str,
+                                                              resolution: str) -> None:
+    """Regression: the WSOD release recipes (``wsod.<method>.recipes.<name>``, issue 23) win
+    over the section's keys, so the dry run trained the paper OICR for 125300 iterations; the
+    WSIS release schedule is in iterations. The values the stages read are checked, not the
+    overrides' keys."""
+    from pipeline.wsod import method_setting
+
+    p = _params(profile)
+    merged = deep_merge(p, dryrun_overrides(p, resolution, cores=2))
+    for method in ("oicr", "mist"):
+        its = int(method_setting(merged, method, "iterations") or 0)
+        schedule = method_setting(merged, method, "schedule")
+        assert its <= 2 if schedule == "multistep" else int(
+            method_setting(merged, method, "epochs")) == 1, (method, its, schedule)
+        if resolution == "reduced":
+            for which in ("train_scales", "test_scales"):
+                assert max(method_setting(merged, method, which)) <= REDUCED_SCALE
+    for model in ("mask_rcnn", "mask2former"):
+        assert int(merged["wsis"][model].get("iterations") or 0) <= 2
+    if resolution == "reduced":
+        assert all(s <= REDUCED_SCALE for s in merged["retrain"]["tta"]["frcnn"]["scales"])

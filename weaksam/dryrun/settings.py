@@ -53,11 +53,12 @@ def _training_lengths(p: dict[str, Any], o: dict[str, Any]) -> None:
     if int(_get(p, "backbone_pretrain.epochs", 0) or 0) > 0:
         _put(o, "backbone_pretrain.epochs", 1)
     for method in ("oicr", "mist"):
-        key = f"wsod.{method}"
-        _put(o, f"{key}.epochs", 1)
-        if int(_get(p, f"{key}.iterations", 0) or 0) > 0:
-            _put(o, f"{key}.iterations", 2)
-            _put(o, f"{key}.lr_steps", [1] if _get(p, f"{key}.lr_steps") else [])
+        for i, key in enumerate(wsod_sections(p, method)):
+            if i == 0 or _get(p, f"{key}.epochs") is not None:
+                _put(o, f"{key}.epochs", 1)
+            if int(_get(p, f"{key}.iterations", 0) or 0) > 0:
+                _put(o, f"{key}.iterations", 2)
+                _put(o, f"{key}.lr_steps", [1] if _get(p, f"{key}.lr_steps") else [])
             if int(_get(p, f"{key}.warmup_iters", 0) or 0) > 0:
                 _put(o, f"{key}.warmup_iters", 1)
     for det in ("frcnn", "detr"):
@@ -69,8 +70,18 @@ def _training_lengths(p: dict[str, Any], o: dict[str, Any]) -> None:
     for model in ("mask_rcnn", "mask2former"):
         key = f"wsis.{model}"
         _put(o, f"{key}.epochs", 1)
+        if int(_get(p, f"{key}.iterations", 0) or 0) > 0:  # the release's step schedule
+            _put(o, f"{key}.iterations", 2)
         if int(_get(p, f"{key}.warmup_steps", 0) or 0) > 0:
             _put(o, f"{key}.warmup_steps", 1)
+
+
+def wsod_sections(p: dict[str, Any], method: str) -> list[str]:
+    """``wsod.<method>`` and, when it names one, its recipe ``wsod.<method>.recipes.<name>``
+    (whose keys win over the section's: ``pipeline.wsod.method_setting``)."""
+    key = f"wsod.{method}"
+    recipe = _get(p, f"{key}.recipe")
+    return [key] + ([f"{key}.recipes.{recipe}"] if recipe else [])
 
 
 def _reduced_scales(p: dict[str, Any], o: dict[str, Any]) -> None:
@@ -79,10 +90,12 @@ def _reduced_scales(p: dict[str, Any], o: dict[str, Any]) -> None:
     ``amp`` off (bfloat16 is emulated on a CPU without AVX512-BF16, as on this project's
     machines: a DeiT-S step costs 10x or more; the full dry run keeps the amp path)."""
     s, m = REDUCED_SCALE, REDUCED_MAX_SIZE
-    for key in ("wsod.train_scales", "wsod.test_scales",
-                "wsod.oicr.train_scales", "wsod.oicr.test_scales",
-                "wsod.mist.train_scales", "wsod.mist.test_scales",
-                "retrain.frcnn.model.train_scales", "retrain.detr.model.train_scales"):
+    lists = ["wsod.train_scales", "wsod.test_scales", "retrain.frcnn.model.train_scales",
+             "retrain.detr.model.train_scales", "retrain.tta.frcnn.scales"]
+    for method in ("oicr", "mist"):
+        lists += [f"{k}.{which}" for k in wsod_sections(p, method)
+                  for which in ("train_scales", "test_scales")]
+    for key in lists:
         scales = _get(p, key)
         if scales:
             _put(o, key, [min(s, min(int(v) for v in scales))])
@@ -92,7 +105,7 @@ def _reduced_scales(p: dict[str, Any], o: dict[str, Any]) -> None:
         if v:
             _put(o, key, min(s, int(v)))
     for key in ("wsod.max_size", "retrain.frcnn.model.max_size", "retrain.detr.model.max_size",
-                "retrain.features.max_size", "wsis.max_size"):
+                "retrain.features.max_size", "wsis.max_size", "retrain.tta.frcnn.max_size"):
         v = _get(p, key)
         if v:
             _put(o, key, min(m, int(v)))
