@@ -9,6 +9,9 @@
                               layout, random weights in the official formats, a few iterations
                               per training, on the CPU (weaksam.dryrun.run); per-stage seconds
                               and peak memory in dryrun/PROFILE/stages.json
+    weaksam seeds --seeds 1 2 the training-seed sweep (docs/seeds.md): queue and run one DVC
+                              experiment per train_seed, then aggregate the baseline and the
+                              experiments into reports/seeds.md (--no-run: aggregate only)
 
 The repository is the nearest folder at or above the working directory holding ``dvc.yaml``
 and ``params.yaml`` (or ``--root``). This is an application entry point: unlike the library it
@@ -21,11 +24,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from weaksam.errors import InputError
+
+if TYPE_CHECKING:
+    from weaksam.report.intervals import Evidence
 
 
 def find_root(start: str | Path | None = None) -> Path:
@@ -119,6 +125,52 @@ def cmd_dryrun(args: argparse.Namespace, root: Path) -> int:
     return 1 if failed else 0
 
 
+def _report_evidence(params: dict[str, Any], root: Path) -> Evidence:
+    """The report stage's bootstrap settings (``evidence_from`` of pipeline/report.py: its
+    resamples and seed, the evaluation settings of ``params``), so that the default verdicts
+    are the report's."""
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        from pipeline.report import evidence_from
+    except ImportError as e:
+        raise InputError(root / "pipeline" / "report.py",
+                         f"cannot import the report stage's settings ({e})") from e
+    return evidence_from(params, root)
+
+
+def cmd_seeds(args: argparse.Namespace, root: Path) -> int:
+    """Run the seed sweep (unless ``--no-run``) and write its aggregate (weaksam.seeds)."""
+    from weaksam import seeds as sw
+    from weaksam.utils.atomic import atomic_path
+
+    def progress(message: str) -> None:
+        print(f"weaksam seeds: {message}", file=sys.stderr, flush=True)
+
+    timing = None
+    if args.run:
+        timing = sw.run_sweep(root, args.seeds, jobs=args.jobs, progress=progress)
+    runs, notes = sw.parse_runs(sw.dvc(root, "exp", "show", "--json"))
+    progress(f"aggregating seeds {', '.join(map(str, runs))}")
+    per_seed = {s: sw.evaluate_run(run) for s, run in runs.items()}
+    params = _read_params(root / args.params)
+    if args.point_only:
+        evidence, how = None, "point values of the workspace's metrics, no bootstrap"
+    else:
+        evidence = _report_evidence(params, root)
+        how = (f"paired bootstrap over the split's images of the workspace's files, "
+               f"{evidence.n_resamples} resamples, seed {evidence.seed}, as the report stage")
+    defaults = sw.default_verdicts(root / "metrics", evidence)
+    tables = sw.aggregate(per_seed, defaults)
+    text = sw.render(tables, runs, sweep=sw.sweep_text(args.seeds, args.jobs, timing),
+                     notes=notes, how_defaults=how)
+    out = root / args.out
+    with atomic_path(out) as tmp:
+        tmp.write_text(text)
+    print(f"{out}: {text.rstrip().splitlines()[-1].strip('*')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="weaksam", description=__doc__.splitlines()[0])
     p.add_argument("--root", help="repository root (default: found from the working directory)")
@@ -150,6 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--stages", nargs="+", help="only these stages and what they depend on "
                                                 "(default: the whole DAG)")
     dr.set_defaults(func=cmd_dryrun)
+    se = sub.add_parser("seeds", help="training-seed sweep as DVC experiments, aggregated "
+                                      "into reports/seeds.md")
+    se.add_argument("--seeds", type=int, nargs="+", default=[1, 2],
+                    help="train_seed values to run as experiments (the baseline commit is "
+                         "the seed of params.yaml; default: 1 2)")
+    se.add_argument("--run", action=argparse.BooleanOptionalAction, default=True,
+                    help="queue and run the seeds not run yet (--no-run: aggregate only)")
+    se.add_argument("--jobs", type=int, default=1, help="dvc queue workers (default 1)")
+    se.add_argument("--out", default="reports/seeds.md",
+                    help="markdown, relative to the root (default reports/seeds.md)")
+    se.add_argument("--point-only", action="store_true",
+                    help="judge the default run on point values, without the bootstrap")
+    se.set_defaults(func=cmd_seeds)
     return p
 
 
