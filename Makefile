@@ -30,11 +30,24 @@ test-long: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m long
 
 PAPER_PROFILES := paper_voc07 paper_voc12 paper_voc12_wsis paper_coco paper_coco17
+# One instance of every stage of paper_voc07 but the report (which needs them all): each code
+# path of the paper profile once; the sweeps' other rows differ in params only
+# (tests/dryrun/test_ci_stages.py keeps this list complete)
+DRYRUN_CI_STAGES := data proposals_ss recall_ss clues_train clues prompts sam_pretrain \
+	proposals recall_prompts@weaksam backbone_pretrain wsod@oicr-ss wsod@mist-weaksam \
+	wsod_table4@mist-dense pgt@mist_weaksam-top1 pgt@mist_weaksam-adaptive pgt_figure \
+	retrain_features retrain_prelim@frcnn-mist_weaksam_adaptive \
+	retrain_prelim@detr-mist_weaksam_adaptive retrain@frcnn_mist_weaksam_adaptive_drop \
+	retrain@detr_mist_weaksam_adaptive_things90 retrain_figures oracle_pgt \
+	retrain_oracle@frcnn_missed figures pseudo_masks wsis@mask_rcnn wsis@mask2former wsis_gt \
+	wsis_figure
 ## make dryrun: CI's dry run of the paper profiles (real architectures, SAM ViT-B, a few small
-## images, one small scale per list, a few iterations; CPU): paper_voc07's whole DAG, and the
-## data stage of every other profile on its own layout (the whole DAGs: make dryrun-all)
+## images, one small scale per list, a few iterations; CPU): one instance of every stage of
+## paper_voc07 (DRYRUN_CI_STAGES, with what they depend on), and the data stage of every other
+## profile on its own layout (every stage of every profile: make dryrun-all)
 dryrun: $(STAMP)
-	$(BIN)/weaksam dryrun paper_voc07 --resolution reduced --sam-model vit_b --out dryrun/reduced
+	$(BIN)/weaksam dryrun paper_voc07 --resolution reduced --sam-model vit_b --out dryrun/reduced \
+		--stages $(DRYRUN_CI_STAGES)
 	$(BIN)/weaksam dryrun paper_voc12 paper_voc12_wsis paper_coco paper_coco17 --stages data \
 		--resolution reduced --out dryrun/reduced
 

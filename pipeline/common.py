@@ -34,6 +34,15 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     return params
 
 
+def training_seed(params: dict[str, Any]) -> int:
+    """The seed of the trainings downstream of the SAM (WSOD, retraining, WSIS and their
+    reference rows): ``train_seed`` when set, else the global ``seed``. A seed sweep
+    (``make seeds``, docs/seeds.md) varies ``train_seed`` with data, clues, prompts and SAM
+    fixed."""
+    value = params.get("train_seed")
+    return int(params["seed"] if value is None else value)
+
+
 def stage_args(description: str, extra: list[tuple[str, dict[str, Any]]] | None = None):
     """Parse the common ``--params`` option (plus stage-specific ``extra`` options)."""
     p = argparse.ArgumentParser(description=description)

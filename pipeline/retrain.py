@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 
 from dvclive import Live
-from pipeline.common import load_params, set_threads, setup_logging, stage_args
+from pipeline.common import load_params, set_threads, setup_logging, stage_args, training_seed
 from pipeline.launch import processes_metrics
 from pipeline.retrain_common import (
     DETECTORS,
@@ -76,7 +76,7 @@ def main() -> None:
     name = run_name(args.detector, args.pgt, args.variant)
     log = setup_logging(f"retrain.{name}")
     set_threads(params)
-    seed_everything(int(params["seed"]))
+    seed_everything(training_seed(params))
     device = resolve_device(params["runtime"].get("device", "cpu"))
     rank = dist.get_rank() if dist.is_initialized() else 0
     variant = variant_cfg(args.detector, args.variant, params)
@@ -91,7 +91,7 @@ def main() -> None:
     p = prelim_epochs(args.detector, params)
     prelim = Path("retrain") / prelim_name(args.detector, args.pgt) / "model.pt"
     ckpt = Path("checkpoints") / f"retrain_{name}" / "last.pt"
-    fp = fingerprint(name, params["seed"], params["retrain"][args.detector],
+    fp = fingerprint(name, training_seed(params), params["retrain"][args.detector],
                      params["retrain"]["features"], files=(prelim, pgt_path(args.pgt)))
     resume = read_checkpoint(prelim, "preliminary-training checkpoint")
     if int(resume.get("epoch", -1)) != p - 1:

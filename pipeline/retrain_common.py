@@ -18,6 +18,7 @@ from typing import Any
 
 from torch import nn
 
+from pipeline.common import training_seed
 from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
 from weaksam.errors import InputError
@@ -160,7 +161,7 @@ def train_kwargs(detector: str, params: dict[str, Any]) -> dict[str, Any]:
                 weight_decay=float(c["weight_decay"]), warmup_iters=int(c["warmup_iters"]),
                 warmup_factor=float(c["warmup_factor"]),
                 lr_steps=[float(f) for f in c["lr_steps"]], gamma=float(c["gamma"]),
-                grad_clip=float(c["grad_clip"]), seed=int(params["seed"]))
+                grad_clip=float(c["grad_clip"]), seed=training_seed(params))
 
 
 def prelim_epochs(detector: str, params: dict[str, Any]) -> int:

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from pipeline.common import load_params, set_threads, setup_logging, stage_args
+from pipeline.common import load_params, set_threads, setup_logging, stage_args, training_seed
 from pipeline.launch import processes_metrics
 from pipeline.oracle_pgt import oracle_pgt_path
 from pipeline.retrain_common import (
@@ -126,7 +126,7 @@ def main() -> None:
     log = setup_logging(f"retrain_oracle.{name}")
     set_threads(params)
     require_weights(params, f"retrain.{args.detector}.model.resnet50_checkpoint")
-    seed_everything(int(params["seed"]))
+    seed_everything(training_seed(params))
     device = resolve_device(params["runtime"].get("device", "cpu"))
     rank = dist.get_rank() if dist.is_initialized() else 0
     train_path = oracle_pgt_path(args.kind)
@@ -141,7 +141,7 @@ def main() -> None:
     model = build_model(args.detector, view.num_classes, params, None)
     kw = train_kwargs(args.detector, params)
     ckpt = Path("checkpoints") / f"oracle_{name}" / "last.pt"
-    fp = fingerprint(name, params["seed"], params["retrain"][args.detector],
+    fp = fingerprint(name, training_seed(params), params["retrain"][args.detector],
                      params["retrain"]["features"], params["backbone_pretrain"],
                      files=(train_path,))
     resume = None

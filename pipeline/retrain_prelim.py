@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 
 from dvclive import Live
-from pipeline.common import load_params, set_threads, setup_logging, stage_args
+from pipeline.common import load_params, set_threads, setup_logging, stage_args, training_seed
 from pipeline.launch import processes_metrics
 from pipeline.retrain_common import (
     DETECTORS,
@@ -69,7 +69,7 @@ def main() -> None:
     log = setup_logging(f"retrain.{name}")
     set_threads(params)
     require_weights(params, f"retrain.{args.detector}.model.resnet50_checkpoint")
-    seed = int(params["seed"])
+    seed = training_seed(params)
     seed_everything(seed)
     device = resolve_device(params["runtime"].get("device", "cpu"))
     rank = dist.get_rank() if dist.is_initialized() else 0
@@ -83,7 +83,7 @@ def main() -> None:
     p = prelim_epochs(args.detector, params)
     out_dir = Path("retrain") / name
     ckpt = Path("checkpoints") / f"retrain_{name}" / "last.pt"
-    fp = fingerprint(name, params["seed"], params["retrain"][args.detector],
+    fp = fingerprint(name, seed, params["retrain"][args.detector],
                      params["retrain"]["features"], params["backbone_pretrain"],
                      files=(pgt_path(args.pgt),))
     resume = None

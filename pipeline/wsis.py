@@ -43,7 +43,7 @@ import torch
 import torch.distributed as dist
 
 from dvclive import Live
-from pipeline.common import load_params, set_threads, setup_logging, stage_args
+from pipeline.common import load_params, set_threads, setup_logging, stage_args, training_seed
 from pipeline.launch import processes_metrics
 from weaksam.data.index import load_index, mask_coverage, mask_eval_split, read_image, subset
 from weaksam.errors import InputError
@@ -129,7 +129,7 @@ def main() -> None:
     name = args.model
     log = setup_logging(f"wsis.{name}")
     set_threads(params)
-    seed = int(params["seed"])
+    seed = training_seed(params)
     seed_everything(seed)
     device = resolve_device(params["runtime"].get("device", "cpu"))
     rank = init_distributed(device)

@@ -43,7 +43,7 @@ import torch
 import torch.distributed as dist
 
 from dvclive import Live
-from pipeline.common import load_params, set_threads, setup_logging, stage_args
+from pipeline.common import load_params, set_threads, setup_logging, stage_args, training_seed
 from pipeline.launch import processes_metrics
 from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
@@ -183,7 +183,7 @@ def main() -> None:
     w = params["wsod"]
     device = stage_device(params)
     init_distributed(device)
-    seed = int(params["seed"])
+    seed = training_seed(params)
     seed_everything(seed)
     name = f"{args.method}_{args.source}"
     out_dir = Path("wsod") / name
