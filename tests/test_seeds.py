@@ -294,3 +294,9 @@ def test_cli_aggregate_only_writes_the_markdown(monkeypatch, tmp_path: Path):
     text = (tmp_path / "reports" / "seeds.md").read_text()
     assert "| WeakSAM (OICR) > OICR [SS] | holds | s0 +10, s1 -10 |" in text
     assert "does not survive" in text and "Time: not measured" in text
+    assert main(["--root", str(tmp_path), "seeds", "--baseline", "abc123"]) == 2  # needs --no-run
+    fake = FakeDvc(_show(_wsod(50.0)))
+    monkeypatch.setattr(sw, "dvc", fake)
+    assert main(["--root", str(tmp_path), "seeds", "--no-run", "--point-only",
+                 "--baseline", "abc123"]) == 0
+    assert fake.calls == [("exp", "show", "--json", "--rev", "abc123")]

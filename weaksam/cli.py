@@ -148,9 +148,13 @@ def cmd_seeds(args: argparse.Namespace, root: Path) -> int:
         print(f"weaksam seeds: {message}", file=sys.stderr, flush=True)
 
     timing = None
+    if args.run and args.baseline:
+        raise InputError(None, "--baseline reads the experiments of an earlier commit: use it "
+                               "with --no-run (a sweep queues on HEAD)")
     if args.run:
         timing = sw.run_sweep(root, args.seeds, jobs=args.jobs, progress=progress)
-    runs, notes = sw.parse_runs(sw.dvc(root, "exp", "show", "--json"))
+    rev = ("--rev", args.baseline) if args.baseline else ()
+    runs, notes = sw.parse_runs(sw.dvc(root, "exp", "show", "--json", *rev))
     progress(f"aggregating seeds {', '.join(map(str, runs))}")
     per_seed = {s: sw.evaluate_run(run) for s, run in runs.items()}
     params = _read_params(root / args.params)
@@ -212,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--jobs", type=int, default=1, help="dvc queue workers (default 1)")
     se.add_argument("--out", default="reports/seeds.md",
                     help="markdown, relative to the root (default reports/seeds.md)")
+    se.add_argument("--baseline", metavar="REV",
+                    help="aggregate the experiments of this commit (dvc exp show --rev; "
+                         "default HEAD), e.g. after committing on top of the swept one")
     se.add_argument("--point-only", action="store_true",
                     help="judge the default run on point values, without the bootstrap")
     se.set_defaults(func=cmd_seeds)
