@@ -517,6 +517,10 @@ def run_sweep(root: Path, seeds: Sequence[int], jobs: int = 1, log: Path | None 
     log = log or root / ".dvc" / "tmp" / "weaksam-seeds.log"
     runs, _ = parse_runs(dvc(root, "exp", "show", "--json"))
     queue = parse_queue_status(dvc(root, "queue", "status"))
+    if any(r.rev == "workspace" for r in runs.values()):
+        progress("warning: HEAD has no metrics; the experiments start from HEAD plus the "
+                 "workspace's changes: commit the outputs of make repro (dvc.lock, metrics/) "
+                 "first, or every stage may rerun")
     todo = [s for s in seeds if s not in runs]
     for s in sorted(set(seeds) - set(todo)):
         progress(f"seed {s}: already run ({runs[s].name}), skipped")
