@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: make it the venv's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test test-long dryrun dryrun-all dryrun-full cost-model lint bench clean-venv
+.PHONY: repro test test-long seeds dryrun dryrun-all dryrun-full cost-model lint bench clean-venv
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,15 @@ test: $(STAMP)
 ## contract tests; the VOC and COCO layouts end to end). CI runs it after make test.
 test-long: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m long
+
+## make seeds: the training-seed sweep, not part of make repro (docs/seeds.md): one DVC
+## experiment per value of SEEDS for params train_seed (WSOD, retraining, WSIS; data, clues,
+## prompts and SAM fixed), queued and run one at a time, then reports/seeds.md: mean ± sd of
+## every compared row and which of the report's verdicts survive. Needs a committed make repro;
+## a rerun resumes (seeds already run are skipped). About 25 min a seed here (estimated).
+SEEDS ?= 1 2
+seeds: $(STAMP)
+	$(BIN)/weaksam seeds --seeds $(SEEDS)
 
 PAPER_PROFILES := paper_voc07 paper_voc12 paper_voc12_wsis paper_coco paper_coco17
 # One instance of every stage of paper_voc07 but the report (which needs them all): each code
