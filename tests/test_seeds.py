@@ -295,6 +295,10 @@ def test_cli_aggregate_only_writes_the_markdown(monkeypatch, tmp_path: Path):
     assert "| WeakSAM (OICR) > OICR [SS] | holds | s0 +10, s1 -10 |" in text
     assert "does not survive" in text and "Time: not measured" in text
     assert main(["--root", str(tmp_path), "seeds", "--baseline", "abc123"]) == 2  # needs --no-run
+    # without --point-only: the report's bootstrap, but this workspace has no per-image files
+    assert main(["--root", str(tmp_path), "seeds", "--no-run"]) == 0
+    text = (tmp_path / "reports" / "seeds.md").read_text()
+    assert "point values: the workspace has none of the per-image files" in text
     fake = FakeDvc(_show(_wsod(50.0)))
     monkeypatch.setattr(sw, "dvc", fake)
     assert main(["--root", str(tmp_path), "seeds", "--no-run", "--point-only",

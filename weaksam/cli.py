@@ -165,6 +165,10 @@ def cmd_seeds(args: argparse.Namespace, root: Path) -> int:
         how = (f"paired bootstrap over the split's images of the workspace's files, "
                f"{evidence.n_resamples} resamples, seed {evidence.seed}, as the report stage")
     defaults = sw.default_verdicts(root / "metrics", evidence)
+    if evidence is not None and not evidence.paths():
+        how = ("point values: the workspace has none of the per-image files the bootstrap "
+               "resamples (run make repro or dvc checkout first)")
+        progress(f"warning: default verdicts from {how}")
     tables = sw.aggregate(per_seed, defaults)
     text = sw.render(tables, runs, sweep=sw.sweep_text(args.seeds, args.jobs, timing),
                      notes=notes, how_defaults=how)
