@@ -228,6 +228,9 @@ Worker status: 1 active, 0 idle
 def test_parse_queue_status():
     assert sw.parse_queue_status(STATUS) == {"train-seed-1": "Success",
                                              "train-seed-2": "Running", "10:40": "Queued"}
+    rerun = STATUS.replace("77aa001               10:40 AM   Queued",
+                           "77aa001  train-seed-1  10:40 AM   Queued")
+    assert sw.parse_queue_status(rerun)["train-seed-1"] == "Queued"  # the new task counts
 
 
 class FakeDvc:

@@ -491,15 +491,20 @@ def dvc(root: Path, *args: str) -> str:
     return r.stdout
 
 
+_QUEUE_STATES = ("Running", "Queued", "Failed", "Success", "Unknown")  # most active first
+
+
 def parse_queue_status(text: str) -> dict[str, str]:
-    """``{name: status}`` from ``dvc queue status`` (columns Task, Name, Created, Status; the
-    last row of a name wins)."""
-    out = {}
+    """``{name: status}`` from ``dvc queue status`` (columns Task, Name, Created, Status). A
+    name with several tasks (an old one finished, a new one queued) gets its most active
+    status: Running, Queued, Failed, Success, Unknown."""
+    out: dict[str, str] = {}
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) >= 3 and parts[0] != "Task" and parts[-1] in (
-                "Queued", "Running", "Success", "Failed", "Unknown"):
-            out[parts[1]] = parts[-1]
+        if len(parts) >= 3 and parts[0] != "Task" and parts[-1] in _QUEUE_STATES:
+            have = out.get(parts[1])
+            if have is None or _QUEUE_STATES.index(parts[-1]) < _QUEUE_STATES.index(have):
+                out[parts[1]] = parts[-1]
     return out
 
 
