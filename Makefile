@@ -24,10 +24,11 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not long"
 
-## make test-long: the whole-DAG tests (a tiny dvc repro shared by the experiment, remote and
-## contract tests; the VOC and COCO layouts end to end). CI runs it after make test.
+## make test-long: the long checks, CI runs it after make test: the whole-DAG tests (a tiny dvc
+## repro shared by the experiment, remote and contract tests; one instance of every stage on a
+## COCO layout) on one core, CI's dry run of the paper profiles (as make dryrun) on the other
 test-long: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m long
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m long
 
 ## make seeds: the training-seed sweep, not part of make repro (docs/seeds.md): one DVC
 ## experiment per value of SEEDS for params train_seed (WSOD, retraining, WSIS; data, clues,

@@ -12,12 +12,19 @@ from filelock import FileLock
 
 from tests.pipeline.workspace import new_workspace, repro
 
+#: pytest-xdist group of the whole-DAG tests (``make test-long`` runs ``--dist loadgroup``): the
+#: tiny repro and the tests on it, and the COCO DAG, on one worker; CI's dry run of the paper
+#: profiles (tests/dryrun/test_ci_dryrun.py) on the other
+DAG_GROUP = "dag"
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test on the shared tiny repro is ``long`` (``make test-long``, which CI runs)."""
+    """Every test on the shared tiny repro is ``long`` (``make test-long``, which CI runs) and
+    in :data:`DAG_GROUP` (no second worker waits idle on the tiny repro's lock)."""
     for item in items:
         if "tiny_repro" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.long)
+            item.add_marker(pytest.mark.xdist_group(DAG_GROUP))
 
 
 @pytest.fixture(scope="session")

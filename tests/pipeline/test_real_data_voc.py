@@ -1,6 +1,8 @@
-"""The whole DAG, end to end, on a VOCdevkit tree in the real format (``data.source: voc``):
-1-based inclusive boxes, ``difficult``, the 20 VOC classes, ``ImageSets/Main``; the tiny
-profile's small models. Every stage of dvc.yaml (as it is when the test runs) must run."""
+"""A VOCdevkit tree in the real format (``data.source: voc``: 1-based inclusive boxes,
+``difficult``, the 20 VOC classes, ``ImageSets/Main``) through the ``data`` stage of a DVC
+workspace on the tiny profile. Every other stage on a VOCdevkit tree: CI's dry run of
+``paper_voc07`` (``make dryrun``: one instance of every stage, real architectures), which
+reads the same generated layout (``weaksam.dryrun.trees.write_vocdevkit``)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.workspace import E2E_TIMEOUT, assert_whole_dag_ran, new_workspace, repro
+from tests.pipeline.workspace import E2E_TIMEOUT, assert_stages_ran, new_workspace, repro
 from weaksam.data.voc import VOC_CLASSES
 from weaksam.dryrun.trees import write_vocdevkit
 
@@ -19,14 +21,13 @@ TINY_VOC = {"extends": "tiny", "data": {"source": "voc", "voc_root": "VOCdevkit/
 
 
 @pytest.mark.slow
-@pytest.mark.long
 @pytest.mark.timeout(E2E_TIMEOUT)
-def test_whole_dag_on_a_vocdevkit_tree(tmp_path: Path) -> None:
+def test_data_stage_on_a_vocdevkit_tree(tmp_path: Path) -> None:
     ws = new_workspace(tmp_path / "ws", "tiny_voc", {"tiny_voc": TINY_VOC})
     fx = write_vocdevkit(ws / "VOCdevkit", n_trainval=10, n_test=6)
-    seconds = repro(ws)
-    print(f"VOC dvc repro: {seconds:.0f} s wall")
-    assert_whole_dag_ran(ws)
+    seconds = repro(ws, "data")
+    print(f"VOC dvc repro data: {seconds:.0f} s wall")
+    assert_stages_ran(ws, ["data"])
 
     trainval = json.loads((ws / "data" / "annotations" / "trainval.json").read_text())
     assert [c["name"] for c in trainval["categories"]] == list(VOC_CLASSES)
@@ -40,4 +41,3 @@ def test_whole_dag_on_a_vocdevkit_tree(tmp_path: Path) -> None:
         images, objects, difficult = fx["counts"][split]
         assert len(js["images"]) == images and len(js["annotations"]) == objects
         assert sum(a["difficult"] for a in js["annotations"]) == difficult
-    assert "paper" in (ws / "reports" / "tables" / "table1.md").read_text()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.workspace import E2E_TIMEOUT, clone_tree, dvc, repro
+from tests.pipeline.workspace import E2E_TIMEOUT, assert_whole_dag_ran, clone_tree, dvc, repro
 
 
 @pytest.mark.slow
@@ -22,7 +22,7 @@ def test_dvc_repro_tiny_profile(tiny_repro: dict, tmp_path: Path) -> None:
     print(f"tiny dvc repro: {tiny_repro['seconds']:.0f} s wall, "
           f"{tiny_repro['cpu_seconds']:.0f} s CPU of its processes")
     ws = clone_tree(tiny_repro["ws"], tmp_path / "ws")
-
+    assert_whole_dag_ran(ws)
     assert (ws / "metrics" / "recall_ss.json").is_file()
     table8 = (ws / "reports" / "tables" / "table8.md").read_text()
     assert "this run" in table8 and "paper" in table8

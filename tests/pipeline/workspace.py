@@ -132,14 +132,29 @@ def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def assert_whole_dag_ran(ws: Path) -> None:
-    """Every stage of ``ws``'s dvc.yaml has a dvc.lock entry, every output it records exists,
-    and ``dvc status`` is clean."""
+def one_per_stage(ws: Path, leave_out: Sequence[str] = ("report",)) -> list[str]:
+    """The first instance of every stage of ``ws``'s DAG (``name@item`` of a foreach / matrix
+    stage), bar ``leave_out``: each stage's code once, the sweeps' other rows differing in
+    params only (the tiny repro runs them all)."""
+    seen: dict[str, str] = {}
+    for name in stage_names(ws):
+        seen.setdefault(name.split("@")[0], name)
+    return [n for base, n in seen.items() if base not in leave_out]
+
+
+def assert_stages_ran(ws: Path, stages: Sequence[str]) -> None:
+    """Each of ``stages`` has a dvc.lock entry, every output recorded there exists, and
+    ``dvc status`` of those stages is clean."""
     lock = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]
-    missing = [s for s in stage_names(ws) if s not in lock]
+    missing = [s for s in stages if s not in lock]
     assert not missing, f"stages that did not run: {missing}"
     for name, st in lock.items():
         for o in st.get("outs", []):
             assert (ws / o["path"]).exists(), f"stage {name}: output {o['path']} missing"
-    r = dvc("status", "-q", cwd=ws, check=False)
-    assert r.returncode == 0, dvc("status", cwd=ws, check=False).stdout
+    r = dvc("status", "-q", *stages, cwd=ws, check=False)
+    assert r.returncode == 0, dvc("status", *stages, cwd=ws, check=False).stdout
+
+
+def assert_whole_dag_ran(ws: Path) -> None:
+    """Every stage of ``ws``'s dvc.yaml ran (:func:`assert_stages_ran`)."""
+    assert_stages_ran(ws, stage_names(ws))
