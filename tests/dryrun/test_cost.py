@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -55,6 +56,27 @@ def test_wsod_stage_counts_image_passes_of_the_schedule():
     assert train.factor == 3.0
     assert test.image_passes == (100 + 50) * 2 * 2  # images x scales x flips
     assert "213 RoIs" in cost.basis  # WeakSAM proposals per image (paper Table 6)
+
+
+def test_retraining_phases_and_the_oracle_row_count_their_epochs():
+    """The preliminary training, the drop phase and the oracle rows (one run of every epoch)
+    together: an oracle row costs what a preliminary and a drop phase cost."""
+    root = Path(__file__).resolve().parents[2]
+    cfg = C.load_config("paper_voc07", root / "configs", root / "params.yaml")
+    ds = C.DataSet("voc", 100, 50, "hand-made")
+    item = {"detector": "frcnn", "pgt": "mist_weaksam_adaptive", "variant": "drop"}
+    s = cfg["retrain"]["frcnn"]["schedule"]
+    p, e = int(s["prelim_epochs"]), int(s["epochs"])
+    prelim = C.stage_cost("retrain_prelim@x", "retrain_prelim", item, cfg, ds)
+    drop = C.stage_cost("retrain@x", "retrain", item, cfg, ds)
+    oracle = C.stage_cost("retrain_oracle@frcnn_gt", "retrain_oracle",
+                          {"detector": "frcnn", "kind": "gt"}, cfg, ds)
+    assert [w.image_passes for w in prelim.works] == [p * 100]
+    assert [w.image_passes for w in drop.works] == [(e - p) * 100, 50]
+    assert [w.image_passes for w in oracle.works] == [e * 100, 50]
+    assert oracle.flops() == pytest.approx(prelim.flops() + drop.flops())
+    assert f"epochs 0-{e} of {e}" in oracle.basis
+    assert C.stage_cost("oracle_pgt", "oracle_pgt", {}, cfg, ds).works == []
 
 
 def test_data_set_sizes_and_unknown_split(tmp_path):

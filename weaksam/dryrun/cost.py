@@ -356,7 +356,10 @@ def _detector(cfg: dict, ds: DataSet, det: str, short: int, max_size: int, rois:
     return _detr(ds.classes, hw, arch)
 
 
-def _retrain(cfg: dict, ds: DataSet, item: dict, stage: str, prelim: bool) -> StageCost:
+def _retrain(cfg: dict, ds: DataSet, item: dict, stage: str, phase: str) -> StageCost:
+    """``phase``: ``prelim`` (epochs 0 to the drop start), ``drop`` (the drop start to the end,
+    then the test pass) or ``all`` (every epoch in one run, then the test pass: the oracle
+    rows, ``retrain_oracle``)."""
     det = str(item["detector"])
     r = cfg["retrain"][det]
     m, s = r["model"], r["schedule"]
@@ -366,15 +369,15 @@ def _retrain(cfg: dict, ds: DataSet, item: dict, stage: str, prelim: bool) -> St
     g = _mean([_detector(cfg, ds, det, int(x), int(m["max_size"]), rois)
                for x in m["train_scales"]])
     p, e = int(s["prelim_epochs"]), int(s["epochs"])
-    epochs = p if prelim else e - p
-    works = [Work("train", epochs * ds.train, g, 3.0)]
-    if not prelim:
+    first, last = {"prelim": (0, p), "drop": (p, e), "all": (0, e)}[phase]
+    works = [Work("train", (last - first) * ds.train, g, 3.0)]
+    if phase != "prelim":
         works.append(Work("test", ds.test, _detector(cfg, ds, det, int(m["test_scale"]),
                                                      int(m["max_size"]), TEST_ROIS)))
     name = "Faster R-CNN R50-FPN" if det == "frcnn" else \
         f"query detector ({m['num_queries']} queries)"
-    return StageCost(stage, works, f"{name}, epochs {'0' if prelim else p}-{p if prelim else e}"
-                     f" of {e} on trainval" + ("" if prelim else f"; test at {m['test_scale']}"))
+    return StageCost(stage, works, f"{name}, epochs {first}-{last} of {e} on trainval"
+                     + ("" if phase == "prelim" else f"; test at {m['test_scale']}"))
 
 
 def _pseudo_masks(cfg: dict, ds: DataSet, item: dict) -> StageCost:
@@ -410,6 +413,7 @@ NO_NETWORK = {
     "recall_ss": "no network", "recall_prompts": "no network",
     "prompts": "no network (peaks and clustering of the clue maps)",
     "pgt": "no network", "report": "no network",
+    "oracle_pgt": "no network (PGT edited against the ground truth)",
     "pgt_figure": "a few images (not projected)", "figures": "a few images (not projected)",
     "retrain_figures": "a few images (not projected)",
     "wsis_figure": "a few images (not projected)",
@@ -427,8 +431,9 @@ def stage_cost(stage: str, base: str, item: dict, cfg: dict, ds: DataSet) -> Sta
         "sam_pretrain": lambda: _sam_pretrain(cfg, ds, item),
         "wsod": lambda: _wsod(cfg, ds, item, stage),
         "wsod_table4": lambda: _wsod(cfg, ds, item, stage),
-        "retrain_prelim": lambda: _retrain(cfg, ds, item, stage, prelim=True),
-        "retrain": lambda: _retrain(cfg, ds, item, stage, prelim=False),
+        "retrain_prelim": lambda: _retrain(cfg, ds, item, stage, "prelim"),
+        "retrain": lambda: _retrain(cfg, ds, item, stage, "drop"),
+        "retrain_oracle": lambda: _retrain(cfg, ds, item, stage, "all"),
         "pseudo_masks": lambda: _pseudo_masks(cfg, ds, item),
         "wsis": lambda: _wsis(cfg, ds, str(item["model"]), stage),
         "wsis_gt": lambda: _wsis(cfg, ds, "mask_rcnn", stage),
