@@ -18,6 +18,7 @@ from tests.pipeline.workspace import new_workspace, repro
 DAG_GROUP = "dag"
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test on the shared tiny repro is ``long`` (``make test-long``, which CI runs) and
     in :data:`DAG_GROUP` (no second worker waits idle on the tiny repro's lock)."""
