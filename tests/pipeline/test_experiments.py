@@ -82,6 +82,7 @@ def test_queued_sweep(tiny_repro: dict, tmp_path: Path) -> None:
     start_daemon([str(BIN / "dvc"), "queue", "start", "-j", "1"], ws, tmp_path / "queue.log")
     try:
         deadline = time.time() + E2E_TIMEOUT / 2
+        idle_since = None
         while True:
             status = dvc("queue", "status", cwd=ws).stdout
             rows = [ln for ln in status.splitlines() if "ssmax" in ln]
@@ -89,11 +90,14 @@ def test_queued_sweep(tiny_repro: dict, tmp_path: Path) -> None:
                 break
             assert not any("Failed" in ln for ln in rows), status
             assert time.time() < deadline, status
-            if "0 active" in status and any("Queued" in ln for ln in rows):
+            stalled = "0 active" in status and any("Queued" in ln for ln in rows)
+            idle_since = (idle_since or time.time()) if stalled else None
+            if idle_since is not None and time.time() - idle_since > 30:
                 # a queue worker may exit between two tasks (seen on a loaded machine: the
                 # second task stayed Queued with no worker): start one again, as a user would
                 start_daemon([str(BIN / "dvc"), "queue", "start", "-j", "1"], ws,
                              tmp_path / "queue.log")
+                idle_since = None
             time.sleep(3)
     finally:
         dvc("queue", "stop", "--kill", cwd=ws, check=False)  # the worker daemon exits
