@@ -62,6 +62,7 @@ from weaksam.wsod.backbone import build_backbone, load_vgg16_fc
 from weaksam.wsod.infer import detect_split_distributed
 from weaksam.wsod.mist import MIST
 from weaksam.wsod.oicr import OICR
+from weaksam.wsod.recipes import method_setting
 from weaksam.wsod.train import FeatureCache, TrainImage, train_wsod
 
 TORCHRUN = True  # pipeline.launch may start it under torchrun (runtime.nproc.wsod)
@@ -120,22 +121,6 @@ def stage_device(params: dict[str, Any]) -> torch.device:
     return resolve_device(params["wsod"].get("device") or params["runtime"]["device"])
 
 
-def method_setting(params: dict[str, Any], method: str, key: str) -> Any:
-    """The value of ``key`` for ``method``: the named recipe's
-    ``wsod.<method>.recipes.<recipe>.<key>`` when ``wsod.<method>.recipe`` is set and the recipe
-    has the key, else ``wsod.<method>.<key>`` unless missing or null, else ``wsod.<key>``."""
-    m = params["wsod"][method]
-    name = m.get("recipe")
-    if name is not None:
-        recipes = m.get("recipes") or {}
-        if name not in recipes:
-            raise ValueError(f"wsod.{method}.recipe {name!r} is not one of "
-                             f"wsod.{method}.recipes {sorted(recipes)}")
-        if recipes[name].get(key) is not None:
-            return recipes[name][key]
-    return m[key] if m.get(key) is not None else params["wsod"][key]
-
-
 def build_model(method: str, num_classes: int, params: dict[str, Any]) -> torch.nn.Module:
     """The OICR or MIST network of params ``wsod`` (backbone weights from its checkpoint; with
     VGG16 and ``wsod.vgg16_fc`` the RoI head's fc6 / fc7 too)."""
@@ -188,9 +173,9 @@ def main() -> None:
     name = f"{args.method}_{args.source}"
     out_dir = Path("wsod") / name
     out_dir.mkdir(parents=True, exist_ok=True)
-    cap = int(method_setting(params, args.method, "max_proposals"))
-    min_size = float(method_setting(params, args.method, "min_proposal_size"))
-    style = str(method_setting(params, args.method, "proposal_style"))
+    cap = int(method_setting(w, args.method, "max_proposals"))
+    min_size = float(method_setting(w, args.method, "min_proposal_size"))
+    style = str(method_setting(w, args.method, "proposal_style"))
 
     train_view = WeakView(load_index("data/annotations/trainval.json"))
     test_index = load_index("data/annotations/test.json")
@@ -208,7 +193,7 @@ def main() -> None:
     mcfg = w[args.method]
 
     def setting(key: str) -> Any:
-        return method_setting(params, args.method, key)
+        return method_setting(w, args.method, key)
 
     cdb_kw = {k: setting(k) for k in ("cdb_lr", "cdb_weight_decay", "cdb_adversary_weight",
                                       "cdb_adversary", "cdb_lr_gamma", "cdb_warmup_iters",
@@ -244,8 +229,10 @@ def main() -> None:
     del items
     # torchrun: every rank detects its share of the images, rank 0 evaluates and writes
     t0, c0 = time.time(), time.process_time()
+    test_flip = setting("test_flip")  # null: test-time flips as in training (wsod.flip)
     det_kw = dict(scales=[int(s) for s in setting("test_scales")], max_size=int(w["max_size"]),
-                  flip=bool(w["flip"]), nms_iou=float(w["nms_iou"]),
+                  flip=bool(w["flip"] if test_flip is None else test_flip),
+                  nms_iou=float(w["nms_iou"]),
                   score_thresh=float(w["score_thresh"]), max_det=int(w["max_det"]))
     dets = {}
     for split, view in (("trainval", train_view), ("test", WeakView(test_index))):

@@ -42,7 +42,7 @@ def test_markdown_says_not_run_for_stages_without_dry_run_figures():
 def test_wsod_stage_counts_image_passes_of_the_schedule():
     cfg = {"proposals_ss": {"max_per_image": 2001},
            "wsod": {"backbone": "vgg16", "max_proposals": 2001, "roi_size": 7, "hidden": 4096,
-                    "dilated_conv5": True, "max_size": 2000, "flip": True,
+                    "dilated_conv5": True, "max_size": 2000, "flip": True, "test_flip": None,
                     "train_scales": [480], "test_scales": [480, 576],
                     "mist": {"schedule": "multistep", "iterations": 10, "batch_size": 4,
                              "cdb": True, "cdb_adversary": "second_pass", "cdb_block": 3,
@@ -56,6 +56,23 @@ def test_wsod_stage_counts_image_passes_of_the_schedule():
     assert train.factor == 3.0
     assert test.image_passes == (100 + 50) * 2 * 2  # images x scales x flips
     assert "213 RoIs" in cost.basis  # WeakSAM proposals per image (paper Table 6)
+
+
+def test_wsod_stage_follows_the_methods_recipe():
+    """The paper profiles' recipes (issue 23) set the schedule, scales and test flips the WSOD
+    stage runs; the cost model read the method's section only (OICR: 70000 iterations and
+    flipped tests instead of the release's 125300 unflipped)."""
+    root = Path(__file__).resolve().parents[2]
+    cfg = C.load_config("paper_voc07", root / "configs", root / "params.yaml")
+    ds = C.DataSet("voc", 100, 50, "hand-made")
+    oicr = C.stage_cost("wsod@oicr-weaksam", "wsod", {"method": "oicr", "source": "weaksam"},
+                        cfg, ds)
+    train, test = oicr.works
+    assert train.image_passes == 125300 * 2  # release base.py: 50 epochs of 2-image steps
+    assert test.image_passes == (100 + 50) * 5 * 1  # 5 scales, MultiScaleFlipAug flip=False
+    mist = C.stage_cost("wsod@mist-weaksam", "wsod", {"method": "mist", "source": "weaksam"},
+                        cfg, ds)
+    assert mist.works[1].image_passes == (100 + 50) * 6 * 2  # BBOX_AUG: 6 scales + flips
 
 
 def test_retraining_phases_and_the_oracle_row_count_their_epochs():

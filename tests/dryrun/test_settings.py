@@ -80,18 +80,18 @@ def test_the_settings_each_stage_reads_are_the_shortened_ones(profile: str,
     over the section's keys, so the dry run trained the paper OICR for 125300 iterations; the
     WSIS release schedule is in iterations. The values the stages read are checked, not the
     overrides' keys."""
-    from pipeline.wsod import method_setting
+    from weaksam.wsod.recipes import method_setting
 
     p = _params(profile)
     merged = deep_merge(p, dryrun_overrides(p, resolution, cores=2))
     for method in ("oicr", "mist"):
-        its = int(method_setting(merged, method, "iterations") or 0)
-        schedule = method_setting(merged, method, "schedule")
+        its = int(method_setting(merged["wsod"], method, "iterations") or 0)
+        schedule = method_setting(merged["wsod"], method, "schedule")
         assert its <= 2 if schedule == "multistep" else int(
-            method_setting(merged, method, "epochs")) == 1, (method, its, schedule)
+            method_setting(merged["wsod"], method, "epochs")) == 1, (method, its, schedule)
         if resolution == "reduced":
             for which in ("train_scales", "test_scales"):
-                assert max(method_setting(merged, method, which)) <= REDUCED_SCALE
+                assert max(method_setting(merged["wsod"], method, which)) <= REDUCED_SCALE
     for model in ("mask_rcnn", "mask2former"):
         assert int(merged["wsis"][model].get("iterations") or 0) <= 2
     if resolution == "reduced":

@@ -40,7 +40,7 @@ def test_profile_keys_exist_in_params(profile: Path) -> None:
             # a WSOD recipe overrides keys of its method's section or of wsod (issue 23)
             candidates = [f"wsod.{parts[1]}.{parts[4]}", f"wsod.{parts[4]}"]
         elif parts[0] == "wsod" and len(parts) == 3 and parts[1] in ("oicr", "mist"):
-            # a method's own value of a wsod key (pipeline.wsod.method_setting)
+            # a method's own value of a wsod key (weaksam.wsod.recipes.method_setting)
             candidates = [path, f"wsod.{parts[2]}"]
         else:
             candidates = [path]

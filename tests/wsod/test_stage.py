@@ -69,13 +69,13 @@ def test_paper_profile_proposals_per_method_follow_the_release():
 
     import yaml
 
-    from pipeline.wsod import method_setting
     from weaksam.profiles import deep_merge, resolve_profile
+    from weaksam.wsod.recipes import method_setting
     root = Path(__file__).resolve().parents[2]
     base = yaml.safe_load((root / "params.yaml").read_text())
-    assert method_setting(base, "mist", "proposal_style") == "plain"
+    assert method_setting(base["wsod"], "mist", "proposal_style") == "plain"
     p = deep_merge(base, resolve_profile("paper_voc07", root / "configs"))
-    assert (method_setting(p, "mist", "proposal_style"),
-            method_setting(p, "mist", "min_proposal_size")) == ("wetectron", 20)
-    assert (method_setting(p, "oicr", "proposal_style"),
-            method_setting(p, "oicr", "min_proposal_size")) == ("plain", 0)
+    assert (method_setting(p["wsod"], "mist", "proposal_style"),
+            method_setting(p["wsod"], "mist", "min_proposal_size")) == ("wetectron", 20)
+    assert (method_setting(p["wsod"], "oicr", "proposal_style"),
+            method_setting(p["wsod"], "oicr", "min_proposal_size")) == ("plain", 0)

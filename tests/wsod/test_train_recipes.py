@@ -14,12 +14,12 @@ import pytest
 import torch
 import yaml
 
-from pipeline.wsod import method_setting
 from tests.wsod.conftest import tiny_backbone, tiny_items
 from weaksam.profiles import deep_merge, resolve_profile
 from weaksam.wsod import train as wtrain
 from weaksam.wsod.mist import MIST
 from weaksam.wsod.oicr import OICR
+from weaksam.wsod.recipes import method_setting
 from weaksam.wsod.train import build_optimizer, multistep_scheduler, train_wsod
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,7 +91,7 @@ def test_release_mist_recipe_builds_adam_at_1e5_for_both_optimisers(monkeypatch)
     assert params["wsod"]["mist"]["recipe"] == "release"
 
     def s(key):
-        return method_setting(params, "mist", key)
+        return method_setting(params["wsod"], "mist", key)
 
     assert (s("optimizer"), s("lr"), s("weight_decay")) == ("adam_l2", 1e-5, 5e-4)
     assert (s("cdb_optimizer"), s("cdb_lr"), s("cdb_weight_decay"), s("cdb_lr_gamma")) == \
@@ -135,25 +135,25 @@ def test_release_oicr_recipe_and_refine_multiplier_in_the_paper_profile():
     params = _params("paper_voc07")
 
     def s(key):
-        return method_setting(params, "oicr", key)
+        return method_setting(params["wsod"], "oicr", key)
 
     assert (s("optimizer"), s("lr"), s("weight_decay"), s("bias_lr_factor"),
             s("warmup_iters"), s("warmup_factor")) == ("adam_l2", 8e-6, 5e-4, 2.0, 500, 0.001)
     assert s("refine_lr_mult") == 10.0
-    assert method_setting(params, "mist", "refine_lr_mult") == 1.0  # wetectron: none
+    assert method_setting(params["wsod"], "mist", "refine_lr_mult") == 1.0  # wetectron: none
 
 
 def test_default_profile_keeps_its_optimiser_settings():
     params = _params(None)
     for m in ("oicr", "mist"):
         assert params["wsod"][m]["recipe"] is None
-        assert method_setting(params, m, "optimizer") == "adam"
-        assert method_setting(params, m, "refine_lr_mult") == 1.0
-    assert method_setting(params, "mist", "cdb_optimizer") == "sgd"
+        assert method_setting(params["wsod"], m, "optimizer") == "adam"
+        assert method_setting(params["wsod"], m, "refine_lr_mult") == 1.0
+    assert method_setting(params["wsod"], "mist", "cdb_optimizer") == "sgd"
 
 
 def test_unknown_recipe_is_a_clear_error():
     params = _params(None)
     params["wsod"]["mist"]["recipe"] = "nope"
     with pytest.raises(ValueError, match="wsod.mist.recipe 'nope'"):
-        method_setting(params, "mist", "lr")
+        method_setting(params["wsod"], "mist", "lr")

@@ -40,6 +40,7 @@ from weaksam.dryrun import flops as F
 from weaksam.errors import InputError
 from weaksam.profiles import deep_merge, resolve_profile
 from weaksam.utils.atomic import atomic_path
+from weaksam.wsod.recipes import method_setting
 
 # ---- the real data sets ------------------------------------------------------------------
 #: images per split: VOC by (devkit folder, ImageSets list, ``Main/`` implied), COCO by the
@@ -314,11 +315,11 @@ def _wsod(cfg: dict, ds: DataSet, item: dict, stage: str) -> StageCost:
     m = w[method]
 
     def setting(key: str) -> Any:
-        return m[key] if m.get(key) is not None else w[key]
+        return method_setting(w, method, key)
 
     if w["backbone"] != "vgg16":
         return StageCost(stage, [], f"backbone {w['backbone']}: not modelled")
-    cap = int(w["max_proposals"])
+    cap = int(setting("max_proposals"))
     rois = min(cap, int(cfg["proposals_ss"]["max_per_image"])) if source == "ss" else \
         min(cap, WEAKSAM_PROPOSALS)
     cdb = method == "mist" and bool(m.get("cdb", False))
@@ -337,7 +338,8 @@ def _wsod(cfg: dict, ds: DataSet, item: dict, stage: str) -> StageCost:
         imgs, sched = int(setting("epochs")) * ds.train, f"{setting('epochs')} epochs"
     second = cdb and m.get("cdb_adversary") == "second_pass"
     test_scales = [int(s) for s in setting("test_scales")]
-    flips = 2 if w.get("flip", True) else 1
+    test_flip = setting("test_flip")  # null: as the training flips (pipeline/wsod.py)
+    flips = 2 if (w["flip"] if test_flip is None else test_flip) else 1
     return StageCost(stage, [
         Work("train", imgs * (2 if second else 1), g(setting("train_scales"), True), 3.0),
         Work("test-time", (ds.train + ds.test) * len(test_scales) * flips, g(test_scales, False)),

@@ -78,7 +78,7 @@ def _training_lengths(p: dict[str, Any], o: dict[str, Any]) -> None:
 
 def wsod_sections(p: dict[str, Any], method: str) -> list[str]:
     """``wsod.<method>`` and, when it names one, its recipe ``wsod.<method>.recipes.<name>``
-    (whose keys win over the section's: ``pipeline.wsod.method_setting``)."""
+    (whose keys win over the section's: ``weaksam.wsod.recipes.method_setting``)."""
     key = f"wsod.{method}"
     recipe = _get(p, f"{key}.recipe")
     return [key] + ([f"{key}.recipes.{recipe}"] if recipe else [])
