@@ -4,7 +4,7 @@ analogue of ImageNet pre-training).
 
 Outputs:
 - ``backbone/model.pt``: ``{"backbone": state_dict, "config": {...}}`` (read with
-  ``weaksam.wsod.backbone.build_backbone("small_cnn", checkpoint=...)``).
+  ``weaksam.vision.backbones.build_backbone("small_cnn", checkpoint=...)``).
 - ``metrics/backbone_pretrain.json``: ``{"loss", "train_map", "test_map", "seconds"}`` (mAP of
   image-level classification in %, the test split used for evaluation only).
 - ``dvclive/backbone_pretrain/``: per-epoch loss curve.

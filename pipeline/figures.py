@@ -36,7 +36,7 @@ from weaksam.utils.atomic import write_json
 from weaksam.utils.boxes import xywh_to_xyxy
 from weaksam.utils.checkpoint import read_checkpoint
 from weaksam.utils.seed import seed_everything
-from weaksam.wsod.backbone import build_backbone
+from weaksam.vision.backbones import build_backbone
 
 OUT_DIR = Path("reports/figures")
 METRICS = Path("metrics/figures.json")

@@ -103,7 +103,7 @@ def build_model(detector: str, num_classes: int, params: dict[str, Any],
             score_thresh=float(h["score_thresh"]), nms_thresh=float(h["nms_thresh"]),
             detections_per_img=int(h["detections_per_img"]), **drop_kw)
     if detector == "detr":
-        from weaksam.retrain.query_detector import QueryDetector, ResNet50Levels
+        from weaksam.retrain.query_detector import QueryDetector, resnet50_levels
 
         d, m = cfg["drop"], cfg["model"]
         kw = dict(d_model=int(m["d_model"]), encoder_layers=int(m["encoder_layers"]),
@@ -115,7 +115,7 @@ def build_model(detector: str, num_classes: int, params: dict[str, Any],
                   drop_queries=str(v.get("queries", d["queries"])),
                   detections_per_image=int(m["detections_per_img"]))
         if m["backbone"] == "resnet50":
-            bb = ResNet50Levels(m["resnet50_checkpoint"])
+            bb = resnet50_levels(m["resnet50_checkpoint"])
             return QueryDetector(num_classes, bb.in_channels, bb.strides, backbone=bb,
                                  train_backbone=True, **kw)
         if m["backbone"] != "small_cnn_frozen":

@@ -27,7 +27,7 @@ from weaksam.retrain.features import FeatureStore, compute_features, save_featur
 from weaksam.utils.atomic import write_json
 from weaksam.utils.device import resolve_device
 from weaksam.utils.seed import seed_everything
-from weaksam.wsod.backbone import build_backbone
+from weaksam.vision.backbones import build_backbone
 
 OUT = Path("retrain_features")
 

@@ -53,9 +53,9 @@ from weaksam.utils.atomic import atomic_path, write_json
 from weaksam.utils.device import ddp_backend, resolve_device
 from weaksam.utils.readers import read_json
 from weaksam.utils.seed import seed_everything
+from weaksam.vision.backbones import build_backbone
 from weaksam.wsis.data import build_views, instance_targets, stage_features, views_from_store
 from weaksam.wsis.train import predict_results, train_instance_model
-from weaksam.wsod.backbone import build_backbone
 
 TORCHRUN = True  # pipeline.launch may start it under torchrun (runtime.nproc.wsis)
 MODELS = ("mask_rcnn", "mask2former", "mask_rcnn_gt")

@@ -57,8 +57,8 @@ from weaksam.utils.atomic import write_json
 from weaksam.utils.boxes import clip_boxes
 from weaksam.utils.device import ddp_backend, resolve_device
 from weaksam.utils.seed import seed_everything
+from weaksam.vision.backbones import build_backbone, load_vgg16_fc
 from weaksam.weights import require_weights
-from weaksam.wsod.backbone import build_backbone, load_vgg16_fc
 from weaksam.wsod.infer import detect_split_distributed
 from weaksam.wsod.mist import MIST
 from weaksam.wsod.oicr import OICR

@@ -37,10 +37,10 @@ def test_random_file_passes_its_check(files, kind):
 
 def test_random_files_load_with_the_stage_loaders(files):
     from weaksam.clues.model import CluesViT
-    from weaksam.retrain.query_detector import ResNet50Levels
+    from weaksam.retrain.query_detector import resnet50_levels
     from weaksam.sam.checkpoint import load_sam
+    from weaksam.vision.backbones import VGG16Conv5, load_vgg16_fc
     from weaksam.wsis.mask_rcnn import build_resnet50_fpn_mask_rcnn
-    from weaksam.wsod.backbone import VGG16Conv5, load_vgg16_fc
 
     sam = load_sam("vit_b", files["sam"])
     want = torch.load(files["sam"], map_location="cpu", weights_only=True)
@@ -56,7 +56,7 @@ def test_random_files_load_with_the_stage_loaders(files):
     load_vgg16_fc(fc, files["vgg16"])
     vgg = torch.load(files["vgg16"], map_location="cpu", weights_only=True, mmap=True)
     assert torch.equal(fc[1].bias, vgg["classifier.3.bias"])
-    ResNet50Levels(files["resnet50"])
+    resnet50_levels(files["resnet50"])
     build_resnet50_fpn_mask_rcnn(20, files["resnet50"])
 
 

@@ -17,14 +17,12 @@ Kinds (``arch`` keyword arguments in brackets, defaults = the paper profiles' mo
 - ``vgg16``: torchvision's ``vgg16`` state dict (``vgg16-397923af.pth``: ``features.*`` and
   ``classifier.*``), loaded ``strict`` into ``torchvision.models.vgg16`` and its
   ``classifier.0`` / ``classifier.3`` into the RoI head
-  (:class:`weaksam.wsod.backbone.VGG16Conv5`, :func:`~weaksam.wsod.backbone.load_vgg16_fc`).
+  (:class:`weaksam.vision.backbones.VGG16Conv5`, :func:`~weaksam.vision.backbones.load_vgg16_fc`).
   Param ``wsod.vgg16_checkpoint`` (active with ``wsod.backbone: vgg16``).
 - ``resnet50``: torchvision's ``resnet50`` state dict (``resnet50-0676ba61.pth``), ``fc.*``
   included; ``*.num_batches_tracked`` may be absent (BatchNorm fills it, FrozenBatchNorm2d drops
-  it). Checked as its strictest loaders read it: Mask R-CNN / Mask2Former trunks
-  (:mod:`weaksam.wsis`) and the query detector's :class:`~weaksam.retrain.query_detector.
-  ResNet50Levels` load ``strict``; :func:`weaksam.retrain.frcnn.build_frcnn_r50_fpn` would also
-  take a file without ``fc.*`` or wrapped in ``{"model": ...}``. Params
+  it). Checked as its one loader, :func:`weaksam.vision.resnet.resnet50_trunk`, reads it
+  (``strict``) for every model (Faster R-CNN FPN, query detector, Mask R-CNN, Mask2Former). Params
   ``retrain.frcnn.model.resnet50_checkpoint`` (backbone ``resnet50_fpn``),
   ``retrain.detr.model.resnet50_checkpoint`` (backbone ``resnet50``), ``wsis.resnet50_checkpoint``
   (backbone ``resnet50``).

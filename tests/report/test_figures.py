@@ -22,7 +22,7 @@ from weaksam.report.figures import (
     roi_features,
     sample,
 )
-from weaksam.wsod.backbone import SmallCNN
+from weaksam.vision.backbones import SmallCNN
 
 
 def test_cosine_matrix_by_hand():

@@ -10,9 +10,10 @@ from tests.retrain.conftest import tiny_frcnn, tiny_pgt, tiny_store
 from weaksam.errors import InputError
 from weaksam.retrain.data import FeatureSource
 from weaksam.retrain.features import compute_features, load_features, save_features
-from weaksam.retrain.frcnn import FeatureBatch, build_frcnn, build_frcnn_r50_fpn
+from weaksam.retrain.frcnn import build_frcnn, build_frcnn_r50_fpn
 from weaksam.retrain.infer import to_results
-from weaksam.wsod.backbone import SmallCNN
+from weaksam.vision.backbones import SmallCNN
+from weaksam.vision.features import FeatureBatch
 
 
 def _batch(n: int = 2):

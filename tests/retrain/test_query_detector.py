@@ -8,9 +8,9 @@ import torch
 from transformers.loss.loss_deformable_detr import DeformableDetrForObjectDetectionLoss
 
 from weaksam.errors import TrainingError
-from weaksam.retrain.frcnn import FeatureBatch
-from weaksam.retrain.query_detector import ROLE, QueryDetector, ResNet50Levels
-from weaksam.wsod.backbone import SmallCNN
+from weaksam.retrain.query_detector import ROLE, QueryDetector, resnet50_levels
+from weaksam.vision.backbones import SmallCNN
+from weaksam.vision.features import FeatureBatch
 
 SIZES = [(120, 160), (150, 140)]  # input frames (H, W) px; maps 15 x 20 and 19 x 18
 
@@ -166,11 +166,17 @@ def test_image_input_frozen_backbone_and_cached_maps() -> None:
     loss = sum(model(images, targets).values())
     loss.backward()
     assert all(p.grad is None for p in backbone.parameters())
-    # same-size images: cached maps (one per image) give the loss the images give
+    with pytest.raises(ValueError, match="pass images, not a FeatureBatch"):
+        model(batch()[0], targets)
+    # same-size images: cached maps (one per image) give the detector without a backbone (same
+    # seed, so the same transformer) the loss the images give the one with it
+    torch.manual_seed(0)
+    SmallCNN(widths=(8, 16), stem=8)
+    cached = tiny(strides=[backbone.stride]).train()
     same = [torch.randn(3, 64, 80), torch.randn(3, 64, 80)]
     with torch.no_grad():
         maps = [backbone(x[None])[0] for x in same]
-    a = sum(model(FeatureBatch(maps, [(64, 80)] * 2), targets).values())
+    a = sum(cached(FeatureBatch(maps, [(64, 80)] * 2), targets).values())
     b = sum(model(same, targets).values())
     assert torch.allclose(a, b, atol=1e-5)
 
@@ -190,14 +196,18 @@ def test_box_frames_round_trip() -> None:
 
 def test_resnet50_levels_paper_profile() -> None:
     torch.manual_seed(0)
-    backbone = ResNet50Levels()  # no checkpoint: random weights, nothing downloaded
-    model = tiny(backbone=backbone, in_channels=ResNet50Levels.in_channels,
-                 strides=ResNet50Levels.strides, train_backbone=True, extra_levels=1).train()
-    maps = model.levels([torch.randn(3, 64, 96)]).maps
+    backbone = resnet50_levels(None)  # no checkpoint: random weights, nothing downloaded
+    model = tiny(backbone=backbone, in_channels=backbone.in_channels,
+                 strides=backbone.strides, train_backbone=True, extra_levels=1).train()
+    pixels, mask, _ = model.pixel_inputs([torch.randn(3, 64, 70)])  # padded to 96 = 3 x 32
+    assert pixels.shape == (1, 3, 64, 96) and mask.shape == (1, 8, 12)
+    assert mask[0, :, :9].all() and not mask[0, :, 9:].any()  # ceil(70 / 8) = 9 image cells
+    maps = model.feature_levels(pixels)
     assert [tuple(m.shape[1:]) for m in maps] == [(512, 8, 12), (1024, 4, 6), (2048, 2, 3)]
     _, targets = batch()
     loss = sum(model([torch.randn(3, h, w) for h, w in SIZES], targets).values())
     loss.backward()
     assert backbone.layer4[0].conv1.weight.grad is not None  # fine-tuned
-    assert all(p.grad is None for p in backbone.stem.parameters())  # stem + layer1 frozen
+    frozen = [*backbone.stem.parameters(), *backbone.layer1.parameters()]
+    assert all(p.grad is None for p in frozen)  # stem + layer1 frozen
     assert not any(m.training for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))

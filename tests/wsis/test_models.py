@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from weaksam.eval.mask_ap import decode_segmentation, encode_mask
+from weaksam.vision.backbones import SmallCNN
 from weaksam.wsis.data import Targets, build_views, instance_targets, scale_targets, stage_features
 from weaksam.wsis.mask2former import build_mask2former
 from weaksam.wsis.mask_rcnn import build_small_mask_rcnn
 from weaksam.wsis.train import collate, predict_results, train_instance_model
-from weaksam.wsod.backbone import SmallCNN
 
 H, W = 40, 56
 

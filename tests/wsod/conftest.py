@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from weaksam.wsod.backbone import SmallCNN
+from weaksam.vision.backbones import SmallCNN
 from weaksam.wsod.train import TrainImage
 
 

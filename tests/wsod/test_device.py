@@ -13,7 +13,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import pipeline.wsod as stage
 from tests.wsod.conftest import tiny_backbone, tiny_items
-from tests.wsod.test_backbone import _view
+from tests.wsod.test_pretrain import _view
 from weaksam.wsod.infer import detect_image
 from weaksam.wsod.mist import MIST
 from weaksam.wsod.pretrain import pretrain_backbone

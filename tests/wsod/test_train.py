@@ -12,7 +12,7 @@ import torch
 
 from tests.wsod.conftest import tiny_backbone, tiny_items
 from weaksam.errors import TrainingError
-from weaksam.wsod.imaging import to_tensor
+from weaksam.vision.imaging import to_tensor
 from weaksam.wsod.infer import detect_image, detect_split
 from weaksam.wsod.mist import MIST
 from weaksam.wsod.oicr import OICR

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from weaksam.wsod.imaging import scale_factor, scaled_size
+from weaksam.vision.imaging import scale_factor, scaled_size
 
 META = torch.device("meta")
 GIGA = 1e9
@@ -63,7 +63,7 @@ def _pad(n: int, multiple: int) -> int:
 
 def rescaled_hw(hw: tuple[int, int], short_side: int, max_size: int) -> tuple[int, int]:
     """Input (H, W) of an image of ``hw`` at ``short_side`` capped at ``max_size`` (the rule
-    of ``weaksam.wsod.imaging.scale_factor``: Fast R-CNN / detectron2 / torchvision)."""
+    of ``weaksam.vision.imaging.scale_factor``: Fast R-CNN / detectron2 / torchvision)."""
     return scaled_size(hw[0], hw[1], scale_factor(hw[0], hw[1], short_side, max_size))
 
 
@@ -120,8 +120,8 @@ def sam_decoder_gflops(model: str, prompts: int = 64, tokens: int = 2,
 
 # ---- WSOD: VGG16 OICR / MIST (weaksam.wsod) -------------------------------------------------
 def vgg16_trunk_gflops(hw: tuple[int, int], dilated: bool = False) -> float:
-    """GFLOP of :class:`~weaksam.wsod.backbone.VGG16Conv5` (conv1_1 .. conv5_3) on (H, W)."""
-    from weaksam.wsod.backbone import VGG16Conv5
+    """GFLOP of :class:`~weaksam.vision.backbones.VGG16Conv5` (conv1_1 .. conv5_3) on (H, W)."""
+    from weaksam.vision.backbones import VGG16Conv5
 
     trunk = on_meta(lambda: VGG16Conv5(None, dilated=dilated))
     return count_flops(trunk.forward_features, meta(1, 3, *hw)) / GIGA
@@ -133,7 +133,7 @@ def wsod_head_gflops(method: str, num_classes: int, rois: int, *, roi_size: int 
     """GFLOP of the RoI head of OICR / MIST on ``rois`` RoIs of one image: fc6 / fc7 on the
     pooled (R, 512, s, s) maps, the WSDDN and refinement layers (MIST: box regression too) and,
     with ``cdb`` (MIST training), the Concrete DropBlock scorer on the pooled maps."""
-    from weaksam.wsod.backbone import VGG16Conv5
+    from weaksam.vision.backbones import VGG16Conv5
     from weaksam.wsod.mist import MIST
     from weaksam.wsod.oicr import OICR
 
@@ -184,10 +184,10 @@ def query_detector_gflops(num_classes: int, hw: tuple[int, int], *, d_model: int
     """GFLOP of :class:`~weaksam.retrain.query_detector.QueryDetector` on a ResNet-50 (C3-C5
     + ``extra_levels``) for one (H, W) image padded to 32: backbone, two-stage Deformable
     DETR encoder / decoder (deformable sampling itself counts 0) and its heads."""
-    from weaksam.retrain.query_detector import QueryDetector, ResNet50Levels
+    from weaksam.retrain.query_detector import QueryDetector, resnet50_levels
 
     def build() -> nn.Module:
-        trunk = ResNet50Levels(None)
+        trunk = resnet50_levels(None)
         return QueryDetector(num_classes, trunk.in_channels, trunk.strides, backbone=trunk,
                              train_backbone=True, d_model=d_model, encoder_layers=encoder_layers,
                              decoder_layers=decoder_layers, num_queries=num_queries,

@@ -28,7 +28,7 @@ from torch import nn  # noqa: E402
 from torchvision.ops import roi_align, roi_pool  # noqa: E402
 
 from weaksam.utils.atomic import atomic_path  # noqa: E402
-from weaksam.wsod.imaging import rescale, scale_factor, to_tensor, transform_boxes  # noqa: E402
+from weaksam.vision.imaging import rescale, scale_factor, to_tensor, transform_boxes  # noqa: E402
 
 PNG_METADATA = {"Software": None}
 
@@ -39,7 +39,7 @@ def roi_features(backbone: nn.Module, pixels: np.ndarray, boxes: np.ndarray, *,
                  roi_size: int = 7, roi_sampling: int = 2) -> np.ndarray:
     """Flattened RoI-pooled backbone features ``(R, D)`` float32 of ``boxes`` on ``pixels``
     (the image rescaled as in WSOD testing: short side ``short_side``, long side <=
-    ``max_size``). ``backbone``: ``forward_features`` and ``stride`` (weaksam.wsod.backbone);
+    ``max_size``). ``backbone``: ``forward_features`` and ``stride`` (weaksam.vision.backbones);
     ``roi_op``: ``roi_align`` (aligned, ``roi_sampling`` points per bin) or ``roi_pool``."""
     backbone.eval()
     if len(boxes) == 0:

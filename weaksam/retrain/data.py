@@ -10,7 +10,7 @@ A *source* gives the training batches to :func:`weaksam.retrain.train.train_dete
 ``torch.Generator`` per image that decides its random flip (seeded per (seed, epoch, image) by
 the loop, so a batch split over DDP processes draws what one process would).
 - :class:`FeatureSource`: maps cached by ``weaksam.retrain.features`` (frozen backbone);
-  inputs are a :class:`weaksam.retrain.frcnn.FeatureBatch`.
+  inputs are a :class:`weaksam.vision.features.FeatureBatch`.
 - :class:`ImageSource`: images rescaled to a random training scale (end-to-end backbone);
   inputs are a list of (3, H, W) normalised tensors.
 Targets: list of {"boxes" (G, 4) float32 in the input frame, "labels" (G,) int64 in 1..K,
@@ -30,8 +30,8 @@ import torch
 from weaksam.data.index import load_index
 from weaksam.errors import InputError
 from weaksam.retrain.features import FeatureStore
-from weaksam.retrain.frcnn import FeatureBatch
-from weaksam.wsod.imaging import hflip, rescale, scale_factor, to_tensor, transform_boxes
+from weaksam.vision.features import FeatureBatch
+from weaksam.vision.imaging import hflip, rescale, scale_factor, to_tensor, transform_boxes
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ retraining run of the default profile (stage ``retrain_features``; the WSIS stag
 
 Shorthand: N images, D channels, ``stride`` input px per feature cell. Each image is rescaled so
 its short side is ``short_side`` px with the long side at most ``max_size`` px (Fast R-CNN's
-convention, :func:`weaksam.wsod.imaging.scale_factor`), normalised (``to_tensor``), and run
+convention, :func:`weaksam.vision.imaging.scale_factor`), normalised (``to_tensor``), and run
 through ``backbone.forward_features``. Stored per image: ``maps[i]`` (D, h_i, w_i) float16, the
 rescaled input size ``sizes[i]`` = (H'_i, W'_i) px, the factor ``factors[i]`` (rescaled px per
 original px) and, when ``flip``, ``maps_flip[i]``: the maps of the horizontally flipped input
@@ -14,7 +14,7 @@ API:
     save_features(path, store); store = load_features(path)
     store.map(i, flip=False) -> (D, h, w) float32
 Box coordinates of the original image map to the input frame by ``factors[i]`` (and a flip of
-width ``sizes[i][1]``: :func:`weaksam.wsod.imaging.transform_boxes`).
+width ``sizes[i][1]``: :func:`weaksam.vision.imaging.transform_boxes`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from tqdm import tqdm
 from weaksam.errors import InputError
 from weaksam.utils.atomic import atomic_path
 from weaksam.utils.checkpoint import read_checkpoint
-from weaksam.wsod.imaging import hflip, rescale, scale_factor, to_tensor
+from weaksam.vision.imaging import hflip, rescale, scale_factor, to_tensor
 
 FORMAT = "weaksam.retrain.features/1"
 

@@ -11,8 +11,8 @@ Model interface (docs/contracts.md "Retraining", shared with the query-based det
 - eval mode: ``model(inputs) -> [{"boxes" (M, 4), "scores" (M,), "labels" (M,) in 1..K}]``
   in the input frame.
 ``inputs`` is either a list of B normalised images (3, H_i, W_i) (end-to-end backbone, the
-paper profile) or a :class:`FeatureBatch` of precomputed maps of a frozen backbone (default
-profile: features cached once by ``weaksam.retrain.features``).
+paper profile) or a :class:`~weaksam.vision.features.FeatureBatch` of precomputed maps of a
+frozen backbone (default profile: features cached once by ``weaksam.retrain.features``).
 
 RoI drop lives in :class:`DropRoIHeads`, a subclass of torchvision's ``RoIHeads`` whose only
 override is the training branch of ``forward`` (torchvision calls ``fastrcnn_loss`` by its
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -37,22 +36,10 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.ops import MultiScaleRoIAlign
 
-from weaksam.errors import InputError
 from weaksam.retrain.roi_drop import NORMALIZE, RULES, roi_drop_loss
-from weaksam.utils.checkpoint import read_checkpoint
-from weaksam.wsod.imaging import pad_batch
-
-
-@dataclass
-class FeatureBatch:
-    """Precomputed backbone maps of B images: ``maps[i]`` (D, h_i, w_i) float, ``image_sizes[i]``
-    the (H_i, W_i) px of the image they were computed from (``stride`` px per cell)."""
-
-    maps: list[torch.Tensor]
-    image_sizes: list[tuple[int, int]]
-
-    def __len__(self) -> int:
-        return len(self.maps)
+from weaksam.vision.features import FeatureBatch
+from weaksam.vision.imaging import pad_batch
+from weaksam.vision.resnet import resnet50_fpn, resnet50_trunk
 
 
 class SeededSampler(BalancedPositiveNegativeSampler):
@@ -179,11 +166,8 @@ class FasterRCNNDrop(nn.Module):
 
     def _features(self, inputs) -> tuple[ImageList, OrderedDict]:
         if isinstance(inputs, FeatureBatch):
-            hm = max(m.shape[-2] for m in inputs.maps)
-            wm = max(m.shape[-1] for m in inputs.maps)
-            fmap = inputs.maps[0].new_zeros((len(inputs), inputs.maps[0].shape[0], hm, wm))
-            for i, m in enumerate(inputs.maps):
-                fmap[i, :, : m.shape[-2], : m.shape[-1]] = m
+            fmap = inputs.padded()
+            hm, wm = fmap.shape[-2:]
             # the anchor generator reads only the padded input size from this tensor
             shell = fmap.new_empty((len(inputs), 0, hm * self.stride, wm * self.stride))
             return ImageList(shell, list(inputs.image_sizes)), OrderedDict([("0", fmap)])
@@ -275,30 +259,15 @@ def build_frcnn_r50_fpn(
 ) -> FasterRCNNDrop:
     """Paper profile: torchvision's ``fasterrcnn_resnet50_fpn`` (built with ``weights=None``,
     nothing downloaded) with its RoI heads swapped for :class:`DropRoIHeads`; ``checkpoint``: a
-    local ImageNet ResNet-50 state dict (torchvision key names) loaded into the FPN body, the
-    analogue of detectron2's R-50.pkl (frozen BN, the first ``5 - trainable_layers`` stages
-    frozen). Detectron2's 512 RoIs per image by default."""
-    from torchvision.models import resnet50
+    local ImageNet ResNet-50 state dict (:func:`weaksam.vision.resnet.resnet50_trunk`) for the
+    FPN body, the analogue of detectron2's R-50.pkl (frozen BN, the first
+    ``5 - trainable_layers`` stages frozen). Detectron2's 512 RoIs per image by default."""
     from torchvision.models.detection import fasterrcnn_resnet50_fpn
-    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
-    from torchvision.ops.misc import FrozenBatchNorm2d
 
-    body = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
-    if checkpoint is not None:
-        state = read_checkpoint(checkpoint, "ResNet-50 checkpoint")
-        state = state.get("model", state) if isinstance(state, dict) else state
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        try:
-            missing, unexpected = body.load_state_dict(state, strict=False)
-        except RuntimeError as e:  # shape mismatches
-            raise InputError(checkpoint, f"not a ResNet-50 state dict ({e})") from e
-        missing = [k for k in missing if not k.startswith("fc.")]
-        if missing or unexpected:
-            raise InputError(checkpoint, f"not a ResNet-50 state dict (missing {missing[:3]}, "
-                                         f"unexpected {unexpected[:3]})")
+    body = resnet50_trunk(checkpoint)
     ref = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None,
                                   num_classes=num_classes + 1)
-    ref.backbone = _resnet_fpn_extractor(body, trainable_layers)
+    ref.backbone = resnet50_fpn(body, trainable_layers)
     r = ref.roi_heads
     heads = DropRoIHeads(
         r.box_roi_pool, r.box_head, r.box_predictor, fg_iou_thresh=0.5, bg_iou_thresh=0.5,

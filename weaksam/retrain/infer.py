@@ -16,9 +16,9 @@ from torch import nn
 from tqdm import tqdm
 
 from weaksam.retrain.features import FeatureStore
-from weaksam.retrain.frcnn import FeatureBatch
 from weaksam.utils.boxes import xyxy_to_xywh
-from weaksam.wsod.imaging import rescale, scale_factor, to_tensor
+from weaksam.vision.features import FeatureBatch
+from weaksam.vision.imaging import rescale, scale_factor, to_tensor
 
 
 def to_results(image_id: int, det: dict[str, torch.Tensor], factor: float,

@@ -36,8 +36,11 @@ Interface (torchvision detection convention, docs/contracts.md "Retraining"): in
 ``model(inputs, targets) -> dict[str, Tensor]`` of weighted loss terms (their sum is the loss);
 in eval mode ``model(inputs) -> list[{"boxes", "scores", "labels"}]``, boxes clipped to each
 input's (H, W). ``inputs`` is a list of (3, H, W) images normalised as
-``weaksam.wsod.imaging.to_tensor`` does, or a :class:`weaksam.retrain.frcnn.FeatureBatch` of
-cached single-level backbone maps (``weaksam.retrain.features``). ``drop_active`` (attribute,
+``weaksam.vision.imaging.to_tensor`` does, or a :class:`weaksam.vision.features.FeatureBatch` of
+cached single-level backbone maps (``weaksam.retrain.features``). Either enters transformers'
+model through its public ``pixel_values`` / ``pixel_mask`` arguments: :class:`FeatureLevels` is
+the model's backbone (a backbone type of its own, registered with ``AutoBackbone``), mapping
+``pixel_values`` (images, or the padded cached maps) to the L levels. ``drop_active`` (attribute,
 False by default) switches query drop on; the training loop sets it.
 """
 
@@ -45,25 +48,32 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import DeformableDetrConfig, DeformableDetrForObjectDetection, ResNetConfig
+from transformers import (
+    AutoBackbone,
+    AutoConfig,
+    DeformableDetrConfig,
+    DeformableDetrForObjectDetection,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 from transformers.image_transforms import center_to_corners_format
 from transformers.loss.loss_deformable_detr import (
     DeformableDetrHungarianMatcher,
     DeformableDetrImageLoss,
 )
-from transformers.loss.loss_for_object_detection import _set_aux_loss, generalized_box_iou
+from transformers.loss.loss_for_object_detection import generalized_box_iou
 
 from weaksam.errors import TrainingError
-from weaksam.retrain.frcnn import FeatureBatch
 from weaksam.retrain.query_drop import QUERY_SETS, normalise_groups, per_query_bce, query_drop_mask
-from weaksam.wsod.imaging import pad_batch
+from weaksam.vision.features import FeatureBatch
+from weaksam.vision.imaging import pad_batch, valid_mask
+from weaksam.vision.resnet import ResNetLevels, resnet50_trunk
 
 # Key added to every outputs dict handed to the criterion: which loss term it feeds.
 ROLE = "query_drop_role"
@@ -71,17 +81,6 @@ ROLE = "query_drop_role"
 # and the encoder proposals through its dropping loss; only its denoising terms, which this
 # detector does not have, never drop).
 DROP_ROLES = ("final", "aux", "enc")
-
-
-@dataclass
-class Levels:
-    """A padded batch: ``maps`` one (B, D_l, h_l, w_l) tensor per level, ``mask`` (B, h_0, w_0)
-    bool, True on image cells (level 0; coarser levels interpolate it), ``image_sizes`` each
-    input's own (H, W) px."""
-
-    maps: list[torch.Tensor]
-    mask: torch.Tensor
-    image_sizes: list[tuple[int, int]]
 
 
 def _matched(targets: Sequence[dict[str, torch.Tensor]],
@@ -217,18 +216,14 @@ def deformable_detr_config(
 ) -> DeformableDetrConfig:
     """Deformable DETR config (two-stage, box refinement, auxiliary losses; no dropout and
     matching costs class 2 / L1 5 / GIoU 2 as DINO; no download) for L = len(in_channels)
-    backbone levels of D_l channels, plus ``extra_levels`` stride-2 convolution levels. The
-    config's backbone is a one-block placeholder whose outputs match ``in_channels``; the
-    detector replaces it."""
+    backbone levels of D_l channels (its backbone: :class:`FeatureLevels`), plus ``extra_levels``
+    stride-2 convolution levels."""
     levels = len(in_channels)
     if levels == 0:
         raise ValueError("in_channels must name at least one level")
-    placeholder = ResNetConfig(
-        embedding_size=8, hidden_sizes=[int(c) for c in in_channels], depths=[1] * levels,
-        layer_type="basic", out_features=[f"stage{i + 1}" for i in range(levels)],
-    )
     return DeformableDetrConfig(
-        use_timm_backbone=False, backbone_config=placeholder, use_pretrained_backbone=False,
+        use_timm_backbone=False, backbone_config=FeatureLevelsConfig(in_channels),
+        use_pretrained_backbone=False,
         num_labels=int(num_classes), d_model=int(d_model), encoder_layers=int(encoder_layers),
         decoder_layers=int(decoder_layers), encoder_ffn_dim=int(ffn_dim),
         decoder_ffn_dim=int(ffn_dim), encoder_attention_heads=int(heads),
@@ -240,30 +235,57 @@ def deformable_detr_config(
     )
 
 
-class _LevelsInput(nn.Module):
-    """Stands in for the library's backbone: returns the (map, mask) pairs of the batch being
-    run (set by :class:`QueryDetector` right before the call), so cached maps and maps of our
-    own backbone enter Deformable DETR the same way."""
+class FeatureLevelsConfig(PretrainedConfig):
+    """Backbone config of :class:`FeatureLevels`: the channels D_l of its L output levels."""
 
-    def __init__(self, channels: Sequence[int]) -> None:
-        super().__init__()
-        self.intermediate_channel_sizes = [int(c) for c in channels]
-        self.pending: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    model_type = "weaksam_feature_levels"
 
-    def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor
-                ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        if self.pending is None:
-            raise RuntimeError("QueryDetector did not set the batch's feature maps")
-        out, self.pending = self.pending, None
-        return out
+    def __init__(self, channels: Sequence[int] = (64,), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.channels = [int(c) for c in channels]
+
+
+class FeatureLevels(PreTrainedModel):
+    """The Deformable DETR model's backbone: ``pixel_values`` -> its L feature levels.
+
+    Without a trunk (cached maps) ``pixel_values`` already is the padded level (B, D_0, h, w)
+    and passes through; with one (:meth:`set_trunk`) ``pixel_values`` are padded normalised
+    images (B, 3, H, W) and the trunk gives the L maps (no gradient when frozen). transformers'
+    wrapper interpolates ``pixel_mask`` to every level (nearest), so the detector passes the
+    mask at level-0 resolution. Parameter-free itself."""
+
+    config_class = FeatureLevelsConfig
+    main_input_name = "pixel_values"
+
+    def __init__(self, config: FeatureLevelsConfig) -> None:
+        super().__init__(config)
+        self.channels = list(config.channels)
+        self.trunk: nn.Module | None = None
+        self.train_trunk = False
+        self.post_init()
+
+    def set_trunk(self, trunk: nn.Module, trainable: bool) -> None:
+        """Compute the levels with ``trunk`` ((B, 3, H, W) -> a map or a list of L maps)."""
+        self.trunk, self.train_trunk = trunk, bool(trainable)
+
+    def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        if self.trunk is None:
+            return [pixel_values]
+        with torch.set_grad_enabled(self.train_trunk and torch.is_grad_enabled()):
+            feats = self.trunk(pixel_values)
+        return [feats] if isinstance(feats, torch.Tensor) else list(feats)
+
+
+AutoConfig.register(FeatureLevelsConfig.model_type, FeatureLevelsConfig, exist_ok=True)
+AutoBackbone.register(FeatureLevelsConfig, FeatureLevels, exist_ok=True)
 
 
 class QueryDetector(nn.Module):
     """Deformable DETR on a frozen (or fine-tuned) backbone, with query drop (module docstring).
 
     num_classes: C; in_channels: D_l of the backbone levels; strides: s_l px; backbone: module
-    mapping normalised (B, 3, H, W) images to a (B, D, h, w) map or a list of L maps, or None
-    when the detector only receives cached :class:`FeatureBatch` inputs (one level);
+    mapping normalised (B, 3, H, W) images to a (B, D, h, w) map or a list of L maps (the
+    detector then takes images), or None (it takes cached :class:`FeatureBatch` maps, one level);
     train_backbone: fine-tune it (paper profile) or keep it frozen in eval mode (default
     profile); drop_percentile, drop_queries: tau and the query set of Eq. 3;
     detections_per_image: the top-k (query, class) pairs kept at inference (Deformable DETR's
@@ -296,7 +318,6 @@ class QueryDetector(nn.Module):
         self.num_classes = int(num_classes)
         self.strides = [int(x) for x in strides]
         self.detections_per_image = int(detections_per_image)
-        self.backbone = backbone
         self.train_backbone = bool(train_backbone)
         if backbone is not None and not train_backbone:
             for p in backbone.parameters():
@@ -313,8 +334,8 @@ class QueryDetector(nn.Module):
             for head in detector.bbox_embed:
                 head.layers[-1].weight.zero_()
                 head.layers[-1].bias.zero_()
-        self._input = _LevelsInput(in_channels)
-        detector.model.backbone = self._input  # the placeholder backbone is never run
+        if backbone is not None:
+            detector.model.backbone.model.set_trunk(backbone, self.train_backbone)
         # the library calls ``loss_function`` with the decoder outputs of every layer
         detector.loss_function = self._decoder_losses
         self.detector = detector
@@ -331,42 +352,45 @@ class QueryDetector(nn.Module):
     def drop_active(self, value: bool) -> None:
         self.criterion.drop_active = bool(value)
 
+    @property
+    def feature_levels(self) -> FeatureLevels:
+        """The Deformable DETR model's backbone (:class:`FeatureLevels`)."""
+        return self.detector.model.backbone.model
+
+    @property
+    def backbone(self) -> nn.Module | None:
+        """The trunk computing the levels from images (None: cached maps only)."""
+        return self.feature_levels.trunk
+
     def train(self, mode: bool = True) -> QueryDetector:
         super().train(mode)
         if self.backbone is not None and not self.train_backbone:
             self.backbone.eval()  # frozen BatchNorm statistics
         return self
 
-    def levels(self, inputs: FeatureBatch | Sequence[torch.Tensor]) -> Levels:
-        """Pad a batch into :class:`Levels`: cached maps (one level) are zero-padded to the
-        largest (h, w); images are zero-padded to a multiple of the largest stride and run
-        through the backbone (no gradient when frozen). Image cells: ceil(H / s_0) x
-        ceil(W / s_0)."""
+    def pixel_inputs(self, inputs: FeatureBatch | Sequence[torch.Tensor]
+                     ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+        """A batch -> (``pixel_values``, ``pixel_mask`` (B, h_0, w_0) int64, 1 on image cells,
+        each input's (H, W) px). Cached maps (one level): their zero-padded stack and its mask.
+        Images: zero-padded to a multiple of the largest stride; image cells of level 0 are
+        ceil(H / s_0) x ceil(W / s_0) of the padded (H_pad / s_0) x (W_pad / s_0)."""
         if isinstance(inputs, FeatureBatch):
             if len(self.strides) != 1:
                 raise ValueError("a FeatureBatch holds one level; this detector expects "
                                  f"{len(self.strides)}")
-            maps = inputs.maps
-            hm, wm = max(m.shape[-2] for m in maps), max(m.shape[-1] for m in maps)
-            fmap = maps[0].new_zeros((len(maps), maps[0].shape[0], hm, wm))
-            mask = torch.zeros((len(maps), hm, wm), dtype=torch.bool, device=fmap.device)
-            for i, m in enumerate(maps):
-                fmap[i, :, : m.shape[-2], : m.shape[-1]] = m
-                mask[i, : m.shape[-2], : m.shape[-1]] = True
-            return Levels([fmap], mask, [(int(h), int(w)) for h, w in inputs.image_sizes])
+            if self.backbone is not None:
+                raise ValueError("this QueryDetector computes its levels from images: pass "
+                                 "images, not a FeatureBatch")
+            sizes = [(int(h), int(w)) for h, w in inputs.image_sizes]
+            return inputs.padded(), inputs.mask().long(), sizes
         if self.backbone is None:
             raise ValueError("this QueryDetector has no backbone: pass a FeatureBatch")
         sizes = [(int(t.shape[-2]), int(t.shape[-1])) for t in inputs]
         x = pad_batch(list(inputs), multiple=max(self.strides))
-        with torch.set_grad_enabled(self.train_backbone and torch.is_grad_enabled()):
-            feats = self.backbone(x)
-        feats = [feats] if isinstance(feats, torch.Tensor) else list(feats)
         s0 = self.strides[0]
-        h0, w0 = feats[0].shape[-2:]
-        mask = torch.zeros((len(sizes), h0, w0), dtype=torch.bool, device=x.device)
-        for i, (h, w) in enumerate(sizes):
-            mask[i, : -(-h // s0), : -(-w // s0)] = True
-        return Levels(feats, mask, sizes)
+        cells = [(-(-h // s0), -(-w // s0)) for h, w in sizes]
+        mask = valid_mask(cells, (-(-x.shape[-2] // s0), -(-x.shape[-1] // s0)), x.device)
+        return x, mask.long(), sizes
 
     def hf_targets(self, targets: Sequence[dict[str, torch.Tensor]],
                    sizes: Sequence[tuple[int, int]]) -> list[dict[str, torch.Tensor]]:
@@ -396,9 +420,8 @@ class QueryDetector(nn.Module):
                 raise TrainingError(f"query detector: {int(bad.sum())} NaN/inf values in the "
                                     f"decoder's {name} (diverged training or invalid inputs)")
         outputs: dict[str, Any] = {"logits": logits, "pred_boxes": pred_boxes, ROLE: "final"}
-        aux = _set_aux_loss(outputs_class, outputs_coord)
-        for a in aux:
-            a[ROLE] = "aux"
+        aux = [{"logits": c, "pred_boxes": b, ROLE: "aux"}
+               for c, b in zip(outputs_class[:-1], outputs_coord[:-1], strict=True)]
         outputs["auxiliary_outputs"] = aux
         terms = self.weighted(self.criterion(outputs, labels))
         return sum(terms.values()), terms, aux
@@ -415,21 +438,16 @@ class QueryDetector(nn.Module):
         targets: Sequence[dict[str, torch.Tensor]] | None = None,
     ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
         """Train mode: dict of weighted loss terms (sum = loss); eval: detections per image."""
-        batch = self.levels(inputs)
-        mask0 = batch.mask.long()
-        self._input.pending = [
-            (m, F.interpolate(batch.mask[None].float(), size=m.shape[-2:])[0].bool())
-            for m in batch.maps
-        ]
+        pixels, mask0, sizes = self.pixel_inputs(inputs)
         if not self.training:
-            out = self.detector(pixel_values=batch.maps[0], pixel_mask=mask0)
-            return self.postprocess(out.logits, out.pred_boxes, batch.image_sizes)
+            out = self.detector(pixel_values=pixels, pixel_mask=mask0)
+            return self.postprocess(out.logits, out.pred_boxes, sizes)
         if targets is None:
             raise ValueError("targets are required in train mode")
-        if len(targets) != len(batch.image_sizes):
-            raise ValueError(f"{len(targets)} targets for {len(batch.image_sizes)} inputs")
-        labels = self.hf_targets(targets, batch.image_sizes)
-        out = self.detector(pixel_values=batch.maps[0], pixel_mask=mask0, labels=labels)
+        if len(targets) != len(sizes):
+            raise ValueError(f"{len(targets)} targets for {len(sizes)} inputs")
+        labels = self.hf_targets(targets, sizes)
+        out = self.detector(pixel_values=pixels, pixel_mask=mask0, labels=labels)
         terms = dict(out.loss_dict)
         # two-stage encoder proposals: every target as class 0 (the original's bin_targets)
         enc = {"logits": out.enc_outputs_class,
@@ -471,38 +489,9 @@ class QueryDetector(nn.Module):
         self.criterion.counts = {k: 0 for k in self.criterion.counts}
 
 
-class ResNet50Levels(nn.Module):
-    """torchvision ResNet-50 (paper profile) returning C3, C4, C5 (strides 8, 16, 32; 512, 1024,
-    2048 channels), weights from a local checkpoint (never downloaded). The stem and layer1
-    stay frozen as in DETR-family training; BatchNorm statistics are frozen (eval)."""
-
-    in_channels = (512, 1024, 2048)
-    strides = (8, 16, 32)
-
-    def __init__(self, checkpoint: str | Path | None = None) -> None:
-        super().__init__()
-        from torchvision.models import resnet50
-
-        from weaksam.wsod.backbone import load_state
-
-        net = resnet50(weights=None)
-        if checkpoint is not None:
-            load_state(net, checkpoint)
-        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
-        self.layer2, self.layer3, self.layer4 = net.layer2, net.layer3, net.layer4
-        for p in self.stem.parameters():
-            p.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> ResNet50Levels:
-        super().train(mode)
-        for m in self.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.eval()
-        return self
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """(B, 3, S, S) normalised -> [(B, 512, S/8, S/8), (B, 1024, S/16, .), (B, 2048, S/32, .)].
-        """
-        c3 = self.layer2(self.stem(x))
-        c4 = self.layer3(c3)
-        return [c3, c4, self.layer4(c4)]
+def resnet50_levels(checkpoint: str | Path | None) -> ResNetLevels:
+    """Paper profile: C3, C4, C5 (strides 8, 16, 32; 512, 1024, 2048 channels) of the local
+    ImageNet ResNet-50 ``checkpoint`` (:func:`weaksam.vision.resnet.resnet50_trunk`, BatchNorm
+    statistics frozen), the stem and C2 frozen as in DETR-family training."""
+    return ResNetLevels(resnet50_trunk(checkpoint, frozen_bn=False), stages=(3, 4, 5),
+                        frozen_stages=2)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from weaksam.eval.mask_ap import decode_segmentation
 from weaksam.utils.boxes import masks_to_boxes
-from weaksam.wsod.imaging import hflip, rescale, scale_factor, to_tensor
+from weaksam.vision.imaging import hflip, rescale, scale_factor, to_tensor
 
 
 @dataclass

@@ -30,8 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, ResNetConfig
 
-from weaksam.errors import InputError
-from weaksam.utils.checkpoint import read_checkpoint
+from weaksam.vision.resnet import ResNetLevels, resnet50_trunk
 from weaksam.wsis.mask_rcnn import Batch
 
 _LOSS_KINDS = ("loss_cross_entropy", "loss_mask", "loss_dice")
@@ -171,38 +170,13 @@ def build_mask2former(
     return FeatureMask2Former(cfg, extra_channels=c8, max_det=max_det, score_thresh=score_thresh)
 
 
-class _ResNetLevels(nn.Module):
-    """torchvision ResNet-50 trunk -> C2..C5 ``[(B, 256|512|1024|2048, h/s, w/s)]``."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        n = self.net
-        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
-        out = []
-        for layer in (n.layer1, n.layer2, n.layer3, n.layer4):
-            x = layer(x)
-            out.append(x)
-        return out
-
-
 def build_mask2former_resnet50(num_classes: int, checkpoint: str | Path | None,
                                num_queries: int = 100, max_det: int = 100,
                                score_thresh: float = 0.05) -> FeatureMask2Former:
     """Mask2Former R50 (paper profile): transformers' default sizes, a torchvision ResNet-50
-    trunk (frozen BatchNorm) from the local ImageNet ``checkpoint`` (None: random, tests)."""
-    from torchvision.models import resnet50
-    from torchvision.ops.misc import FrozenBatchNorm2d
-
-    trunk = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
-    if checkpoint is not None:
-        state = read_checkpoint(Path(checkpoint), "ResNet-50 checkpoint")
-        try:
-            trunk.load_state_dict(state, strict=True)
-        except (RuntimeError, TypeError) as e:
-            raise InputError(checkpoint, f"not a torchvision resnet50 state dict ({e})") from e
+    trunk (frozen BatchNorm; C2..C5) from the local ImageNet ``checkpoint``
+    (:func:`~weaksam.vision.resnet.resnet50_trunk`; None: random, tests)."""
+    trunk = resnet50_trunk(checkpoint)
     cfg = _config(num_classes, [256, 512, 1024, 2048], num_queries=num_queries)
-    return FeatureMask2Former(cfg, trunk=_ResNetLevels(trunk), max_det=max_det,
+    return FeatureMask2Former(cfg, trunk=ResNetLevels(trunk), max_det=max_det,
                               score_thresh=score_thresh)

@@ -34,9 +34,8 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 from torchvision.ops import MultiScaleRoIAlign
 
-from weaksam.errors import InputError
-from weaksam.utils.checkpoint import read_checkpoint
-from weaksam.wsod.backbone import MEAN, STD
+from weaksam.vision.backbones import MEAN, STD
+from weaksam.vision.resnet import resnet50_fpn, resnet50_trunk
 
 
 @dataclass
@@ -175,19 +174,10 @@ def build_resnet50_fpn_mask_rcnn(num_classes: int, checkpoint: str | Path | None
     """Mask R-CNN R50-FPN (paper profile) in torchvision's ``maskrcnn_resnet50_fpn`` layout with
     the defaults of a pre-trained trunk: frozen BatchNorm, stem and first stage frozen (3
     trainable stages), random heads. The ResNet-50 trunk comes from ``checkpoint``, a local
-    torchvision ImageNet ``resnet50`` state dict (None: random, for tests only)."""
-    from torchvision.models import resnet50
-    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
-    from torchvision.ops.misc import FrozenBatchNorm2d
-
-    trunk = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
-    if checkpoint is not None:
-        state = read_checkpoint(Path(checkpoint), "ResNet-50 checkpoint")
-        try:
-            trunk.load_state_dict(state, strict=True)
-        except (RuntimeError, TypeError) as e:
-            raise InputError(checkpoint, f"not a torchvision resnet50 state dict ({e})") from e
-    rcnn = MaskRCNN(_resnet_fpn_extractor(trunk, 3), num_classes=num_classes + 1,
+    torchvision ImageNet ``resnet50`` state dict (:func:`~weaksam.vision.resnet.resnet50_trunk`;
+    None: random, for tests only)."""
+    trunk = resnet50_trunk(checkpoint)
+    rcnn = MaskRCNN(resnet50_fpn(trunk, 3), num_classes=num_classes + 1,
                     image_mean=list(MEAN), image_std=list(STD),
                     box_score_thresh=score_thresh, box_detections_per_img=detections_per_img)
     return FeatureMaskRCNN(rcnn, stride=32, frozen_backbone=False)

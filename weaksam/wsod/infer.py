@@ -20,7 +20,7 @@ from torchvision.ops import batched_nms, clip_boxes_to_image
 from tqdm import tqdm
 
 from weaksam.utils.boxes import xyxy_to_xywh
-from weaksam.wsod.imaging import hflip, rescale, scale_factor, to_tensor, transform_boxes
+from weaksam.vision.imaging import hflip, rescale, scale_factor, to_tensor, transform_boxes
 from weaksam.wsod.train import FeatureCache
 
 

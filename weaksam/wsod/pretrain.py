@@ -15,13 +15,32 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import average_precision_score
+from torch import nn
 from tqdm import tqdm
 
 from weaksam.data.weak import WeakView
-from weaksam.wsod.backbone import ImageClassifier, SmallCNN
-from weaksam.wsod.imaging import to_tensor
+from weaksam.vision.backbones import SmallCNN
+from weaksam.vision.imaging import to_tensor
 
 log = logging.getLogger(__name__)
+
+
+class ImageClassifier(nn.Module):
+    """Backbone + global pooling + linear: image-level multi-label classifier used to pre-train
+    the backbone. ``forward(x (B, 3, H, W)) -> logits (B, C)``."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int, pool: str = "avg") -> None:
+        super().__init__()
+        if pool not in ("avg", "max"):
+            raise ValueError(f"pool must be avg or max, got {pool!r}")
+        self.backbone = backbone
+        self.pool = pool
+        self.head = nn.Linear(backbone.out_channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.backbone.forward_features(x)
+        f = f.mean(dim=(2, 3)) if self.pool == "avg" else f.amax(dim=(2, 3))
+        return self.head(f)
 
 
 def load_resized(view: WeakView, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -51,7 +51,7 @@ from tqdm import tqdm
 
 from weaksam.errors import TrainingError
 from weaksam.utils.atomic import atomic_path
-from weaksam.wsod.imaging import (
+from weaksam.vision.imaging import (
     hflip,
     rescale,
     scale_factor,

@@ -1,4 +1,5 @@
-"""Image tensors for the WSOD networks: normalise, rescale, flip, pad into a batch.
+"""Image tensors for every network (WSOD, retraining, WSIS, figures): normalise, rescale, flip,
+pad into a batch.
 
 ``img: (H, W, 3)`` uint8 RGB (as ``WeakView.read`` returns); tensors ``(3, H, W)`` float32
 normalised with the backbone's MEAN/STD. Boxes ``(R, 4)`` xyxy in pixels; a rescale by factor
@@ -7,11 +8,13 @@ normalised with the backbone's MEAN/STD. Boxes ``(R, 4)`` xyxy in pixels; a resc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from weaksam.wsod.backbone import MEAN, STD
+from weaksam.vision.backbones import MEAN, STD
 
 _MEAN = torch.tensor(MEAN).view(3, 1, 1)
 _STD = torch.tensor(STD).view(3, 1, 1)
@@ -64,14 +67,26 @@ def transform_boxes(boxes: torch.Tensor, factor: float, flip: bool, width: float
     return b
 
 
-def pad_batch(images: list[torch.Tensor], multiple: int = 1) -> torch.Tensor:
-    """Stack (3, h_i, w_i) tensors into (B, 3, H, W), zero-padded at the bottom/right to the
-    largest size rounded up to ``multiple`` (boxes stay valid: padding adds no offset)."""
-    hm = max(t.shape[1] for t in images)
-    wm = max(t.shape[2] for t in images)
+def pad_batch(tensors: Sequence[torch.Tensor], multiple: int = 1) -> torch.Tensor:
+    """Stack (C, h_i, w_i) tensors (images or feature maps) into (B, C, H, W), zero-padded at
+    the bottom / right to the largest (h, w) rounded up to ``multiple`` (boxes stay valid:
+    padding adds no offset). The one padding of the package: images, cached feature maps
+    (:class:`weaksam.vision.features.FeatureBatch`) and the query detector's batches use it."""
+    hm = max(t.shape[-2] for t in tensors)
+    wm = max(t.shape[-1] for t in tensors)
     hm = -(-hm // multiple) * multiple
     wm = -(-wm // multiple) * multiple
-    out = images[0].new_zeros((len(images), 3, hm, wm))
-    for i, t in enumerate(images):
-        out[i, :, : t.shape[1], : t.shape[2]] = t
+    out = tensors[0].new_zeros((len(tensors), tensors[0].shape[0], hm, wm))
+    for i, t in enumerate(tensors):
+        out[i, :, : t.shape[-2], : t.shape[-1]] = t
     return out
+
+
+def valid_mask(sizes: Sequence[tuple[int, int]], shape: tuple[int, int],
+               device: torch.device | str | None = None) -> torch.Tensor:
+    """(B, h, w) bool, True on the top-left ``sizes[i]`` = (h_i, w_i) cells of each padded
+    item (DETR's padding mask convention: True = valid, False = padding)."""
+    mask = torch.zeros((len(sizes), *shape), dtype=torch.bool, device=device)
+    for i, (h, w) in enumerate(sizes):
+        mask[i, :h, :w] = True
+    return mask

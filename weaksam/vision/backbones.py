@@ -1,4 +1,5 @@
-"""Convolutional backbones shared by every WSOD variant (and the retraining stage).
+"""Convolutional backbones shared by WSOD, retraining, WSIS and the report (ResNet-50:
+:mod:`weaksam.vision.resnet`).
 
 Shorthand: B images, 3 input channels, H x W input pixels, ``stride`` = input pixels per
 feature cell, ``out_channels`` = D.  ``forward_features(x: (B, 3, H, W)) -> (B, D, H/s, W/s)``
@@ -149,7 +150,8 @@ def build_backbone(
 ) -> nn.Module:
     """Backbone by name (``small_cnn`` | ``vgg16``), weights from ``checkpoint`` when given.
 
-    A ``small_cnn`` checkpoint is the ``backbone`` entry written by :func:`save_backbone`;
+    A ``small_cnn`` checkpoint is the ``backbone`` entry of ``pipeline/backbone_pretrain.py``'s
+    file;
     ``dilated`` and ``frozen_blocks`` apply to ``vgg16`` only (see :class:`VGG16Conv5`).
     """
     if name == "vgg16":
@@ -160,21 +162,3 @@ def build_backbone(
             load_state(net, checkpoint, key="backbone")
         return net
     raise ValueError(f"unknown backbone {name!r}; expected small_cnn or vgg16")
-
-
-class ImageClassifier(nn.Module):
-    """Backbone + global pooling + linear: image-level multi-label classifier used to pre-train
-    the backbone. ``forward(x (B, 3, H, W)) -> logits (B, C)``."""
-
-    def __init__(self, backbone: nn.Module, num_classes: int, pool: str = "avg") -> None:
-        super().__init__()
-        if pool not in ("avg", "max"):
-            raise ValueError(f"pool must be avg or max, got {pool!r}")
-        self.backbone = backbone
-        self.pool = pool
-        self.head = nn.Linear(backbone.out_channels, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.backbone.forward_features(x)
-        f = f.mean(dim=(2, 3)) if self.pool == "avg" else f.amax(dim=(2, 3))
-        return self.head(f)
