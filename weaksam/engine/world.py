@@ -49,11 +49,11 @@ def any_rank(flag: bool) -> bool:
 
 def sum_over_ranks(values: Mapping[str, float]) -> dict[str, float]:
     """``{name: sum over processes}`` of each process's named sums (names missing on a process
-    count as 0), added in rank order; names sorted. W = 1: a sorted copy. The names of
-    ``values`` are returned as the same string objects (a pickled history of them keeps its
-    bytes)."""
+    count as 0), added in rank order, names sorted; W = 1: a copy of ``values`` in its order.
+    The names of ``values`` are returned as the same string objects (a pickled history of them
+    keeps its bytes)."""
     if world()[1] == 1:
-        return {k: values[k] for k in sorted(values)}
+        return dict(values)
     parts: list[dict[str, float]] = [{} for _ in range(world()[1])]
     dist.all_gather_object(parts, dict(values))
     own = {k: k for k in values}
