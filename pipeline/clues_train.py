@@ -18,8 +18,6 @@ precision on CUDA (ignored on the CPU). WeakTr's training transforms are params:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from pathlib import Path
 
@@ -32,12 +30,12 @@ from weaksam.clues.train import (
     build_model,
     fit,
     holdout_split,
-    load_checkpoint,
     load_images,
     save_model,
 )
 from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
+from weaksam.engine.checkpoint import fingerprint, resume_state
 from weaksam.utils.device import resolve_device
 from weaksam.utils.seed import seed_everything
 from weaksam.weights import require_weights
@@ -85,16 +83,14 @@ def main() -> None:
     labels = torch.from_numpy(view.labels())
     tr, va = holdout_split(len(view), float(cfg["holdout"]), seed)
 
-    fp_src = json.dumps({"cfg": fingerprint_cfg(cfg), "seed": seed, "ids": view.image_ids,
-                         "labels": view.labels().astype(int).tolist()}, sort_keys=True)
-    fingerprint = hashlib.sha256(fp_src.encode()).hexdigest()
-    resume = False
+    fp = fingerprint({"cfg": fingerprint_cfg(cfg), "seed": seed, "ids": view.image_ids,
+                      "labels": view.labels().astype(int).tolist()})
+    state = resume_state(CKPT, fp, "clues training checkpoint", weights_only=False)
+    resume = state is not None
     if CKPT.is_file():
-        state = load_checkpoint(CKPT)
-        resume = state.get("fingerprint") == fingerprint
         log.info("checkpoint %s: %s", CKPT, f"resuming after epoch {state['epoch']}"
                  if resume else "params or data changed, starting fresh")
-        del state
+    del state
 
     model = build_model(arch, view.num_classes)
     if cfg.get("init_checkpoint") and not resume:
@@ -113,7 +109,7 @@ def main() -> None:
         model, images[tr], labels[tr], images[va], labels[va],
         epochs=int(cfg["epochs"]), batch_size=int(cfg["batch_size"]), lr=float(cfg["lr"]),
         weight_decay=float(cfg["weight_decay"]), warmup_epochs=float(cfg["warmup_epochs"]),
-        shift=int(cfg["shift"]), seed=seed, checkpoint=CKPT, fingerprint=fingerprint,
+        shift=int(cfg["shift"]), seed=seed, checkpoint=CKPT, fingerprint=fp,
         on_epoch=on_epoch, stop_after=args.stop_after, device=device,
         amp=bool(cfg["amp"]), randaugment=cfg["randaugment"] or None,
         erasing=float(cfg["erasing"]),

@@ -39,7 +39,6 @@ from pipeline.retrain_common import (
     TEST,
     build_model,
     check_store,
-    fingerprint,
     load_train_data,
     pgt_path,
     prelim_epochs,
@@ -52,6 +51,7 @@ from pipeline.retrain_common import (
 from pipeline.retrain_prelim import init_distributed
 from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
+from weaksam.engine.checkpoint import fingerprint, resume_state
 from weaksam.errors import InputError, TrainingError
 from weaksam.eval.coco import coco_ap
 from weaksam.eval.voc import evaluate_voc
@@ -91,18 +91,17 @@ def main() -> None:
     p = prelim_epochs(args.detector, params)
     prelim = Path("retrain") / prelim_name(args.detector, args.pgt) / "model.pt"
     ckpt = Path("checkpoints") / f"retrain_{name}" / "last.pt"
-    fp = fingerprint(name, training_seed(params), params["retrain"][args.detector],
-                     params["retrain"]["features"], files=(prelim, pgt_path(args.pgt)))
+    fp = fingerprint((name, training_seed(params), params["retrain"][args.detector],
+                      params["retrain"]["features"]), files=(prelim, pgt_path(args.pgt)))
     resume = read_checkpoint(prelim, "preliminary-training checkpoint")
     if int(resume.get("epoch", -1)) != p - 1:
         raise InputError(prelim, f"stops after epoch {resume.get('epoch')}, the schedule's "
                                  f"preliminary training after epoch {p - 1}: rerun retrain_prelim")
-    own = False
-    if ckpt.is_file():
-        state = read_checkpoint(ckpt, "retrain checkpoint")
-        if state.get("fingerprint") == fp and int(state["epoch"]) < kw["epochs"] - 1:
-            resume, own = state, True
-            log.info("%s: resuming after epoch %d", ckpt, state["epoch"])
+    state = resume_state(ckpt, fp, "retrain checkpoint")
+    own = state is not None and int(state["epoch"]) < kw["epochs"] - 1
+    if own:
+        resume = state
+        log.info("%s: resuming after epoch %d", ckpt, state["epoch"])
     drop_on = bool(variant.get("drop", False))
     live = Live(dir=f"dvclive/retrain_{name}", resume=own, save_dvc_exp=False, dvcyaml=None,
                 report=None) if rank == 0 else None

@@ -11,8 +11,6 @@ names (docs/contracts.md "Retraining"). Only this module and the two stage scrip
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -173,11 +171,3 @@ def prelim_epochs(detector: str, params: dict[str, Any]) -> int:
                          f"epochs ({t})")
     return p
 
-
-def fingerprint(*parts: Any, files: tuple[Path, ...] = ()) -> str:
-    """sha256 of the JSON of ``parts`` and the bytes of ``files``: a checkpoint resumes only
-    when the run's settings and inputs are unchanged."""
-    h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
-    for f in files:
-        h.update(Path(f).read_bytes())
-    return h.hexdigest()

@@ -38,7 +38,6 @@ from pipeline.retrain_common import (
     TEST,
     build_model,
     check_store,
-    fingerprint,
     load_train_data,
     train_kwargs,
     uses_features,
@@ -46,6 +45,7 @@ from pipeline.retrain_common import (
 from pipeline.retrain_prelim import init_distributed
 from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
+from weaksam.engine.checkpoint import fingerprint, resume_state
 from weaksam.errors import InputError, TrainingError
 from weaksam.eval.coco import coco_ap
 from weaksam.eval.voc import evaluate_voc
@@ -54,7 +54,6 @@ from weaksam.retrain.features import load_features
 from weaksam.retrain.infer import detect_features, detect_images, detect_images_tta
 from weaksam.retrain.train import train_detector
 from weaksam.utils.atomic import atomic_path, write_json
-from weaksam.utils.checkpoint import read_checkpoint
 from weaksam.utils.device import resolve_device
 from weaksam.utils.readers import read_json
 from weaksam.utils.seed import seed_everything
@@ -141,15 +140,14 @@ def main() -> None:
     model = build_model(args.detector, view.num_classes, params, None)
     kw = train_kwargs(args.detector, params)
     ckpt = Path("checkpoints") / f"oracle_{name}" / "last.pt"
-    fp = fingerprint(name, training_seed(params), params["retrain"][args.detector],
-                     params["retrain"]["features"], params["backbone_pretrain"],
+    fp = fingerprint((name, training_seed(params), params["retrain"][args.detector],
+                      params["retrain"]["features"], params["backbone_pretrain"]),
                      files=(train_path,))
-    resume = None
-    if ckpt.is_file():
-        state = read_checkpoint(ckpt, "oracle checkpoint")
-        if state.get("fingerprint") == fp and int(state["epoch"]) < kw["epochs"] - 1:
-            resume = state
-            log.info("%s: resuming after epoch %d", ckpt, state["epoch"])
+    resume = resume_state(ckpt, fp, "oracle checkpoint")
+    if resume is not None and int(resume["epoch"]) >= kw["epochs"] - 1:  # finished
+        resume = None
+    if resume is not None:
+        log.info("%s: resuming after epoch %d", ckpt, resume["epoch"])
     timing = train_detector(model, source, drop_start_epoch=None, stop_epoch=kw["epochs"],
                             checkpoint=ckpt, fingerprint=fp, resume=resume, device=device, **kw)
     if rank != 0:

@@ -40,17 +40,16 @@ from pipeline.retrain_common import (
     DETECTORS,
     PGTS,
     build_model,
-    fingerprint,
     load_train_data,
     pgt_path,
     prelim_epochs,
     prelim_name,
     train_kwargs,
 )
+from weaksam.engine.checkpoint import fingerprint, resume_state
 from weaksam.errors import InputError, TrainingError
 from weaksam.retrain.train import train_detector
 from weaksam.utils.atomic import atomic_path, write_json
-from weaksam.utils.checkpoint import read_checkpoint
 from weaksam.utils.device import ddp_backend, resolve_device
 from weaksam.utils.seed import seed_everything
 from weaksam.weights import require_weights
@@ -83,17 +82,15 @@ def main() -> None:
     p = prelim_epochs(args.detector, params)
     out_dir = Path("retrain") / name
     ckpt = Path("checkpoints") / f"retrain_{name}" / "last.pt"
-    fp = fingerprint(name, seed, params["retrain"][args.detector],
-                     params["retrain"]["features"], params["backbone_pretrain"],
+    fp = fingerprint((name, seed, params["retrain"][args.detector],
+                      params["retrain"]["features"], params["backbone_pretrain"]),
                      files=(pgt_path(args.pgt),))
-    resume = None
-    if ckpt.is_file():
-        state = read_checkpoint(ckpt, "retrain checkpoint")
-        if state.get("fingerprint") == fp and int(state["epoch"]) < p - 1:  # unfinished only
-            resume = state
-            log.info("%s: resuming after epoch %d", ckpt, state["epoch"])
-        else:
-            log.info("%s: params or inputs changed (or finished), starting fresh", ckpt)
+    resume = resume_state(ckpt, fp, "retrain checkpoint")
+    if resume is not None and int(resume["epoch"]) < p - 1:  # unfinished only
+        log.info("%s: resuming after epoch %d", ckpt, resume["epoch"])
+    elif ckpt.is_file():
+        resume = None
+        log.info("%s: params or inputs changed (or finished), starting fresh", ckpt)
     live = Live(dir=f"dvclive/retrain_{name}", resume=resume is not None, save_dvc_exp=False,
                 dvcyaml=None, report=None) if rank == 0 else None
 

@@ -31,8 +31,6 @@ AP25/50/70/75, COCO mask AP/AP50/AP75, per class, timing).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import resource
 import sys
@@ -46,6 +44,7 @@ from dvclive import Live
 from pipeline.common import load_params, set_threads, setup_logging, stage_args, training_seed
 from pipeline.launch import processes_metrics
 from weaksam.data.index import load_index, mask_coverage, mask_eval_split, read_image, subset
+from weaksam.engine.checkpoint import fingerprint, resume_state
 from weaksam.errors import InputError
 from weaksam.eval.mask_ap import coco_mask_ap, evaluate_voc_masks
 from weaksam.retrain.features import load_features
@@ -170,13 +169,10 @@ def main() -> None:
             short_side=int(w["short_side"]), max_size=int(w["max_size"]), features=feats,
             levels=levels)
 
-    fp_src = json.dumps({"model": name, "wsis": w, "backbone": params["backbone_pretrain"],
-                         "seed": seed, "targets": hashlib.sha256(json.dumps(
-                             train_coco["annotations"], sort_keys=True).encode()).hexdigest()},
-                        sort_keys=True)
-    fingerprint = hashlib.sha256(fp_src.encode()).hexdigest()
+    fp = fingerprint({"model": name, "wsis": w, "backbone": params["backbone_pretrain"],
+                      "seed": seed, "targets": fingerprint(train_coco["annotations"])})
     ckpt = Path("checkpoints") / f"wsis_{name}" / "last.pt"
-    resume = ckpt.is_file() and read_ckpt_fingerprint(ckpt) == fingerprint
+    resume = resume_state(ckpt, fp, "WSIS training checkpoint") is not None
     live = Live(dir=f"dvclive/wsis_{name}", resume=resume, save_dvc_exp=False, dvcyaml=None,
                 report=None) if rank == 0 else None
 
@@ -194,7 +190,7 @@ def main() -> None:
         lr_steps=[int(x) for x in m.get("lr_steps") or []],
         lr=float(m["lr"]), weight_decay=float(m["weight_decay"]), optimizer=str(m["optimizer"]),
         warmup_steps=int(m["warmup_steps"]), grad_clip=float(m["grad_clip"]), seed=seed,
-        multiple=multiple, checkpoint=ckpt, fingerprint=fingerprint, device=device,
+        multiple=multiple, checkpoint=ckpt, fingerprint=fp, device=device,
         on_epoch=on_epoch)
     if live is None:  # torchrun: ranks > 0 only train; rank 0 predicts, evaluates and writes
         return
@@ -268,15 +264,6 @@ def init_distributed(device: torch.device) -> int:
         torch.cuda.set_device(device)
     dist.init_process_group(ddp_backend(device))
     return dist.get_rank()
-
-
-def read_ckpt_fingerprint(path: Path) -> str | None:
-    from weaksam.utils.checkpoint import read_checkpoint
-
-    try:
-        return read_checkpoint(path, "WSIS training checkpoint").get("fingerprint")
-    except InputError:
-        return None
 
 
 if __name__ == "__main__":

@@ -38,9 +38,19 @@ from sklearn.metrics import average_precision_score
 from tqdm import tqdm
 
 from weaksam.clues.model import CluesViT
-from weaksam.errors import InputError, TrainingError
+from weaksam.engine.checkpoint import resume_state, save_state
+from weaksam.engine.guard import nonfinite_error
+from weaksam.engine.loop import run_epochs
+from weaksam.engine.optim import make_optimizer, optimizer_step
+from weaksam.engine.schedule import set_lr
+from weaksam.engine.schedule import warmup_cosine_floor_lr as lr_at
+from weaksam.errors import InputError
 from weaksam.utils.atomic import atomic_path
 from weaksam.utils.checkpoint import read_checkpoint
+
+__all__ = ["augment", "autocast", "build_model", "classification_map", "fit", "holdout_split",
+           "load_checkpoint", "load_images", "load_model", "lr_at", "normalize", "predict_scores",
+           "rand_augment", "random_erasing", "resize_square", "save_model"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -215,28 +225,14 @@ def predict_scores(model: CluesViT, images: torch.Tensor, batch_size: int = 64,
     return torch.cat(out).numpy().astype(np.float32)
 
 
-def lr_at(step: int, total: int, base_lr: float, warmup: int) -> float:
-    """Linear warm-up for ``warmup`` steps, then cosine decay to 1% of ``base_lr``."""
-    if warmup > 0 and step < warmup:
-        return base_lr * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return base_lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t))))
-
-
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(seed * 100003 + epoch)
     return g
 
 
-def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Write a training checkpoint atomically (torch.save)."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
 def load_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint` (InputError when unreadable)."""
+    """Read a checkpoint or model file written by torch.save (InputError when unreadable)."""
     return read_checkpoint(path, weights_only=False)
 
 
@@ -274,26 +270,25 @@ def fit(
     """
     device = torch.device(device)
     model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = make_optimizer(list(model.parameters()), "adamw", lr, 0.9, weight_decay)
     use_scaler = amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     start, history = 0, []
-    ckpt_path = Path(checkpoint)
-    if ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path)
-        if state.get("fingerprint") == fingerprint:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            if scaler is not None and state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            start, history = int(state["epoch"]), list(state["history"])
+    state = resume_state(checkpoint, fingerprint, "clues training checkpoint", weights_only=False)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        start, history = int(state["epoch"]), list(state["history"])
     n = len(train_images)
     if n == 0:
         raise ValueError("no training images")
     steps_per_epoch = math.ceil(n / batch_size)
     total = epochs * steps_per_epoch
     warmup = int(round(warmup_epochs * steps_per_epoch))
-    for epoch in range(start + 1, epochs + 1):
+
+    def train_epoch(epoch: int) -> dict[str, float]:
         model.train()
         g = _epoch_generator(seed, epoch)
         perm = torch.randperm(n, generator=g)
@@ -303,8 +298,7 @@ def fit(
         for it in bar:
             step = (epoch - 1) * steps_per_epoch + it
             cur_lr = lr_at(step, total, lr, warmup)
-            for group in opt.param_groups:
-                group["lr"] = cur_lr
+            set_lr(opt, cur_lr)
             idx = perm[it * batch_size : (it + 1) * batch_size]
             raw = train_images[idx]
             if randaugment:
@@ -317,37 +311,30 @@ def fit(
             out = {k: v.float() for k, v in out.items()}
             losses = model.losses(out, train_labels[idx].to(device))
             if not torch.isfinite(losses["loss"]):
-                raise TrainingError(f"non-finite loss at epoch {epoch} step {it}")
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(losses["loss"]).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                losses["loss"].backward()
-                opt.step()
+                raise nonfinite_error(float(losses["loss"]), stage="clues_train", epoch=epoch,
+                                      step=it, checkpoint=checkpoint)
+            optimizer_step(opt, losses["loss"], scaler=scaler)
             loss_sum += float(losses["loss"].detach()) * len(idx)
         metrics = {"loss": loss_sum / n, "lr": cur_lr}
         if len(val_images):
             metrics["val_map"] = classification_map(
                 predict_scores(model, val_images, batch_size, device, amp), val_labels.numpy()
             )
-        history.append(metrics)
-        if on_epoch is not None:
-            on_epoch(epoch, metrics)
-        save_checkpoint(
-            ckpt_path,
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "epoch": epoch,
-                "history": history,
-                "fingerprint": fingerprint,
-                "scaler": scaler.state_dict() if scaler is not None else None,
-            },
-        )
-        if stop_after is not None and epoch >= stop_after:
-            break
+        return metrics
+
+    def save(epoch: int, metrics: dict[str, float]) -> None:
+        save_state(checkpoint, {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "epoch": epoch,
+            "history": history,
+            "fingerprint": fingerprint,
+            "scaler": scaler.state_dict() if scaler is not None else None,
+        })
+
+    run_epochs(range(start + 1, epochs + 1), train_epoch,
+               [lambda e, m: history.append(m), on_epoch, save],
+               stop=lambda e: stop_after is not None and e >= stop_after)
     return history
 
 

@@ -22,27 +22,34 @@ schedule, S = ceil(N / B) steps per epoch.
   the same number of sampled anchors / RoIs (torchvision's normalisers are per batch).
 - Checkpoint ``{"model", "optimizer", "epoch", "fingerprint", "drop_active", "history"}`` rewritten
   atomically after every epoch by rank 0; a non-finite loss raises :class:`TrainingError`
-  and leaves the last good checkpoint as it was.
+  and leaves the last good checkpoint as it was. World, schedule, optimiser, checkpoint and
+  epoch loop: ``weaksam.engine``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from weaksam.engine.checkpoint import save_state as write_state
+from weaksam.engine.guard import nonfinite_error
+from weaksam.engine.loop import run_epochs
+from weaksam.engine.optim import make_optimizer, optimizer_step
+from weaksam.engine.schedule import set_lr
+from weaksam.engine.schedule import warmup_multistep_lr as lr_at
+from weaksam.engine.world import any_rank, data_parallel, sum_over_ranks, world
 from weaksam.errors import TrainingError
-from weaksam.utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Source", "image_generator", "lr_at", "save_state", "to_device", "train_detector"]
 
 
 class Source(Protocol):
@@ -54,27 +61,9 @@ class Source(Protocol):
               ) -> tuple[Any, list[dict[str, torch.Tensor]]]: ...
 
 
-def lr_at(step: int, total: int, base_lr: float, warmup_iters: int, warmup_factor: float,
-          lr_steps: Sequence[float], gamma: float) -> float:
-    """Learning rate at global ``step`` (0-based) of ``total`` steps: linear warm-up from
-    ``warmup_factor * base_lr`` over ``warmup_iters`` steps, x ``gamma`` after each milestone
-    ``round(f * total)`` for f in ``lr_steps`` (detectron2's WarmupMultiStepLR)."""
-    lr = base_lr * gamma ** sum(step >= round(f * total) for f in lr_steps)
-    if step < warmup_iters:
-        alpha = step / warmup_iters
-        lr *= warmup_factor * (1 - alpha) + alpha
-    return lr
-
-
 def image_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     """The generator of training image ``index`` in ``epoch`` (augmentation and sampling)."""
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 100_003 + index)
-
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def to_device(inputs: Any, targets: list[dict[str, torch.Tensor]], device: torch.device
@@ -91,25 +80,14 @@ def to_device(inputs: Any, targets: list[dict[str, torch.Tensor]], device: torch
     return inputs, targets
 
 
-def make_optimizer(params: list[nn.Parameter], optimizer: str, lr: float, momentum: float,
-                   weight_decay: float) -> torch.optim.Optimizer:
-    """``sgd`` (momentum, detectron2's) or ``adamw``."""
-    if optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"optimizer must be sgd or adamw, got {optimizer!r}")
-
-
 def save_state(path: str | Path, model: nn.Module, opt: torch.optim.Optimizer, epoch: int,
                fingerprint: str, drop_active: bool,
                history: list[dict[str, float]] | None = None) -> None:
     """Atomic checkpoint after ``epoch`` (0-based, completed); ``history``: the per-epoch
     means of every epoch so far (so a resumed run reports what an unbroken one does)."""
-    with atomic_path(path) as tmp:
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                    "fingerprint": fingerprint, "drop_active": drop_active,
-                    "history": list(history or [])}, tmp)
+    write_state(path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                       "epoch": epoch, "fingerprint": fingerprint, "drop_active": drop_active,
+                       "history": list(history or [])})
 
 
 def train_detector(
@@ -146,7 +124,7 @@ def train_detector(
     the model counts them). Returns ``train_seconds``, ``seconds_per_epoch`` (wall),
     ``train_cpu_seconds`` (this process), ``epochs_run`` and ``history`` (the means of every
     epoch of the schedule so far, with ``epoch``, carried over from ``resume``)."""
-    rank, world = _world()
+    rank, size = world()
     device = torch.device(device)
     model.to(device)
     n = len(source)
@@ -161,17 +139,17 @@ def train_detector(
         opt.load_state_dict(resume["optimizer"])  # moves its state to the parameters' device
         start = int(resume["epoch"]) + 1
         history = [dict(h) for h in resume.get("history", [])]
-    net: nn.Module = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    net = data_parallel(model)
     steps = -(-n // batch_size)
     total = max(1, epochs * steps)
-    t_start, cpu_start = time.time(), time.process_time()
-    for epoch in range(start, stop):
+
+    def drop_on(epoch: int) -> bool:
+        return drop_start_epoch is not None and epoch >= drop_start_epoch
+
+    def train_epoch(epoch: int) -> dict[str, float]:
         model.train()
-        active = drop_start_epoch is not None and epoch >= drop_start_epoch
         if hasattr(model, "drop_active"):
-            model.drop_active = active
+            model.drop_active = drop_on(epoch)
         if hasattr(model, "reset_drop_counts"):
             model.reset_drop_counts()
         if on_epoch_start is not None:
@@ -180,11 +158,9 @@ def train_detector(
         sums: dict[str, float] = {}
         for s in tqdm(range(steps), desc=f"retrain epoch {epoch}", disable=None):
             batch = perm[s * batch_size:(s + 1) * batch_size].tolist()
-            local = batch[rank::world]
-            step_lr = lr_at(epoch * steps + s, total, lr, warmup_iters, warmup_factor,
-                            lr_steps, gamma)
-            for group in opt.param_groups:
-                group["lr"] = step_lr
+            local = batch[rank::size]
+            set_lr(opt, lr_at(epoch * steps + s, total, lr, warmup_iters, warmup_factor,
+                              lr_steps, gamma))
             # fewer images than processes (last batch): this process runs its first image with
             # weight 0, so every process takes part in DDP's forward and backward
             run = local or batch[:1]
@@ -194,61 +170,47 @@ def train_detector(
                 model.set_sample_generators(gens)
             losses = net(inputs, targets)
             names = sorted(losses)
-            loss = sum(losses[k] for k in names) * (world * len(local) / len(batch))
+            loss = sum(losses[k] for k in names) * (size * len(local) / len(batch))
             vals = [float(losses[k].detach()) * len(local) for k in names]
-            stat = torch.tensor([float(v) for v in vals], dtype=torch.float64)
-            total_loss = float(stat.sum())
-            if world > 1:  # every process learns whether any one diverged
-                flag = torch.tensor([0.0 if math.isfinite(total_loss) else 1.0])
-                dist.all_reduce(flag)
-                finite = flag.item() == 0
+            total_loss = float(torch.tensor(vals, dtype=torch.float64).sum())
+            finite = math.isfinite(total_loss)
+            if size > 1:  # every process learns whether any one diverged
+                finite = not any_rank(not finite)
             else:
-                finite = math.isfinite(total_loss) and bool(torch.isfinite(loss.detach()))
+                finite = finite and bool(torch.isfinite(loss.detach()))
             if not finite:
-                raise TrainingError(
-                    f"non-finite loss {total_loss} at epoch {epoch}, step {s} "
-                    f"({dict(zip(names, vals, strict=True))}); last good checkpoint kept at "
-                    f"{checkpoint}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            opt.step()
+                raise nonfinite_error(total_loss, stage="retrain", epoch=epoch, step=s,
+                                      losses=dict(zip(names, vals, strict=True)),
+                                      checkpoint=checkpoint)
+            optimizer_step(opt, loss, params, grad_clip)
             for k, v in zip(names, vals, strict=True):
                 sums[k] = sums.get(k, 0.0) + v
-        means = _epoch_means(model, sums, n, world)
-        log.info("epoch %d (drop %s): %s", epoch, "on" if active else "off",
+        means = _epoch_means(model, sums, n)
+        log.info("epoch %d (drop %s): %s", epoch, "on" if drop_on(epoch) else "off",
                  {k: round(v, 4) for k, v in means.items()})
+        return means
+
+    def record(epoch: int, means: dict[str, float]) -> None:
         history.append({"epoch": epoch, **means})
         if checkpoint is not None and rank == 0:
-            save_state(checkpoint, model, opt, epoch, fingerprint, active, history)
-        if on_epoch is not None:
-            on_epoch(epoch, means)
+            save_state(checkpoint, model, opt, epoch, fingerprint, drop_on(epoch), history)
+
+    timing = run_epochs(range(start, stop), train_epoch, [record, on_epoch])
     if hasattr(model, "set_sample_generators"):
         model.set_sample_generators(None)
-    done = max(stop - start, 0)
-    wall = time.time() - t_start
-    return {"train_seconds": wall, "seconds_per_epoch": wall / max(done, 1),
-            "train_cpu_seconds": time.process_time() - cpu_start, "epochs_run": done,
+    return {"train_seconds": timing.seconds,
+            "seconds_per_epoch": timing.seconds / max(timing.epochs_run, 1),
+            "train_cpu_seconds": timing.cpu_seconds, "epochs_run": timing.epochs_run,
             "history": history}
 
 
-def _epoch_means(model: nn.Module, sums: dict[str, float], n: int, world: int
-                 ) -> dict[str, float]:
+def _epoch_means(model: nn.Module, sums: dict[str, float], n: int) -> dict[str, float]:
     """Per-image means of the epoch's losses over all processes, their sum as ``loss``, and
     the drop shares when the model counts dropped RoIs / queries."""
-    names = sorted(sums)
-    vec = torch.tensor([sums[k] for k in names], dtype=torch.float64)
     counts = model.drop_counts() if hasattr(model, "drop_counts") else {}
-    ckeys = sorted(counts)
-    cvec = torch.tensor([float(counts[k]) for k in ckeys], dtype=torch.float64)
-    if world > 1:
-        # every process has the same loss names: each one runs a forward at every step
-        dist.all_reduce(vec)
-        dist.all_reduce(cvec)
-    means = {k: float(v) / n for k, v in zip(names, vec.tolist(), strict=True)}
+    means = {k: v / n for k, v in sum_over_ranks(sums).items()}
     means["loss"] = sum(means.values())
-    c = dict(zip(ckeys, cvec.tolist(), strict=True))
+    c = sum_over_ranks({k: float(v) for k, v in counts.items()})
     if c.get("rois"):
         means["drop_share"] = c["dropped"] / c["rois"]
     if c.get("fg_rois"):

@@ -28,28 +28,33 @@ Shorthand: N training views (image, flip), B views per step, E epochs.
 from __future__ import annotations
 
 import logging
-import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from weaksam.engine.checkpoint import resume_state
+from weaksam.engine.checkpoint import save_state as write_state
+from weaksam.engine.guard import nonfinite_error
+from weaksam.engine.loop import run_epochs
+from weaksam.engine.optim import make_optimizer, optimizer_step
+from weaksam.engine.schedule import set_lr
+from weaksam.engine.schedule import warmup_cosine_factor as lr_factor
+from weaksam.engine.world import any_rank, sum_gradients, sum_over_ranks, world
 from weaksam.errors import TrainingError
 from weaksam.eval.mask_ap import encode_mask
-from weaksam.utils.atomic import atomic_path
 from weaksam.utils.boxes import masks_to_boxes, xyxy_to_xywh
-from weaksam.utils.checkpoint import read_checkpoint
 from weaksam.wsis.data import View
 from weaksam.wsis.mask_rcnn import Batch
 
 log = logging.getLogger(__name__)
+
+__all__ = ["collate", "lr_factor", "predict_results", "save_state", "train_instance_model"]
 
 
 def _pad_stack(ts: Sequence[torch.Tensor], h: int, w: int) -> torch.Tensor:
@@ -81,38 +86,8 @@ def collate(views: Sequence[View], multiple: int = 1, with_targets: bool = True,
 def save_state(path: str | Path, model: nn.Module, opt: torch.optim.Optimizer, epoch: int,
                fingerprint: str) -> None:
     """Atomic training checkpoint after ``epoch`` (0-based)."""
-    with atomic_path(path) as tmp:
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                    "fingerprint": fingerprint}, tmp)
-
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _sum_gradients(params: Sequence[nn.Parameter]) -> None:
-    """Sum every parameter's gradient over the ranks (a missing gradient counts as zeros)."""
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    for p, g in zip(params, torch.split(flat, [g.numel() for g in grads]), strict=True):
-        p.grad = g.view_as(p).clone()
-
-
-def lr_factor(step: int, total: int, warmup: int, lr_steps: Sequence[int] = (),
-              gamma: float = 0.1) -> float:
-    """Multiplier of the base learning rate at ``step`` (0-based): linear warm-up, then cosine
-    to 0 over ``total`` steps, or, with ``lr_steps``, ``gamma`` ** (number of lr_steps <= step)
-    (detectron2 ``WarmupMultiStepLR``: the lr drops at iteration ``s`` itself)."""
-    warm = (step + 1) / warmup if step < warmup else 1.0
-    if lr_steps:
-        return warm * gamma ** sum(1 for s in lr_steps if step >= s)
-    if step < warmup:
-        return warm
-    t = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+    write_state(path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                       "epoch": epoch, "fingerprint": fingerprint})
 
 
 def train_instance_model(
@@ -139,12 +114,7 @@ def train_instance_model(
     """Train ``model`` on ``views`` (module docstring). Returns ``train_seconds``,
     ``train_cpu_seconds``, ``seconds_per_epoch`` (epochs run here) and ``resumed_after``."""
     params = [p for p in model.parameters() if p.requires_grad]
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    elif optimizer == "adamw":
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    else:
-        raise ValueError(f"optimizer must be sgd or adamw, got {optimizer!r}")
+    opt = make_optimizer(params, optimizer, lr, 0.9, weight_decay)
     n = len(views)
     if n == 0:
         raise TrainingError("no training image")
@@ -157,18 +127,18 @@ def train_instance_model(
     else:
         total = epochs * steps_per_epoch
     start = 0
-    if checkpoint is not None and Path(checkpoint).is_file():
-        state = read_checkpoint(checkpoint, "WSIS training checkpoint")
-        if state.get("fingerprint") == fingerprint:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            start = int(state["epoch"]) + 1
-            log.info("resuming after epoch %d from %s", start - 1, checkpoint)
-        else:
-            log.info("checkpoint %s is of other params or data: starting fresh", checkpoint)
-    rank, world = _world()
-    t0, c0 = time.time(), time.process_time()
-    for epoch in range(start, epochs):
+    state = None if checkpoint is None else resume_state(checkpoint, fingerprint,
+                                                         "WSIS training checkpoint")
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start = int(state["epoch"]) + 1
+        log.info("resuming after epoch %d from %s", start - 1, checkpoint)
+    elif checkpoint is not None and Path(checkpoint).is_file():
+        log.info("checkpoint %s is of other params or data: starting fresh", checkpoint)
+    rank, size = world()
+
+    def train_epoch(epoch: int) -> dict[str, float]:
         model.train()
         torch.manual_seed(seed * 1_000_003 + epoch)
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919 * epoch))
@@ -178,43 +148,36 @@ def train_instance_model(
             step = epoch * steps_per_epoch + s // batch_size
             if step >= total:
                 break
-            for g in opt.param_groups:
-                g["lr"] = lr * lr_factor(step, total, warmup_steps, lr_steps, gamma)
+            set_lr(opt, lr * lr_factor(step, total, warmup_steps, lr_steps, gamma))
             idx = perm[s : s + batch_size].tolist()
-            if world > 1:
-                losses, loss = _local_losses(model, views, idx, rank, world, multiple, device)
+            if size > 1:
+                losses, loss = _local_losses(model, views, idx, rank, size, multiple, device)
             else:
                 losses = model(collate([views[i] for i in idx], multiple, device=device))
                 loss = sum(losses.values())
             if not torch.isfinite(loss):
-                raise TrainingError(f"non-finite loss at epoch {epoch}, step {step} "
-                                    f"({ {k: float(v) for k, v in losses.items()} }); last "
-                                    f"checkpoint kept at {checkpoint}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if world > 1:
-                _sum_gradients(params)
-            if grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            opt.step()
+                raise nonfinite_error(float(loss), stage="wsis", epoch=epoch, step=step,
+                                      losses=losses, checkpoint=checkpoint)
+            optimizer_step(opt, loss, params, grad_clip,
+                           reduce=(lambda: sum_gradients(params)) if size > 1 else None)
             seen += len(idx)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
-        if world > 1:  # each rank summed its views' losses (weighted: see _local_losses)
-            parts: list[dict[str, float]] = [{} for _ in range(world)]
-            dist.all_gather_object(parts, sums)
-            sums = {k: sum(p.get(k, 0.0) for p in parts) for k in sorted(set().union(*parts))}
-        means = {k: v / seen for k, v in sums.items()}  # seen < n only in a cut last epoch
+        # each rank summed its views' losses (weighted: see _local_losses)
+        means = {k: v / seen for k, v in sum_over_ranks(sums).items()}  # seen < n: cut epoch
         means["loss"] = sum(means.values())
         log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in means.items()})
+        return means
+
+    def save(epoch: int, means: dict[str, float]) -> None:
         if checkpoint is not None and rank == 0:
             save_state(checkpoint, model, opt, epoch, fingerprint)
-        if on_epoch is not None:
-            on_epoch(epoch, means)
-    sec = time.time() - t0
-    run = max(1, epochs - start)
-    return {"train_seconds": round(sec, 2), "train_cpu_seconds": round(time.process_time() - c0, 2),
-            "seconds_per_epoch": round(sec / run, 2), "resumed_after": start - 1 if start else None}
+
+    timing = run_epochs(range(start, epochs), train_epoch, [save, on_epoch])
+    sec = timing.seconds
+    return {"train_seconds": round(sec, 2), "train_cpu_seconds": round(timing.cpu_seconds, 2),
+            "seconds_per_epoch": round(sec / max(1, epochs - start), 2),
+            "resumed_after": start - 1 if start else None}
 
 
 def _local_losses(model: nn.Module, views: Sequence[View], idx: list[int], rank: int, world: int,
@@ -232,9 +195,7 @@ def _local_losses(model: nn.Module, views: Sequence[View], idx: list[int], rank:
         loss = sum(losses.values())
     else:
         losses, loss = {}, sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
-    bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0])
-    dist.all_reduce(bad)
-    if bad.item() > 0 and torch.isfinite(loss):
+    if any_rank(not torch.isfinite(loss)) and torch.isfinite(loss):
         loss = loss * float("nan")  # another rank's loss is not finite: stop here too
     return losses, loss
 

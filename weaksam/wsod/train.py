@@ -36,7 +36,6 @@ W processes (``torch.distributed`` world size; 1 without it), C classes.
 
 from __future__ import annotations
 
-import bisect
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -49,8 +48,11 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from weaksam.engine.checkpoint import save_state
+from weaksam.engine.guard import nonfinite_error
+from weaksam.engine.schedule import warmup_multistep_factor as multistep_factor
+from weaksam.engine.world import world as process_world
 from weaksam.errors import TrainingError
-from weaksam.utils.atomic import atomic_path
 from weaksam.vision.imaging import (
     hflip,
     rescale,
@@ -127,24 +129,6 @@ def train_view(img: torch.Tensor, short_side: int, max_size: int, flip: bool) ->
     """(3, H, W) image -> the rescaled (and flipped) training input (3, H', W')."""
     x = rescale(img, scale_factor(img.shape[1], img.shape[2], short_side, max_size))
     return hflip(x) if flip else x
-
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def multistep_factor(it: int, steps: Sequence[int], gamma: float, warmup_iters: int,
-                     warmup_factor: float) -> float:
-    """Learning-rate factor of step ``it`` (0-based): linear warm-up from ``warmup_factor`` to 1
-    over ``warmup_iters`` steps, times ``gamma`` per milestone of ``steps`` passed (wetectron's
-    ``WarmupMultiStepLR``; OICR's Caffe ``step`` policy is warmup_iters 0)."""
-    warm = 1.0
-    if it < warmup_iters:
-        a = it / warmup_iters
-        warm = warmup_factor * (1 - a) + a
-    return warm * gamma ** bisect.bisect_right(list(steps), it)
 
 
 def multistep_scheduler(opt: torch.optim.Optimizer, steps: Sequence[int], gamma: float,
@@ -238,8 +222,7 @@ def group_lrs(opt: torch.optim.Optimizer, lr: float) -> list[float]:
 
 def save_checkpoint(path: str | Path, model: nn.Module, epoch: int) -> None:
     """Atomic ``{"model": state_dict, "epoch": epoch}`` (a crash never leaves half a file)."""
-    with atomic_path(path) as tmp:
-        torch.save({"model": model.state_dict(), "epoch": epoch}, tmp)
+    save_state(path, {"model": model.state_dict(), "epoch": epoch})
 
 
 def train_wsod(
@@ -291,7 +274,7 @@ def train_wsod(
     named loss over the epoch's images (all processes). ``cache``: a FeatureCache to fill
     (frozen backbone), so inference on the training split can reuse it. Works unchanged under
     ``torchrun`` / an initialised process group (DDP over the trainable parameters)."""
-    rank, world = _world()
+    rank, world = process_world()
     device = torch.device(device)
     items = usable(items)
     if not items:
@@ -395,10 +378,9 @@ def train_wsod(
             vec = vec.cpu()
             total = float(vec.sum())
             if not np.isfinite(total) or not torch.isfinite(loss):
-                raise TrainingError(
-                    f"non-finite loss {total} at epoch {epoch}, step {s // batch_size} "
-                    f"(losses {dict(zip(names, vec.tolist(), strict=True))}); "
-                    f"last good checkpoint kept at {checkpoint}")
+                raise nonfinite_error(total, stage="wsod", epoch=epoch, step=s // batch_size,
+                                      losses=dict(zip(names, vec.tolist(), strict=True)),
+                                      checkpoint=checkpoint)
             model.zero_grad(set_to_none=True)
             loss.backward()
             adversary = cdb_opt is not None and getattr(core, "cdb_active", False)

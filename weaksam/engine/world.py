@@ -1,0 +1,61 @@
+"""The data-parallel world of a trainer (torch.distributed when a process group is initialised,
+one process otherwise). Shorthand: W processes, rank r in [0, W).
+
+Collectives run in rank order on every process, so every rank gets the same result; outside a
+process group every function is the one-process identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def world() -> tuple[int, int]:
+    """``(rank, W)`` of this process: ``(0, 1)`` without an initialised process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def data_parallel(model: nn.Module) -> nn.Module:
+    """``model`` wrapped in DistributedDataParallel (gradients averaged over the W processes in
+    backward; parameters some forwards leave unused allowed) when W > 1, else ``model``."""
+    if world()[1] > 1:
+        return nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    return model
+
+
+def sum_gradients(params: Sequence[nn.Parameter]) -> None:
+    """Sum every parameter's gradient over the processes in one all-reduce of the flattened
+    gradients (a missing gradient counts as zeros); each ``p.grad`` becomes the sum."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    for p, g in zip(params, torch.split(flat, [g.numel() for g in grads]), strict=True):
+        p.grad = g.view_as(p).clone()
+
+
+def any_rank(flag: bool) -> bool:
+    """True when ``flag`` is true on any process (every process must call it)."""
+    t = torch.tensor([1.0 if flag else 0.0])
+    if world()[1] > 1:
+        dist.all_reduce(t)
+    return t.item() > 0
+
+
+def sum_over_ranks(values: Mapping[str, float]) -> dict[str, float]:
+    """``{name: sum over processes}`` of each process's named sums (names missing on a process
+    count as 0), added in rank order, names sorted; W = 1: a copy of ``values`` in its order.
+    The names of ``values`` are returned as the same string objects (a pickled history of them
+    keeps its bytes)."""
+    if world()[1] == 1:
+        return dict(values)
+    parts: list[dict[str, float]] = [{} for _ in range(world()[1])]
+    dist.all_gather_object(parts, dict(values))
+    own = {k: k for k in values}
+    return {own.get(k, k): sum(p.get(k, 0.0) for p in parts)
+            for k in sorted(set().union(*parts))}
