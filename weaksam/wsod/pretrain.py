@@ -115,7 +115,7 @@ def pretrain_backbone(
             per = F.binary_cross_entropy_with_logits(model(xb), y[idx].to(device),
                                                      reduction="none")
             loss = per.sum(1).mean()
-            check_finite(float(loss), stage="backbone_pretrain", epoch=epoch, step=step)
+            check_finite(float(loss.detach()), stage="backbone_pretrain", epoch=epoch, step=step)
             optimizer_step(opt, loss)
             sched.step()
             total += float(per.detach().sum()) / y.shape[1]
