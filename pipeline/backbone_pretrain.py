@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
-from dvclive import Live
 from pipeline.common import load_params, set_threads, setup_logging, stage_args
 from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
+from weaksam.engine.live import LiveHook
 from weaksam.utils.atomic import atomic_dir, atomic_path, write_json
 from weaksam.utils.device import resolve_device
 from weaksam.utils.seed import seed_everything
@@ -72,19 +72,14 @@ def main() -> None:
     train = WeakView(load_index("data/annotations/trainval.json"))
     test = WeakView(load_index("data/annotations/test.json"))
     arch = {"widths": list(cfg["widths"]), "stem": int(cfg["stem"]), "convs": int(cfg["convs"])}
-    live = Live(dir=str(LIVE_DIR), save_dvc_exp=False, dvcyaml=None, report=None)
-
-    def on_epoch(epoch: int, m: dict[str, float]) -> None:
-        live.log_metric("loss", m["loss"])
-        live.next_step()
-
+    live = LiveHook(LIVE_DIR, prefix="", step_offset=None, rank=0)
     model, metrics = pretrain_backbone(
         train, **arch, pool=cfg["pool"], image_size=int(cfg["image_size"]),
         epochs=int(cfg["epochs"]), batch_size=int(cfg["batch_size"]), lr=float(cfg["lr"]),
         weight_decay=float(cfg["weight_decay"]), min_crop=float(cfg["min_crop"]),
-        seed=int(params["seed"]), on_epoch=on_epoch, device=device,
+        seed=int(params["seed"]), on_epoch=live, device=device,
     )
-    live.end()
+    live.close()
     xt, yt = load_resized(test, int(cfg["image_size"]))
     metrics["test_map"] = mean_ap(predict(model, xt), yt)
     metrics["seconds"] = round(time.time() - t0, 2)

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dvclive import Live
 from pipeline.common import load_params, set_threads, setup_logging, stage_args
 from weaksam.clues.train import (
     build_model,
@@ -36,6 +35,7 @@ from weaksam.clues.train import (
 from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
 from weaksam.engine.checkpoint import fingerprint, resume_state
+from weaksam.engine.live import LiveHook
 from weaksam.utils.device import resolve_device
 from weaksam.utils.seed import seed_everything
 from weaksam.weights import require_weights
@@ -96,13 +96,11 @@ def main() -> None:
     if cfg.get("init_checkpoint") and not resume:
         model.load_deit_checkpoint(cfg["init_checkpoint"])
 
-    live = Live(dir=str(LIVE_DIR), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
+    live = LiveHook(LIVE_DIR, resume=resume, names={"val_map": "val/map"}, step_offset=-1,
+                    as_float=True, rank=0)
 
-    def on_epoch(epoch: int, m: dict[str, float]) -> None:
-        live.step = epoch - 1
-        for k, v in m.items():
-            live.log_metric(f"train/{k}" if k != "val_map" else "val/map", float(v))
-        live.next_step()
+    def on_epoch(epoch: int, m: dict[str, float]) -> None:  # epochs count from 1
+        live(epoch, m)
         log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in m.items()})
 
     history = fit(
@@ -114,7 +112,7 @@ def main() -> None:
         amp=bool(cfg["amp"]), randaugment=cfg["randaugment"] or None,
         erasing=float(cfg["erasing"]),
     )
-    live.end()
+    live.close()
     if args.stop_after is not None and len(history) < int(cfg["epochs"]):
         log.info("stopped after epoch %d as asked (no final model written)", len(history))
         return

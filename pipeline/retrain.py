@@ -30,7 +30,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from dvclive import Live
 from pipeline.common import load_params, set_threads, setup_logging, stage_args, training_seed
 from pipeline.launch import processes_metrics
 from pipeline.retrain_common import (
@@ -52,6 +51,7 @@ from pipeline.retrain_prelim import init_distributed
 from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
 from weaksam.engine.checkpoint import fingerprint, resume_state
+from weaksam.engine.live import LiveHook
 from weaksam.errors import InputError, TrainingError
 from weaksam.eval.coco import coco_ap
 from weaksam.eval.voc import evaluate_voc
@@ -103,23 +103,15 @@ def main() -> None:
         resume = state
         log.info("%s: resuming after epoch %d", ckpt, state["epoch"])
     drop_on = bool(variant.get("drop", False))
-    live = Live(dir=f"dvclive/retrain_{name}", resume=own, save_dvc_exp=False, dvcyaml=None,
-                report=None) if rank == 0 else None
-    def on_epoch(epoch: int, means: dict[str, float]) -> None:
-        if live is None:
-            return
-        live.step = epoch
-        for k, v in means.items():
-            live.log_metric(f"train/{k}", v)
-        live.next_step()
+    live = LiveHook(f"dvclive/retrain_{name}", resume=own, rank=rank)
 
     stop = kw["epochs"] if args.stop_after is None else min(kw["epochs"], args.stop_after + 1)
     timing = train_detector(model, source, drop_start_epoch=p if drop_on else None,
                             stop_epoch=stop, checkpoint=ckpt, fingerprint=fp, resume=resume,
-                            on_epoch=on_epoch, device=device, **kw)
-    if live is None:
+                            on_epoch=live, device=device, **kw)
+    live.close()
+    if rank != 0:
         return
-    live.end()
     if stop < kw["epochs"]:
         log.info("stopped after epoch %d as asked (no outputs written)", stop - 1)
         return

@@ -33,7 +33,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from dvclive import Live
 from pipeline.common import load_params, set_threads, setup_logging, stage_args, training_seed
 from pipeline.launch import processes_metrics
 from pipeline.retrain_common import (
@@ -47,6 +46,7 @@ from pipeline.retrain_common import (
     train_kwargs,
 )
 from weaksam.engine.checkpoint import fingerprint, resume_state
+from weaksam.engine.live import LiveHook
 from weaksam.errors import InputError, TrainingError
 from weaksam.retrain.train import train_detector
 from weaksam.utils.atomic import atomic_path, write_json
@@ -91,8 +91,7 @@ def main() -> None:
     elif ckpt.is_file():
         resume = None
         log.info("%s: params or inputs changed (or finished), starting fresh", ckpt)
-    live = Live(dir=f"dvclive/retrain_{name}", resume=resume is not None, save_dvc_exp=False,
-                dvcyaml=None, report=None) if rank == 0 else None
+    live = LiveHook(f"dvclive/retrain_{name}", resume=resume is not None, rank=rank)
 
     records: list[dict[str, torch.Tensor]] = []
     heads = getattr(model, "roi_heads", None)
@@ -101,21 +100,13 @@ def main() -> None:
         if heads is not None and hasattr(heads, "recorder"):
             heads.recorder = records.append if epoch == p - 1 else None
 
-    def on_epoch(epoch: int, means: dict[str, float]) -> None:
-        if live is None:
-            return
-        live.step = epoch
-        for k, v in means.items():
-            live.log_metric(f"train/{k}", v)
-        live.next_step()
-
     stop = p if args.stop_after is None else min(p, args.stop_after + 1)
     timing = train_detector(model, source, stop_epoch=stop, checkpoint=ckpt, fingerprint=fp,
-                            resume=resume, on_epoch=on_epoch, on_epoch_start=on_epoch_start,
+                            resume=resume, on_epoch=live, on_epoch_start=on_epoch_start,
                             device=device, **kw)
-    if live is None:
+    live.close()
+    if rank != 0:
         return
-    live.end()
     if stop < p:
         log.info("stopped after epoch %d as asked (no outputs written)", stop - 1)
         return

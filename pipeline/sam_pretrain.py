@@ -31,8 +31,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from dvclive import Live
 from pipeline.common import load_params, set_threads, setup_logging, stage_args
+from weaksam.engine.live import LiveHook
 from weaksam.sam.checkpoint import save_small_sam
 from weaksam.sam.model import SmallSamConfig, build_small_sam, count_parameters
 from weaksam.sam.train import PretrainConfig, evaluate, pretrain
@@ -80,20 +80,14 @@ def run(rank: int, world: int, init_file: str | None, params_path: str) -> None:
         log.info("small SAM: %d parameters, %d steps, %d process(es) x %d thread(s)", n_params,
                  cfg.steps, world, torch.get_num_threads())
         t0 = time.perf_counter()
-        with Live(p["live_dir"], save_dvc_exp=False, dvcyaml=None, report=None) as live:
-
-            def on_step(step: int, vals: dict[str, float]) -> None:
-                live.step = step
-                for k, v in vals.items():
-                    live.log_metric(f"train/{k}", v)
-
-            last = pretrain(sam, cfg, on_step=on_step, log_every=int(p["log_every"]),
+        # curves only: the summary keeps just the step (held-out metrics go to metrics/)
+        with LiveHook(p["live_dir"], next_step=False, summary=False, rank=0) as live:
+            last = pretrain(sam, cfg, on_step=live, log_every=int(p["log_every"]),
                             rank=rank, world=world)
             train_seconds = time.perf_counter() - t0
             # held-out corpus: a seed stream training never draws from
             ev = evaluate(sam, seed=seed + int(p["eval_seed_offset"]),
                           num_images=int(p["eval_images"]), radius_range=tuple(cfg.corpus_radius))
-            live.summary = {}
         save_small_sam(Path(p["checkpoint"]), sam, arch, extra={"steps": cfg.steps})
         write_json("metrics/sam_pretrain.json", {
             "miou_point": ev["miou_point"],

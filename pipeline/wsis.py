@@ -40,11 +40,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from dvclive import Live
 from pipeline.common import load_params, set_threads, setup_logging, stage_args, training_seed
 from pipeline.launch import processes_metrics
 from weaksam.data.index import load_index, mask_coverage, mask_eval_split, read_image, subset
 from weaksam.engine.checkpoint import fingerprint, resume_state
+from weaksam.engine.live import LiveHook
 from weaksam.errors import InputError
 from weaksam.eval.mask_ap import coco_mask_ap, evaluate_voc_masks
 from weaksam.retrain.features import load_features
@@ -173,16 +173,7 @@ def main() -> None:
                       "seed": seed, "targets": fingerprint(train_coco["annotations"])})
     ckpt = Path("checkpoints") / f"wsis_{name}" / "last.pt"
     resume = resume_state(ckpt, fp, "WSIS training checkpoint") is not None
-    live = Live(dir=f"dvclive/wsis_{name}", resume=resume, save_dvc_exp=False, dvcyaml=None,
-                report=None) if rank == 0 else None
-
-    def on_epoch(epoch: int, losses: dict[str, float]) -> None:
-        if live is None:
-            return
-        live.step = epoch
-        for k, v in losses.items():
-            live.log_metric(f"train/{k}", v)
-        live.next_step()
+    live = LiveHook(f"dvclive/wsis_{name}", resume=resume, rank=rank)
 
     timing = train_instance_model(
         model, train_views, epochs=int(m["epochs"]), batch_size=int(m["batch_size"]),
@@ -191,10 +182,10 @@ def main() -> None:
         lr=float(m["lr"]), weight_decay=float(m["weight_decay"]), optimizer=str(m["optimizer"]),
         warmup_steps=int(m["warmup_steps"]), grad_clip=float(m["grad_clip"]), seed=seed,
         multiple=multiple, checkpoint=ckpt, fingerprint=fp, device=device,
-        on_epoch=on_epoch)
-    if live is None:  # torchrun: ranks > 0 only train; rank 0 predicts, evaluates and writes
+        on_epoch=live)
+    live.close()
+    if rank != 0:  # torchrun: ranks > 0 only train; rank 0 predicts, evaluates and writes
         return
-    live.end()
     del train_views
 
     out_dir = Path("wsis") / name

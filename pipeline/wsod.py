@@ -42,11 +42,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from dvclive import Live
 from pipeline.common import load_params, set_threads, setup_logging, stage_args, training_seed
 from pipeline.launch import processes_metrics
 from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
+from weaksam.engine.live import LiveHook
 from weaksam.errors import InputError
 from weaksam.eval.coco import coco_ap
 from weaksam.eval.corloc import corloc
@@ -199,15 +199,7 @@ def main() -> None:
                                       "cdb_adversary", "cdb_lr_gamma", "cdb_warmup_iters",
                                       "cdb_optimizer") if k in mcfg}
     rank = dist.get_rank() if dist.is_initialized() else 0
-    live = Live(dir=f"dvclive/wsod_{name}", save_dvc_exp=False, dvcyaml=None, report=None) \
-        if rank == 0 else None
-
-    def on_epoch(epoch: int, losses: dict[str, float]) -> None:
-        if live is None:
-            return
-        for k, v in losses.items():
-            live.log_metric(f"train/{k}", v)
-        live.next_step()
+    live = LiveHook(f"dvclive/wsod_{name}", step_offset=None, rank=rank)
 
     bwd = setting("bias_weight_decay")
     timing = train_wsod(
@@ -216,7 +208,7 @@ def main() -> None:
         optimizer=setting("optimizer"), train_scales=[int(s) for s in setting("train_scales")],
         max_size=int(w["max_size"]), flip=bool(w["flip"]), seed=seed,
         checkpoint=out_dir / "model.pt", cdb_start_epoch=int(mcfg.get("cdb_start_epoch", 0)),
-        on_epoch=on_epoch, cache=cache, schedule=setting("schedule"),
+        on_epoch=live, cache=cache, schedule=setting("schedule"),
         iterations=int(setting("iterations")), lr_steps=[int(v) for v in setting("lr_steps")],
         lr_gamma=float(setting("lr_gamma")), warmup_iters=int(setting("warmup_iters")),
         warmup_factor=float(setting("warmup_factor")), momentum=float(w["momentum"]),
@@ -224,8 +216,7 @@ def main() -> None:
         bias_weight_decay=None if bwd is None else float(bwd),
         refine_lr_mult=float(setting("refine_lr_mult")), device=device, **cdb_kw,
     )
-    if live is not None:
-        live.end()
+    live.close()
     del items
     # torchrun: every rank detects its share of the images, rank 0 evaluates and writes
     t0, c0 = time.time(), time.process_time()

@@ -10,6 +10,7 @@ import torch
 from weaksam.engine.schedule import (
     set_lr,
     warmup_cosine_factor,
+    warmup_cosine_floor_factor,
     warmup_cosine_floor_lr,
     warmup_multistep_factor,
     warmup_multistep_lr,
@@ -59,3 +60,12 @@ def test_set_lr_sets_every_group():
     opt = torch.optim.SGD([{"params": [a]}, {"params": [b], "lr": 5.0}], lr=1.0)
     set_lr(opt, 0.25)
     assert [g["lr"] for g in opt.param_groups] == [0.25, 0.25]
+
+
+def test_warmup_cosine_floor_factor_warms_up_then_decays_to_five_percent():
+    assert warmup_cosine_floor_factor(0, 10, 2) == 0.5
+    assert warmup_cosine_floor_factor(1, 10, 2) == 1.0
+    assert warmup_cosine_floor_factor(2, 10, 2) == 1.0  # cosine starts at 1
+    assert warmup_cosine_floor_factor(6, 10, 2) == pytest.approx(0.05 + 0.95 * 0.5)
+    assert warmup_cosine_floor_factor(10, 10, 2) == pytest.approx(0.05)
+    assert warmup_cosine_floor_factor(0, 10, 0) == 1.0  # no warm-up

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import torch
 import torch.distributed as dist
 from torch import nn
 
-from weaksam.engine.world import any_rank, data_parallel, sum_over_ranks, world
+from weaksam.engine.world import (
+    any_rank,
+    data_parallel,
+    sum_gradients_flagged,
+    sum_over_ranks,
+    world,
+)
 
 
 def test_world_without_a_process_group_is_one_process():
@@ -21,3 +28,17 @@ def test_one_process_collectives_are_identities():
     out = sum_over_ranks({key: 2.0, "a": 1.0})
     assert out == {"loss_mask": 2.0, "a": 1.0} and list(out) == ["loss_mask", "a"]
     assert next(iter(out)) is key
+
+
+def test_sum_gradients_flagged_keeps_missing_gradients_none(tmp_path):
+    a, b = nn.Parameter(torch.zeros(2, 2)), nn.Parameter(torch.zeros(3))
+    a.grad = torch.arange(4.0).view(2, 2)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0,
+                            world_size=1)
+    try:
+        grads, extra = sum_gradients_flagged([a, b], torch.tensor([5.0, 7.0]))
+    finally:
+        dist.destroy_process_group()
+    assert torch.equal(grads[0], a.grad) and grads[1] is None
+    assert extra.tolist() == [5.0, 7.0]
+    assert b.grad is None  # the sums are returned, not written

@@ -8,6 +8,7 @@ reordering a product changes the last bit of the rate, and with it every weight.
 - :func:`warmup_cosine_factor` (WSIS): warm-up from 1 / ``warmup``, then cosine to 0, or
   multistep at absolute steps.
 - :func:`warmup_cosine_floor_lr` (CAM network): warm-up, then cosine to 1 % of the base rate.
+- :func:`warmup_cosine_floor_factor` (small SAM): warm-up, then cosine to 5 % of the base rate.
 """
 
 from __future__ import annotations
@@ -70,3 +71,12 @@ def warmup_cosine_floor_lr(step: int, total: int, base_lr: float, warmup: int) -
         return base_lr * (step + 1) / warmup
     t = (step - warmup) / max(1, total - warmup)
     return base_lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t))))
+
+
+def warmup_cosine_floor_factor(step: int, total: int, warmup: int) -> float:
+    """Factor of the base rate at ``step`` (small SAM pre-training): linear warm-up
+    ``(step + 1) / warmup``, then cosine decay from 1 to 0.05 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))

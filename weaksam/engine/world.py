@@ -39,6 +39,28 @@ def sum_gradients(params: Sequence[nn.Parameter]) -> None:
         p.grad = g.view_as(p).clone()
 
 
+def sum_gradients_flagged(params: Sequence[nn.Parameter], extra: torch.Tensor
+                          ) -> tuple[list[torch.Tensor | None], torch.Tensor]:
+    """One all-reduce (sum over processes) of every parameter's gradient (missing: zeros), one
+    has-gradient flag per parameter and ``extra`` (1-D, for example loss sums and counts).
+    Returns the summed gradients, None for a parameter no process had a gradient for (as a
+    one-process ``backward`` leaves it), and the summed ``extra``. The gradients are not
+    written to ``p.grad``."""
+    dev = extra.device
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten()
+                      for p in params]
+                     + [torch.tensor([float(p.grad is not None) for p in params], device=dev),
+                        extra])
+    dist.all_reduce(flat)
+    n = len(extra)
+    grads: list[torch.Tensor | None] = []
+    i = 0
+    for p, f in zip(params, flat[-n - len(params):-n].tolist(), strict=True):
+        grads.append(flat[i:i + p.numel()].view_as(p) if f > 0 else None)
+        i += p.numel()
+    return grads, flat[-n:]
+
+
 def any_rank(flag: bool) -> bool:
     """True when ``flag`` is true on any process (every process must call it)."""
     t = torch.tensor([1.0 if flag else 0.0])

@@ -7,7 +7,8 @@ best of the 3 masks is back-propagated, which is how SAM learns part / whole amb
 segment's box with noise (single-mask output). Mask loss: ``focal_weight * focal + dice``
 (SAM: 20 : 1), on the LOW-RESOLUTION logits (``(B*P, 4E, 4E)``) against the ground truth
 area-downsampled to that size (soft targets). IoU head: MSE between predicted and actual IoU of
-every output mask. AdamW with linear warm-up and cosine decay.
+every output mask. AdamW with linear warm-up and cosine decay (optimiser, lr rule, gradient
+all-reduce and non-finite check from ``weaksam.engine``).
 
 Devices: training runs wherever ``sam`` is (``sam.to(device)`` by the caller): images, prompts
 and targets are drawn on the CPU (numpy generators, so the draws do not depend on the device)
@@ -28,7 +29,6 @@ Shapes: ``images (B, 3, S, S)`` padded frame, ``gt (P, 4E, 4E)`` soft masks in [
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +41,10 @@ from segment_anything.modeling import Sam
 from torchvision.ops import sigmoid_focal_loss
 from tqdm import tqdm
 
+from weaksam.engine.guard import check_finite
+from weaksam.engine.optim import make_optimizer
+from weaksam.engine.schedule import warmup_cosine_floor_factor
+from weaksam.engine.world import sum_gradients_flagged
 from weaksam.sam.corpus import RADIUS_RANGE, CorpusSample, generate_sample
 from weaksam.utils.boxes import masks_to_boxes
 
@@ -347,18 +351,8 @@ def step_gradients(sam: Sam, cfg: PretrainConfig, step: int, rank: int = 0, worl
         p.grad = None
     total.backward()
     params = [p for p in sam.parameters() if p.requires_grad]
-    if world > 1:
-        # one all-reduce (sum over processes) of gradients, has-gradient flags and statistics
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten()
-                          for p in params]
-                         + [torch.tensor([float(p.grad is not None) for p in params],
-                                         device=emb.device), stats])
-        dist.all_reduce(flat)
-        stats = flat[-4:]
-        grads, i = [], 0
-        for p, f in zip(params, flat[-4 - len(params):-4].tolist(), strict=True):
-            grads.append(flat[i:i + p.numel()].view_as(p) if f > 0 else None)
-            i += p.numel()
+    if world > 1:  # one all-reduce of gradients, has-gradient flags and statistics
+        grads, stats = sum_gradients_flagged(params, stats)
     else:
         grads = [p.grad for p in params]
     n_prompts = float(stats[3])
@@ -392,15 +386,9 @@ def pretrain(
     if world > 1:
         for t in sam.state_dict().values():
             dist.broadcast(t, 0)
-    opt = torch.optim.AdamW(sam.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    opt = make_optimizer(list(sam.parameters()), "adamw", cfg.lr, 0.0, cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: warmup_cosine_floor_factor(
+        step, cfg.steps, cfg.warmup_steps))
     sam.train()
     t0 = time.perf_counter()
     last: dict[str, float] = {}
@@ -408,8 +396,8 @@ def pretrain(
     for step in tqdm(range(cfg.steps), desc="sam_pretrain", disable=None if rank == 0 else True):
         vals = step_gradients(sam, cfg, step, rank, world)
         vals.pop("prompts")
-        if not math.isfinite(vals["loss"]):  # the same value in every process: all raise
-            raise FloatingPointError(f"non-finite loss at step {step}")
+        # the same value in every process: all raise
+        check_finite(vals["loss"], stage="sam_pretrain", epoch=0, step=step, losses=vals)
         torch.nn.utils.clip_grad_norm_(sam.parameters(), cfg.grad_clip)
         opt.step()
         sched.step()

@@ -19,6 +19,9 @@ from torch import nn
 from tqdm import tqdm
 
 from weaksam.data.weak import WeakView
+from weaksam.engine.guard import check_finite
+from weaksam.engine.loop import run_epochs
+from weaksam.engine.optim import make_optimizer, optimizer_step
 from weaksam.vision.backbones import SmallCNN
 from weaksam.vision.imaging import to_tensor
 
@@ -102,11 +105,12 @@ def pretrain_backbone(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     device: torch.device | str = "cpu",
 ) -> tuple[ImageClassifier, dict[str, float]]:
-    """Train ``SmallCNN + pool + linear`` with BCE on image labels; AdamW with one-cycle
-    decay, random resized crops (``min_crop``) and flips. Returns the classifier and its final
-    train metrics (``loss``, ``train_map`` in %); ``on_epoch(epoch, metrics)`` after each
-    epoch. The model and each batch go to ``device``; images stay on the CPU between batches
-    and augmentation draws from a CPU generator (same draws on any device)."""
+    """Train ``SmallCNN + pool + linear`` with BCE on image labels (``weaksam.engine``'s loop,
+    optimiser step and non-finite check); AdamW with one-cycle decay, random resized crops
+    (``min_crop``) and flips. Returns the classifier and its final train metrics (``loss``,
+    ``train_map`` in %); ``on_epoch(epoch, metrics)`` after each epoch. The model and each
+    batch go to ``device``; images stay on the CPU between batches and augmentation draws
+    from a CPU generator (same draws on any device)."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = ImageClassifier(SmallCNN(widths=widths, stem=stem, convs=convs), train.num_classes,
@@ -114,30 +118,36 @@ def pretrain_backbone(
     x, y = load_resized(train, image_size)
     n = len(x)
     steps = max(1, epochs * (-(-n // batch_size)))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = make_optimizer(list(model.parameters()), "adamw", lr, 0.0, weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
                                                 pct_start=0.15)
-    metrics: dict[str, float] = {}
-    for epoch in range(epochs):
+
+    def train_epoch(epoch: int) -> dict[str, float]:
         model.train()
         perm = torch.randperm(n, generator=g)
         total, seen = 0.0, 0
-        for s in tqdm(range(0, n, batch_size), desc=f"pretrain {epoch}", disable=None):
+        for step, s in enumerate(tqdm(range(0, n, batch_size), desc=f"pretrain {epoch}",
+                                      disable=None)):
             idx = perm[s : s + batch_size]
             xb = augment(x[idx], g, min_crop).to(device)
             # per-element BCE (B, C), reduced here: sum over classes, mean over images
             per = F.binary_cross_entropy_with_logits(model(xb), y[idx].to(device),
                                                      reduction="none")
             loss = per.sum(1).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            check_finite(float(loss.detach()), stage="backbone_pretrain", epoch=epoch, step=step)
+            optimizer_step(opt, loss)
             sched.step()
             total += float(per.detach().sum()) / y.shape[1]
             seen += len(idx)
-        metrics = {"loss": total / max(seen, 1)}
-        log.info("pretrain epoch %d: loss %.4f", epoch, metrics["loss"])
-        if on_epoch is not None:
-            on_epoch(epoch, metrics)
+        return {"loss": total / max(seen, 1)}
+
+    history: list[dict[str, float]] = []
+
+    def record(epoch: int, means: dict[str, float]) -> None:
+        history.append(means)
+        log.info("pretrain epoch %d: loss %.4f", epoch, means["loss"])
+
+    run_epochs(range(epochs), train_epoch, hooks=(record, on_epoch))
+    metrics = history[-1] if history else {}
     metrics["train_map"] = mean_ap(predict(model, x), y)
     return model, metrics
