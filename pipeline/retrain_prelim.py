@@ -44,7 +44,7 @@ from pipeline.retrain_common import (
     pgt_path,
     prelim_epochs,
     prelim_name,
-    train_kwargs,
+    train_config,
 )
 from weaksam.engine.checkpoint import fingerprint, resume_state
 from weaksam.errors import InputError, TrainingError
@@ -78,7 +78,7 @@ def main() -> None:
     log.info("%s: %d PGT boxes on %d of %d images", pgt_path(args.pgt), targets.num_boxes,
              len(source), len(view))
     model = build_model(args.detector, view.num_classes, params, None)
-    kw = train_kwargs(args.detector, params)
+    sched = train_config(args.detector, params)
     p = prelim_epochs(args.detector, params)
     out_dir = Path("retrain") / name
     ckpt = Path("checkpoints") / f"retrain_{name}" / "last.pt"
@@ -110,9 +110,9 @@ def main() -> None:
         live.next_step()
 
     stop = p if args.stop_after is None else min(p, args.stop_after + 1)
-    timing = train_detector(model, source, stop_epoch=stop, checkpoint=ckpt, fingerprint=fp,
+    timing = train_detector(model, source, sched, stop_epoch=stop, checkpoint=ckpt, fingerprint=fp,
                             resume=resume, on_epoch=on_epoch, on_epoch_start=on_epoch_start,
-                            device=device, **kw)
+                            device=device)
     if live is None:
         return
     live.end()

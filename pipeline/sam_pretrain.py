@@ -33,6 +33,7 @@ import torch.multiprocessing as mp
 
 from dvclive import Live
 from pipeline.common import load_params, set_threads, setup_logging, stage_args
+from weaksam.config import from_section
 from weaksam.sam.checkpoint import save_small_sam
 from weaksam.sam.model import SmallSamConfig, build_small_sam, count_parameters
 from weaksam.sam.train import PretrainConfig, evaluate, pretrain
@@ -66,7 +67,8 @@ def run(rank: int, world: int, init_file: str | None, params_path: str) -> None:
     seed = int(params["seed"])
     seed_everything(seed)
     arch = SmallSamConfig(**p["model"])
-    cfg = PretrainConfig(**p["train"], corpus_seed=seed)
+    cfg = from_section(PretrainConfig, p["train"], "params.yaml sam_pretrain.train",
+                       corpus_seed=seed)
     device = resolve_device(sam_device(params))
     if world > 1:
         dist.init_process_group(ddp_backend(device), init_method=f"file://{init_file}",
