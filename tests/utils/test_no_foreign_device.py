@@ -115,11 +115,14 @@ def test_sam_device_rule():
     this machine lacks fails before any work."""
     from weaksam.utils.device import sam_device  # shared by proposals, pseudo_masks, sam_pretrain
 
-    assert sam_device({"sam": {"device": None}, "runtime": {"device": "cpu"}}) == "cpu"
-    assert sam_device({"sam": {"device": "cpu"}, "runtime": {"device": "cpu"}}) == "cpu"
+    assert sam_device(None, "cpu") == "cpu"
+    assert sam_device("cpu", "cpu") == "cpu"
     if not torch.cuda.is_available():
+        assert sam_device("cpu", "cuda") == "cpu"  # the override wins over runtime.device
         with pytest.raises(ValueError, match="cuda"):
-            sam_device({"sam": {"device": None}, "runtime": {"device": "cuda"}})
+            sam_device(None, "cuda")
+        with pytest.raises(ValueError, match="cuda"):
+            sam_device("cuda", "cpu")
 
 
 def test_pseudo_masks_stage_follows_sam_device(monkeypatch):
