@@ -14,12 +14,14 @@ from typing import Any
 import pytest
 import yaml
 
+from pipeline.wsis import MODEL_KEYS
 from weaksam.config import ConfigError, from_section
 from weaksam.profiles import deep_merge, list_profiles, resolve_profile
 from weaksam.retrain.frcnn import FrcnnConfig
 from weaksam.retrain.roi_drop import RoiDropConfig
 from weaksam.retrain.train import DetectorTrainConfig
 from weaksam.sam.train import PretrainConfig
+from weaksam.wsis.train import InstanceTrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +34,8 @@ CONFIGS: list[tuple[type, tuple[str, ...], tuple[str, ...], dict[str, Any]]] = [
     (RoiDropConfig, ("retrain", "frcnn", "drop"), (), {}),
     (DetectorTrainConfig, ("retrain", "frcnn", "schedule"), ("prelim_epochs",), {"seed": 0}),
     (DetectorTrainConfig, ("retrain", "detr", "schedule"), ("prelim_epochs",), {"seed": 0}),
+    (InstanceTrainConfig, ("wsis", "mask_rcnn"), MODEL_KEYS["mask_rcnn"], {"seed": 0}),
+    (InstanceTrainConfig, ("wsis", "mask2former"), MODEL_KEYS["mask2former"], {"seed": 0}),
 ]
 IDS = [f"{c.__name__}-{'.'.join(p)}" for c, p, _, _ in CONFIGS]
 
