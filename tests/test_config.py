@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
+from pipeline.clues_train import STAGE_KEYS
 from pipeline.wsis import MODEL_KEYS
+from weaksam.clues.train import CluesTrainConfig
 from weaksam.config import ConfigError, from_section
 from weaksam.profiles import deep_merge, list_profiles, resolve_profile
 from weaksam.retrain.frcnn import FrcnnConfig
@@ -34,6 +36,7 @@ CONFIGS: list[tuple[type, tuple[str, ...], tuple[str, ...], dict[str, Any]]] = [
     (RoiDropConfig, ("retrain", "frcnn", "drop"), (), {}),
     (DetectorTrainConfig, ("retrain", "frcnn", "schedule"), ("prelim_epochs",), {"seed": 0}),
     (DetectorTrainConfig, ("retrain", "detr", "schedule"), ("prelim_epochs",), {"seed": 0}),
+    (CluesTrainConfig, ("clues_train",), STAGE_KEYS, {"seed": 0}),
     (InstanceTrainConfig, ("wsis", "mask_rcnn"), MODEL_KEYS["mask_rcnn"], {"seed": 0}),
     (InstanceTrainConfig, ("wsis", "mask2former"), MODEL_KEYS["mask2former"], {"seed": 0}),
 ]

@@ -55,7 +55,8 @@ from weaksam.wsis.mask_rcnn import Batch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InstanceTrainConfig", "collate", "lr_factor", "predict_results", "save_state", "train_instance_model"]
+__all__ = ["InstanceTrainConfig", "collate", "lr_factor", "predict_results", "save_state",
+           "train_instance_model"]
 
 
 def _pad_stack(ts: Sequence[torch.Tensor], h: int, w: int) -> torch.Tensor:
