@@ -26,12 +26,14 @@ import torch
 
 from pipeline.common import load_params, set_threads, setup_logging, stage_args
 from weaksam.clues.train import (
+    CluesTrainConfig,
     build_model,
     fit,
     holdout_split,
     load_images,
     save_model,
 )
+from weaksam.config import from_section
 from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
 from weaksam.engine.checkpoint import fingerprint, resume_state
@@ -45,6 +47,8 @@ CKPT = Path("checkpoints/clues_train/last.pt")
 LIVE_DIR = Path("dvclive/clues_train")
 MODEL = Path("models/clues/model.pt")
 ARCH_KEYS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "cross_layers", "stem")
+# keys of clues_train that are not CluesTrainConfig's: the model, its start and the data split
+STAGE_KEYS = (*ARCH_KEYS, "input_size", "drop_path", "heads", "init_checkpoint", "holdout")
 
 
 def arch_from_params(cfg: dict) -> dict:
@@ -103,15 +107,10 @@ def main() -> None:
         live(epoch, m)
         log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in m.items()})
 
-    history = fit(
-        model, images[tr], labels[tr], images[va], labels[va],
-        epochs=int(cfg["epochs"]), batch_size=int(cfg["batch_size"]), lr=float(cfg["lr"]),
-        weight_decay=float(cfg["weight_decay"]), warmup_epochs=float(cfg["warmup_epochs"]),
-        shift=int(cfg["shift"]), seed=seed, checkpoint=CKPT, fingerprint=fp,
-        on_epoch=on_epoch, stop_after=args.stop_after, device=device,
-        amp=bool(cfg["amp"]), randaugment=cfg["randaugment"] or None,
-        erasing=float(cfg["erasing"]),
-    )
+    sched = from_section(CluesTrainConfig, cfg, "params.yaml clues_train", ignore=STAGE_KEYS,
+                         seed=seed)
+    history = fit(model, images[tr], labels[tr], images[va], labels[va], sched, checkpoint=CKPT,
+                  fingerprint=fp, on_epoch=on_epoch, stop_after=args.stop_after, device=device)
     live.close()
     if args.stop_after is not None and len(history) < int(cfg["epochs"]):
         log.info("stopped after epoch %d as asked (no final model written)", len(history))

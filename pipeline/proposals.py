@@ -112,7 +112,8 @@ def main() -> None:
     require_weights(params, "sam.checkpoint")  # official SAM file, before the workers start
     seed_everything(int(params["seed"]))
     pp = params["proposals"]
-    spec = SamSpec(params["sam"]["model"], str(params["sam"]["checkpoint"]), sam_device(params))
+    device = sam_device(params["sam"].get("device"), params["runtime"]["device"])
+    spec = SamSpec(params["sam"]["model"], str(params["sam"]["checkpoint"]), device)
     cfg = prompting_config(pp)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank0 = int(os.environ.get("RANK", "0")) == 0

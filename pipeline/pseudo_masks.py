@@ -49,7 +49,8 @@ def main() -> None:
     pgt_path = Path("pgt") / str(cfg["pgt"]) / "trainval.json"
     raw = read_json(pgt_path, "PGT file", want_object=True)
     pgt = index_from_dict(raw, pgt_path)  # validated; ``raw`` keeps info.image_root as written
-    device = resolve_device(sam_device(params))  # sam.device, else runtime.device
+    # sam.device, else runtime.device
+    device = resolve_device(sam_device(params["sam"].get("device"), params["runtime"]["device"]))
     sam = load_sam(str(params["sam"]["model"]), str(params["sam"]["checkpoint"]), device)
     masker = BoxPromptMasker(sam, batch_size=int(cfg["batch_size"]))
     t0, c0 = time.time(), time.process_time()

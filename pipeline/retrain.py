@@ -43,7 +43,7 @@ from pipeline.retrain_common import (
     prelim_epochs,
     prelim_name,
     run_name,
-    train_kwargs,
+    train_config,
     uses_features,
     variant_cfg,
 )
@@ -87,7 +87,7 @@ def main() -> None:
 
     targets, source, view = load_train_data(args.detector, args.pgt, params)
     model = build_model(args.detector, view.num_classes, params, variant)
-    kw = train_kwargs(args.detector, params)
+    sched = train_config(args.detector, params)
     p = prelim_epochs(args.detector, params)
     prelim = Path("retrain") / prelim_name(args.detector, args.pgt) / "model.pt"
     ckpt = Path("checkpoints") / f"retrain_{name}" / "last.pt"
@@ -98,21 +98,21 @@ def main() -> None:
         raise InputError(prelim, f"stops after epoch {resume.get('epoch')}, the schedule's "
                                  f"preliminary training after epoch {p - 1}: rerun retrain_prelim")
     state = resume_state(ckpt, fp, "retrain checkpoint")
-    own = state is not None and int(state["epoch"]) < kw["epochs"] - 1
+    own = state is not None and int(state["epoch"]) < sched.epochs - 1
     if own:
         resume = state
         log.info("%s: resuming after epoch %d", ckpt, state["epoch"])
     drop_on = bool(variant.get("drop", False))
     live = LiveHook(f"dvclive/retrain_{name}", resume=own, rank=rank)
 
-    stop = kw["epochs"] if args.stop_after is None else min(kw["epochs"], args.stop_after + 1)
-    timing = train_detector(model, source, drop_start_epoch=p if drop_on else None,
+    stop = sched.epochs if args.stop_after is None else min(sched.epochs, args.stop_after + 1)
+    timing = train_detector(model, source, sched, drop_start_epoch=p if drop_on else None,
                             stop_epoch=stop, checkpoint=ckpt, fingerprint=fp, resume=resume,
-                            on_epoch=live, device=device, **kw)
+                            on_epoch=live, device=device)
     live.close()
     if rank != 0:
         return
-    if stop < kw["epochs"]:
+    if stop < sched.epochs:
         log.info("stopped after epoch %d as asked (no outputs written)", stop - 1)
         return
 
@@ -163,7 +163,7 @@ def main() -> None:
             "share": _mean(drop_epochs, "drop_share"),
             "share_foreground": _mean(drop_epochs, "drop_share_fg"),
         },
-        "epochs": kw["epochs"], "prelim_epochs": p,
+        "epochs": sched.epochs, "prelim_epochs": p,
         "pgt_boxes": targets.num_boxes,
         "final_losses": {k: round(v, 5) for k, v in timing["history"][-1].items()
                          if k != "epoch"},

@@ -1,6 +1,7 @@
 """What the ``retrain_prelim`` and ``retrain`` stages share: params -> model, data and run
 names (docs/contracts.md "Retraining"). Only this module and the two stage scripts read the
-``retrain`` params; ``weaksam.retrain`` gets keyword arguments.
+``retrain`` params; ``weaksam.retrain`` gets frozen dataclasses (``weaksam.config``) and
+keyword arguments.
 
 - detector ``frcnn``: Faster R-CNN with RoI drop (``weaksam.retrain.frcnn``). Default profile
   (``retrain.frcnn.backbone: small_cnn_frozen``): heads over the cached maps of the frozen
@@ -11,20 +12,28 @@ names (docs/contracts.md "Retraining"). Only this module and the two stage scrip
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from pipeline.common import training_seed
+from weaksam.config import from_section
 from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
 from weaksam.errors import InputError
 from weaksam.retrain.data import FeatureSource, ImageSource, PgtTargets, load_pgt
 from weaksam.retrain.features import FeatureStore, load_features
-from weaksam.retrain.frcnn import build_frcnn, build_frcnn_r50_fpn
+from weaksam.retrain.frcnn import FrcnnConfig, build_frcnn, build_frcnn_r50_fpn
+from weaksam.retrain.roi_drop import RoiDropConfig
+from weaksam.retrain.train import DetectorTrainConfig
 
 DETECTORS = ("frcnn", "detr")
+# retrain.frcnn.model keys that are not FrcnnConfig's: the input (this module) and the
+# paper profile's ResNet-50 FPN (build_frcnn_r50_fpn)
+FRCNN_STAGE_KEYS = ("backbone", "input", "resnet50_checkpoint", "trainable_layers",
+                    "train_scales", "test_scale", "max_size", "flip")
 PGTS = ("mist_weaksam_top1", "mist_weaksam_adaptive", "oicr_weaksam_adaptive")
 TRAINVAL = Path("data/annotations/trainval.json")
 TEST = Path("data/annotations/test.json")
@@ -72,34 +81,25 @@ def build_model(detector: str, num_classes: int, params: dict[str, Any],
     cfg = params["retrain"][detector]
     v = variant or {}
     if detector == "frcnn":
-        d, h = cfg["drop"], cfg["model"]
-        drop_kw = dict(tau_cls=float(v.get("tau_cls", d["tau_cls"])),
-                       tau_reg=float(v.get("tau_reg", d["tau_reg"])),
-                       normalize=str(d["normalize"]), rule=str(d["rule"]),
-                       smooth_l1_beta=float(d["smooth_l1_beta"]))
+        where = f"params.yaml retrain.{detector}"
+        drop = from_section(RoiDropConfig, cfg["drop"], f"{where}.drop")
+        drop = replace(drop, tau_cls=float(v.get("tau_cls", drop.tau_cls)),
+                       tau_reg=float(v.get("tau_reg", drop.tau_reg)))
+        h = cfg["model"]
         if h["backbone"] == "resnet50_fpn":
             return build_frcnn_r50_fpn(
                 num_classes, checkpoint=h["resnet50_checkpoint"],
                 trainable_layers=int(h["trainable_layers"]),
                 rois_per_image=int(h["rois_per_image"]), score_thresh=float(h["score_thresh"]),
-                detections_per_img=int(h["detections_per_img"]), **drop_kw)
+                detections_per_img=int(h["detections_per_img"]), drop=drop)
         if h["backbone"] != "small_cnn_frozen":
             raise SystemExit(f"retrain.frcnn.model.backbone: unknown {h['backbone']!r} "
                              "(small_cnn_frozen | resnet50_fpn)")
         bp = params["backbone_pretrain"]
-        return build_frcnn(
-            num_classes, backbone=None, in_channels=int(bp["widths"][-1]),
-            stride=2 * 2 ** (len(bp["widths"]) - 1),
-            anchor_sizes=[int(a) for a in h["anchor_sizes"]],
-            aspect_ratios=[float(a) for a in h["aspect_ratios"]],
-            rpn_pre_nms_train=int(h["rpn_pre_nms_train"]),
-            rpn_post_nms_train=int(h["rpn_post_nms_train"]),
-            rpn_pre_nms_test=int(h["rpn_pre_nms_test"]),
-            rpn_post_nms_test=int(h["rpn_post_nms_test"]),
-            roi_size=int(h["roi_size"]), roi_sampling=int(h["roi_sampling"]),
-            box_head_dim=int(h["box_head_dim"]), rois_per_image=int(h["rois_per_image"]),
-            score_thresh=float(h["score_thresh"]), nms_thresh=float(h["nms_thresh"]),
-            detections_per_img=int(h["detections_per_img"]), **drop_kw)
+        heads = from_section(FrcnnConfig, h, f"{where}.model", ignore=FRCNN_STAGE_KEYS)
+        return build_frcnn(num_classes, heads, drop, backbone=None,
+                           in_channels=int(bp["widths"][-1]),
+                           stride=2 * 2 ** (len(bp["widths"]) - 1))
     if detector == "detr":
         from weaksam.retrain.query_detector import QueryDetector, resnet50_levels
 
@@ -151,15 +151,12 @@ def check_store(store: FeatureStore, view: WeakView, path: str) -> None:
                                f"{len(view)}: rerun the retrain_features stage")
 
 
-def train_kwargs(detector: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Schedule keyword arguments of ``train_detector`` from ``retrain.<detector>``."""
-    c = params["retrain"][detector]["schedule"]
-    return dict(epochs=int(c["epochs"]), batch_size=int(c["batch_size"]), lr=float(c["lr"]),
-                optimizer=str(c["optimizer"]), momentum=float(c["momentum"]),
-                weight_decay=float(c["weight_decay"]), warmup_iters=int(c["warmup_iters"]),
-                warmup_factor=float(c["warmup_factor"]),
-                lr_steps=[float(f) for f in c["lr_steps"]], gamma=float(c["gamma"]),
-                grad_clip=float(c["grad_clip"]), seed=training_seed(params))
+def train_config(detector: str, params: dict[str, Any]) -> DetectorTrainConfig:
+    """The schedule of ``train_detector`` from ``retrain.<detector>.schedule`` (its
+    ``prelim_epochs``: :func:`prelim_epochs`)."""
+    return from_section(DetectorTrainConfig, params["retrain"][detector]["schedule"],
+                        f"params.yaml retrain.{detector}.schedule", ignore=("prelim_epochs",),
+                        seed=training_seed(params))
 
 
 def prelim_epochs(detector: str, params: dict[str, Any]) -> int:

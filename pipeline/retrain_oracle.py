@@ -39,7 +39,7 @@ from pipeline.retrain_common import (
     build_model,
     check_store,
     load_train_data,
-    train_kwargs,
+    train_config,
     uses_features,
 )
 from pipeline.retrain_prelim import init_distributed
@@ -138,18 +138,18 @@ def main() -> None:
     log.info("%s: %d boxes on %d of %d images", train_path, targets.num_boxes, len(source),
              len(view))
     model = build_model(args.detector, view.num_classes, params, None)
-    kw = train_kwargs(args.detector, params)
+    sched = train_config(args.detector, params)
     ckpt = Path("checkpoints") / f"oracle_{name}" / "last.pt"
     fp = fingerprint((name, training_seed(params), params["retrain"][args.detector],
                       params["retrain"]["features"], params["backbone_pretrain"]),
                      files=(train_path,))
     resume = resume_state(ckpt, fp, "oracle checkpoint")
-    if resume is not None and int(resume["epoch"]) >= kw["epochs"] - 1:  # finished
+    if resume is not None and int(resume["epoch"]) >= sched.epochs - 1:  # finished
         resume = None
     if resume is not None:
         log.info("%s: resuming after epoch %d", ckpt, resume["epoch"])
-    timing = train_detector(model, source, drop_start_epoch=None, stop_epoch=kw["epochs"],
-                            checkpoint=ckpt, fingerprint=fp, resume=resume, device=device, **kw)
+    timing = train_detector(model, source, sched, drop_start_epoch=None, stop_epoch=sched.epochs,
+                            checkpoint=ckpt, fingerprint=fp, resume=resume, device=device)
     if rank != 0:
         return
     out_dir = Path("oracle") / name
@@ -170,7 +170,7 @@ def main() -> None:
         "ap50": voc["map"], "ap50_area": voc_area["map"], "coco": coco_ap(gt, dets),
         "ap50_per_class": voc["ap_per_class"], "kind": args.kind, "detector": args.detector,
         "train_boxes": targets.num_boxes, "train_images": len(source),
-        "epochs": kw["epochs"],
+        "epochs": sched.epochs,
         "final_losses": {k: round(v, 5) for k, v in timing["history"][-1].items()
                          if k != "epoch"},
         "train_seconds": round(timing["train_seconds"], 2),

@@ -43,7 +43,7 @@ from pipeline.retrain_common import (
     pgt_path,
     prelim_epochs,
     prelim_name,
-    train_kwargs,
+    train_config,
 )
 from weaksam.engine.checkpoint import fingerprint, resume_state
 from weaksam.engine.live import LiveHook
@@ -78,7 +78,7 @@ def main() -> None:
     log.info("%s: %d PGT boxes on %d of %d images", pgt_path(args.pgt), targets.num_boxes,
              len(source), len(view))
     model = build_model(args.detector, view.num_classes, params, None)
-    kw = train_kwargs(args.detector, params)
+    sched = train_config(args.detector, params)
     p = prelim_epochs(args.detector, params)
     out_dir = Path("retrain") / name
     ckpt = Path("checkpoints") / f"retrain_{name}" / "last.pt"
@@ -101,9 +101,9 @@ def main() -> None:
             heads.recorder = records.append if epoch == p - 1 else None
 
     stop = p if args.stop_after is None else min(p, args.stop_after + 1)
-    timing = train_detector(model, source, stop_epoch=stop, checkpoint=ckpt, fingerprint=fp,
-                            resume=resume, on_epoch=live, on_epoch_start=on_epoch_start,
-                            device=device, **kw)
+    timing = train_detector(model, source, sched, stop_epoch=stop, checkpoint=ckpt,
+                            fingerprint=fp, resume=resume, on_epoch=live,
+                            on_epoch_start=on_epoch_start, device=device)
     live.close()
     if rank != 0:
         return

@@ -32,6 +32,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from pipeline.common import load_params, set_threads, setup_logging, stage_args
+from weaksam.config import from_section
 from weaksam.engine.live import LiveHook
 from weaksam.sam.checkpoint import save_small_sam
 from weaksam.sam.model import SmallSamConfig, build_small_sam, count_parameters
@@ -53,6 +54,11 @@ def threads_per_process(params: dict[str, Any], processes: int) -> int:
     return max(1, n // processes)
 
 
+def device_name(params: dict[str, Any]) -> str:
+    """The SAM stages' device: ``sam.device``, else ``runtime.device`` (checked)."""
+    return sam_device(params["sam"].get("device"), params["runtime"]["device"])
+
+
 def run(rank: int, world: int, init_file: str | None, params_path: str) -> None:
     """Train (every rank) and write the outputs (rank 0) with ``world`` processes."""
     params = load_params(params_path)
@@ -66,8 +72,9 @@ def run(rank: int, world: int, init_file: str | None, params_path: str) -> None:
     seed = int(params["seed"])
     seed_everything(seed)
     arch = SmallSamConfig(**p["model"])
-    cfg = PretrainConfig(**p["train"], corpus_seed=seed)
-    device = resolve_device(sam_device(params))
+    cfg = from_section(PretrainConfig, p["train"], "params.yaml sam_pretrain.train",
+                       corpus_seed=seed)
+    device = resolve_device(device_name(params))
     if world > 1:
         dist.init_process_group(ddp_backend(device), init_method=f"file://{init_file}",
                                 rank=rank, world_size=world)
@@ -111,7 +118,7 @@ def main() -> None:
     params = load_params(args.params)
     world = int(params["sam_pretrain"].get("processes", 1) or 1)
     try:  # every rank's device, before any process starts (one GPU each on CUDA)
-        data_parallel_devices(sam_device(params), world, "sam_pretrain.processes")
+        data_parallel_devices(device_name(params), world, "sam_pretrain.processes")
     except ValueError as e:
         raise SystemExit(f"{args.params}: {e}") from None
     if world <= 1:

@@ -42,6 +42,7 @@ import torch.distributed as dist
 
 from pipeline.common import load_params, set_threads, setup_logging, stage_args, training_seed
 from pipeline.launch import processes_metrics
+from weaksam.config import from_section
 from weaksam.data.index import load_index, mask_coverage, mask_eval_split, read_image, subset
 from weaksam.engine.checkpoint import fingerprint, resume_state
 from weaksam.engine.live import LiveHook
@@ -54,7 +55,7 @@ from weaksam.utils.readers import read_json
 from weaksam.utils.seed import seed_everything
 from weaksam.vision.backbones import build_backbone
 from weaksam.wsis.data import build_views, instance_targets, stage_features, views_from_store
-from weaksam.wsis.train import predict_results, train_instance_model
+from weaksam.wsis.train import InstanceTrainConfig, predict_results, train_instance_model
 
 TORCHRUN = True  # pipeline.launch may start it under torchrun (runtime.nproc.wsis)
 MODELS = ("mask_rcnn", "mask2former", "mask_rcnn_gt")
@@ -62,6 +63,13 @@ TRAINVAL = Path("data/annotations/trainval.json")
 TEST = Path("data/annotations/test.json")
 PSEUDO = Path("pseudo_masks/trainval.json")
 FEATURES = Path("retrain_features")
+# keys of wsis.<arch> read by build_model (the rest is the schedule, InstanceTrainConfig)
+MODEL_KEYS = {
+    "mask_rcnn": ("anchor_sizes", "rpn_batch_size", "roi_batch_size", "representation",
+                  "mask_layers", "mask_dim", "roi_sampling"),
+    "mask2former": ("hidden_dim", "num_queries", "decoder_layers", "encoder_layers", "heads",
+                    "ffn_dim", "train_points"),
+}
 
 
 def small_backbone(params: dict[str, Any]) -> torch.nn.Module:
@@ -175,14 +183,10 @@ def main() -> None:
     resume = resume_state(ckpt, fp, "WSIS training checkpoint") is not None
     live = LiveHook(f"dvclive/wsis_{name}", resume=resume, rank=rank)
 
-    timing = train_instance_model(
-        model, train_views, epochs=int(m["epochs"]), batch_size=int(m["batch_size"]),
-        iterations=None if m.get("iterations") is None else int(m["iterations"]),
-        lr_steps=[int(x) for x in m.get("lr_steps") or []],
-        lr=float(m["lr"]), weight_decay=float(m["weight_decay"]), optimizer=str(m["optimizer"]),
-        warmup_steps=int(m["warmup_steps"]), grad_clip=float(m["grad_clip"]), seed=seed,
-        multiple=multiple, checkpoint=ckpt, fingerprint=fp, device=device,
-        on_epoch=live)
+    sched = from_section(InstanceTrainConfig, m, f"params.yaml wsis.{arch}",
+                         ignore=MODEL_KEYS[arch], seed=seed)
+    timing = train_instance_model(model, train_views, sched, multiple=multiple, checkpoint=ckpt,
+                                  fingerprint=fp, device=device, on_epoch=live)
     live.close()
     if rank != 0:  # torchrun: ranks > 0 only train; rank 0 predicts, evaluates and writes
         return

@@ -84,9 +84,9 @@ def test_paper_profile_cam_network_trains_on_every_trainval_image(tmp_path, monk
     seen = {}
     real_fit = stage.fit
 
-    def spy(model, tr_x, tr_y, va_x, va_y, **kw):
+    def spy(model, tr_x, tr_y, va_x, va_y, *args, **kw):
         seen.update(train=len(tr_x), val=len(va_x))
-        return real_fit(model, tr_x, tr_y, va_x, va_y, **kw)
+        return real_fit(model, tr_x, tr_y, va_x, va_y, *args, **kw)
 
     monkeypatch.setattr(stage, "fit", spy)
     monkeypatch.setattr(sys, "argv", ["pipeline.clues_train"])

@@ -14,6 +14,7 @@ import yaml
 
 from weaksam.clues.model import CluesViT
 from weaksam.clues.train import (
+    CluesTrainConfig,
     autocast,
     classification_map,
     fit,
@@ -59,9 +60,10 @@ def _fit(ckpt, stop_after=None, model=None):
     torch.manual_seed(0)
     m = model or CluesViT(num_classes=3, **TINY)
     x, y = _data()
-    hist = fit(m, x[:9], y[:9], x[9:], y[9:], epochs=3, batch_size=4, lr=1e-3,
-               weight_decay=0.05, warmup_epochs=1, shift=2, seed=0, checkpoint=ckpt,
-               fingerprint="fp", stop_after=stop_after)
+    cfg = CluesTrainConfig(epochs=3, batch_size=4, lr=1e-3, weight_decay=0.05,
+                           warmup_epochs=1, shift=2, seed=0)
+    hist = fit(m, x[:9], y[:9], x[9:], y[9:], cfg, checkpoint=ckpt, fingerprint="fp",
+               stop_after=stop_after)
     return m, hist
 
 
@@ -78,8 +80,9 @@ def test_resume_gives_the_same_weights(tmp_path):
     # a checkpoint of other params (fingerprint) is ignored: training starts fresh
     m = CluesViT(num_classes=3, **TINY)
     x, y = _data()
-    h = fit(m, x[:9], y[:9], x[9:], y[9:], epochs=1, batch_size=4, lr=1e-3, weight_decay=0.0,
-            warmup_epochs=0, shift=0, seed=0, checkpoint=tmp_path / "b.pt", fingerprint="other")
+    cfg = CluesTrainConfig(epochs=1, batch_size=4, lr=1e-3, weight_decay=0.0, warmup_epochs=0,
+                           shift=0, seed=0)
+    h = fit(m, x[:9], y[:9], x[9:], y[9:], cfg, checkpoint=tmp_path / "b.pt", fingerprint="other")
     assert len(h) == 1
 
 
@@ -142,10 +145,11 @@ def test_fit_with_weaktr_augmentations_and_amp_on_cpu(tmp_path):
     for amp in (False, True, True):
         torch.manual_seed(0)
         m = CluesViT(num_classes=3, drop_path_rate=0.1, **TINY)
-        fit(m, x[:9], y[:9], x[9:], y[9:], epochs=1, batch_size=4, lr=1e-3, weight_decay=0.05,
-            warmup_epochs=1, shift=2, seed=0, checkpoint=tmp_path / f"{amp}{len(runs)}.pt",
-            fingerprint="fp", device="cpu", amp=amp, randaugment="rand-m9-mstd0.5-inc1",
-            erasing=0.25)
+        cfg = CluesTrainConfig(epochs=1, batch_size=4, lr=1e-3, weight_decay=0.05,
+                               warmup_epochs=1, shift=2, seed=0, amp=amp,
+                               randaugment="rand-m9-mstd0.5-inc1", erasing=0.25)
+        fit(m, x[:9], y[:9], x[9:], y[9:], cfg, checkpoint=tmp_path / f"{amp}{len(runs)}.pt",
+            fingerprint="fp", device="cpu")
         runs.append(m.state_dict())
     assert all(torch.isfinite(v).all() for v in runs[1].values() if v.is_floating_point())
     assert all(torch.equal(runs[1][k], runs[2][k]) for k in runs[1])

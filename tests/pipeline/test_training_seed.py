@@ -40,7 +40,7 @@ def _stage_params() -> dict[str, list[str]]:
 
 def _seed_functions(scripts: set[Path]) -> set[str]:
     """``training_seed`` and the shared pipeline helpers (not stage ``scripts``) that call it
-    (``train_kwargs``)."""
+    (``train_config``)."""
     names = {"training_seed"}
     for path in sorted(set((ROOT / "pipeline").glob("*.py")) - scripts):
         tree = ast.parse(path.read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,14 @@ import torch
 
 from weaksam.retrain.data import PgtTargets
 from weaksam.retrain.features import FeatureStore
-from weaksam.retrain.frcnn import build_frcnn
+from weaksam.retrain.frcnn import FrcnnConfig, build_frcnn
+from weaksam.retrain.roi_drop import RoiDropConfig
+from weaksam.retrain.train import DetectorTrainConfig
 
 STRIDE = 4
+# Eq. 1 with the paper's thresholds and torchvision's beta (the tiny tests' drop)
+DROP = RoiDropConfig(tau_cls=4.0, tau_reg=1.0, normalize="none", rule="either",
+                     smooth_l1_beta=1.0 / 9.0)
 
 
 def tiny_store(n: int = 6, channels: int = 8, size: int = 32, seed: int = 0) -> FeatureStore:
@@ -43,14 +49,22 @@ def tiny_pgt(n: int = 6, empty: tuple[int, ...] = ()) -> PgtTargets:
     return PgtTargets(Path("pgt.json"), [1, 2, 3], boxes, labels)
 
 
-def tiny_frcnn(**kw) -> torch.nn.Module:
+def tiny_schedule(**kw) -> DetectorTrainConfig:
+    """A short SGD schedule (no warm-up, no milestones, no clipping); ``kw`` overrides."""
+    base = dict(epochs=2, batch_size=4, lr=0.01, optimizer="sgd", momentum=0.9,
+                weight_decay=1e-4, warmup_iters=0, warmup_factor=0.001, lr_steps=(), gamma=0.1,
+                grad_clip=0.0, seed=0)
+    return DetectorTrainConfig(**{**base, **kw})
+
+
+def tiny_frcnn(**drop_kw) -> torch.nn.Module:
+    """A small Faster R-CNN on 8-channel stride-4 maps; ``drop_kw`` overrides :data:`DROP`."""
     torch.manual_seed(0)
-    args = dict(backbone=None, in_channels=8, stride=STRIDE, anchor_sizes=(8, 16),
-                rpn_pre_nms_train=60, rpn_post_nms_train=30, rpn_pre_nms_test=30,
-                rpn_post_nms_test=20, rpn_batch_per_image=32, roi_size=3, box_head_dim=16,
-                rois_per_image=16)
-    args.update(kw)
-    return build_frcnn(3, **args)
+    cfg = FrcnnConfig(anchor_sizes=(8, 16), rpn_pre_nms_train=60, rpn_post_nms_train=30,
+                      rpn_pre_nms_test=30, rpn_post_nms_test=20, rpn_batch_per_image=32,
+                      roi_size=3, box_head_dim=16, rois_per_image=16)
+    return build_frcnn(3, cfg, replace(DROP, **drop_kw), backbone=None, in_channels=8,
+                       stride=STRIDE)
 
 
 @pytest.fixture(autouse=True)

@@ -19,19 +19,19 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from tests.retrain.conftest import tiny_frcnn, tiny_pgt, tiny_store
+from tests.retrain.conftest import tiny_frcnn, tiny_pgt, tiny_schedule, tiny_store
 from weaksam.retrain.data import FeatureSource
 from weaksam.retrain.train import train_detector
 
-KW = dict(epochs=2, batch_size=4, lr=0.01, warmup_iters=0, seed=3)
+KW = tiny_schedule(seed=3)
 
 
 def _run(out: Path, ckpt: Path) -> None:
     torch.set_num_threads(1)
     model = tiny_frcnn()
     curve: list[dict] = []
-    train_detector(model, FeatureSource(tiny_store(8), tiny_pgt(8), flip=True), checkpoint=ckpt,
-                   on_epoch=lambda e, m: curve.append(m), **KW)
+    train_detector(model, FeatureSource(tiny_store(8), tiny_pgt(8), flip=True), KW, checkpoint=ckpt,
+                   on_epoch=lambda e, m: curve.append(m))
     rank = dist.get_rank() if dist.is_initialized() else 0
     w = model.roi_heads.box_predictor.cls_score.weight.flatten()[:20].tolist()
     out.with_suffix(f".{rank}.json").write_text(json.dumps({"curve": curve, "w": w}))

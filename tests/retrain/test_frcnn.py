@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.retrain.conftest import tiny_frcnn, tiny_pgt, tiny_store
+from tests.retrain.conftest import DROP, tiny_frcnn, tiny_pgt, tiny_store
 from weaksam.errors import InputError
 from weaksam.retrain.data import FeatureSource
 from weaksam.retrain.features import compute_features, load_features, save_features
-from weaksam.retrain.frcnn import build_frcnn, build_frcnn_r50_fpn
+from weaksam.retrain.frcnn import FrcnnConfig, build_frcnn, build_frcnn_r50_fpn
 from weaksam.retrain.infer import to_results
 from weaksam.vision.backbones import SmallCNN
 from weaksam.vision.features import FeatureBatch
@@ -79,8 +79,8 @@ def test_recorder_gets_per_roi_losses_with_image_and_pgt_index():
 def test_image_input_with_a_backbone_matches_precomputed_maps():
     torch.manual_seed(0)
     bb = SmallCNN(widths=(4, 8), stem=4).eval()
-    m = build_frcnn(3, backbone=bb, in_channels=8, stride=4, anchor_sizes=(8, 16),
-                    roi_size=3, box_head_dim=16, rois_per_image=16).eval()
+    cfg = FrcnnConfig(anchor_sizes=(8, 16), roi_size=3, box_head_dim=16, rois_per_image=16)
+    m = build_frcnn(3, cfg, DROP, backbone=bb, in_channels=8, stride=4).eval()
     imgs = [torch.randn(3, 32, 40), torch.randn(3, 32, 40)]  # same size: no batch padding
     with torch.no_grad():
         a = m(imgs)
@@ -119,14 +119,14 @@ def test_r50_fpn_builder_reads_a_local_checkpoint_only(tmp_path):
     torch.manual_seed(0)
     ck = tmp_path / "r50.pth"
     torch.save(resnet50(weights=None).state_dict(), ck)
-    m = build_frcnn_r50_fpn(3, checkpoint=ck, rois_per_image=32).train()
+    m = build_frcnn_r50_fpn(3, checkpoint=ck, rois_per_image=32, drop=DROP).train()
     targets = [{"boxes": torch.tensor([[8.0, 8.0, 40.0, 48.0]]), "labels": torch.tensor([1])}]
     losses = m([torch.randn(3, 64, 64)], targets)
     assert torch.isfinite(sum(losses.values()))
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises(InputError, match="bad.pth"):
-        build_frcnn_r50_fpn(3, checkpoint=tmp_path / "bad.pth")
+        build_frcnn_r50_fpn(3, checkpoint=tmp_path / "bad.pth", drop=DROP)
     with pytest.raises(InputError, match="not found"):
-        build_frcnn_r50_fpn(3, checkpoint=tmp_path / "missing.pth")
+        build_frcnn_r50_fpn(3, checkpoint=tmp_path / "missing.pth", drop=DROP)
 
 

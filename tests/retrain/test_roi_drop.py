@@ -6,15 +6,19 @@ Equality with torchvision (drop off) is checked to 1e-6 on the same inputs: agai
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 import torch
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 from torchvision.ops import MultiScaleRoIAlign
 
+from tests.retrain.conftest import DROP
 from weaksam.errors import TrainingError
 from weaksam.retrain.frcnn import DropRoIHeads
 from weaksam.retrain.roi_drop import (
+    RoiDropConfig,
     drop_mask,
     normalize_losses,
     per_roi_losses,
@@ -38,13 +42,13 @@ def test_no_drop_equals_torchvision_fastrcnn_loss(seed):
     ref_cls, ref_reg = fastrcnn_loss(logits, deltas, [labels[:25], labels[25:]],
                                      [targets[:25], targets[25:]])
     cls, reg, info = roi_drop_loss(logits, deltas, labels, targets, active=False, tau_cls=4.0,
-                                   tau_reg=1.0)
+                                   tau_reg=1.0, rule="either")
     assert cls.item() == pytest.approx(ref_cls.item(), abs=1e-6)
     assert reg.item() == pytest.approx(ref_reg.item(), abs=1e-6)
     assert bool(info["keep"].all())
     # thresholds above every loss: active drop changes nothing either
     cls2, reg2, _ = roi_drop_loss(logits, deltas, labels, targets, active=True, tau_cls=1e9,
-                                  tau_reg=1e9)
+                                  tau_reg=1e9, rule="either")
     assert cls2.item() == pytest.approx(ref_cls.item(), abs=1e-6)
     assert reg2.item() == pytest.approx(ref_reg.item(), abs=1e-6)
 
@@ -68,7 +72,7 @@ def test_per_roi_losses_hand_computed():
 def test_drop_mask_hand_built():
     l_cls = torch.tensor([0.5, 4.0, 4.01, 0.1, 9.0, 3.0])
     l_reg = torch.tensor([0.2, 1.0, 0.0, 1.5, 2.0, 0.0])
-    keep = drop_mask(l_cls, l_reg, tau_cls=4.0, tau_reg=1.0)
+    keep = drop_mask(l_cls, l_reg, tau_cls=4.0, tau_reg=1.0, rule="either")
     # Eq. 1: kept iff both losses are at or under their thresholds (equality keeps)
     assert keep.tolist() == [True, True, False, False, False, True]
     both = drop_mask(l_cls, l_reg, tau_cls=4.0, tau_reg=1.0, rule="both")
@@ -88,7 +92,7 @@ def test_dropped_rois_get_no_gradient():
     logits, deltas, labels, targets = _random_inputs(r=30, seed=4)
     logits.requires_grad_(True)
     cls, reg, info = roi_drop_loss(logits, deltas, labels, targets, active=True, tau_cls=2.0,
-                                   tau_reg=1.0)
+                                   tau_reg=1.0, rule="either")
     (cls + reg).backward()
     dropped = ~info["keep"]
     assert dropped.any() and info["keep"].any()
@@ -108,7 +112,8 @@ def test_nan_loss_is_a_clear_error():
     logits, deltas, labels, targets = _random_inputs(seed=5)
     logits[3, 0] = float("nan")
     with pytest.raises(TrainingError, match="non-finite per-RoI loss"):
-        roi_drop_loss(logits, deltas, labels, targets, active=True, tau_cls=4.0, tau_reg=1.0)
+        roi_drop_loss(logits, deltas, labels, targets, active=True, tau_cls=4.0, tau_reg=1.0,
+                      rule="either")
 
 
 def _heads(cls, **kw):
@@ -129,7 +134,7 @@ def test_roi_heads_without_drop_equal_torchvision_roi_heads():
     targets = [{"boxes": torch.tensor([[4.0, 4, 22, 21], [28, 30, 62, 62]]),
                 "labels": torch.tensor([1, 3])},
                {"boxes": torch.tensor([[8.0, 10, 58, 52]]), "labels": torch.tensor([2])}]
-    ref, ours = _heads(RoIHeads), _heads(DropRoIHeads)
+    ref, ours = _heads(RoIHeads), _heads(DropRoIHeads, **asdict(DROP))
     ours.load_state_dict(ref.state_dict())
     ref.train()
     ours.train()
@@ -216,3 +221,17 @@ def test_paper_profiles_use_the_release_drop():
         assert fr["variants"]["drop"]["tau_reg"] == 4.0
         assert (fr["variants"]["reg0p8"]["tau_reg"], fr["variants"]["reg1p2"]["tau_reg"]) == (
             3.2, 4.8)
+
+
+def test_rule_has_no_default_and_config_checks_it():
+    # the rule comes from params.yaml only (its default used to be "either" where params runs
+    # "both"): leaving it out is an error, an unknown one too
+    l_cls, l_reg = torch.tensor([5.0, 0.5]), torch.tensor([0.5, 0.5])
+    with pytest.raises(TypeError):
+        drop_mask(l_cls, l_reg, 4.0, 1.0)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="rule must be one of"):
+        RoiDropConfig(tau_cls=4.0, tau_reg=1.0, normalize="none", rule="any",
+                      smooth_l1_beta=0.0)
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        RoiDropConfig(tau_cls=4.0, tau_reg=1.0, normalize="max", rule="both",
+                      smooth_l1_beta=0.0)

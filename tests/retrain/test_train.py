@@ -7,12 +7,12 @@ import copy
 import pytest
 import torch
 
-from tests.retrain.conftest import tiny_frcnn, tiny_pgt, tiny_store
+from tests.retrain.conftest import tiny_frcnn, tiny_pgt, tiny_schedule, tiny_store
 from weaksam.errors import TrainingError
 from weaksam.retrain.data import FeatureSource
 from weaksam.retrain.train import lr_at, train_detector
 
-KW = dict(epochs=3, batch_size=3, lr=0.01, warmup_iters=2, lr_steps=(0.5,), seed=5)
+KW = tiny_schedule(epochs=3, batch_size=3, warmup_iters=2, lr_steps=(0.5,), seed=5)
 
 
 def _source(**kw) -> FeatureSource:
@@ -38,7 +38,7 @@ def test_same_seed_same_weights_and_curves():
     curves, weights = [], []
     for _ in range(2):
         m, curve = tiny_frcnn(), []
-        train_detector(m, _source(), on_epoch=lambda e, x, c=curve: c.append(x), **KW)
+        train_detector(m, _source(), KW, on_epoch=lambda e, x, c=curve: c.append(x))
         curves.append(curve)
         weights.append(_weights(m))
     assert curves[0] == curves[1]
@@ -48,7 +48,7 @@ def test_same_seed_same_weights_and_curves():
 
 def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
     full = tiny_frcnn()
-    train_detector(full, _source(), **KW)
+    train_detector(full, _source(), KW)
     ckpt = tmp_path / "last.pt"
 
     def crash(epoch, means):
@@ -57,11 +57,11 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
 
     m = tiny_frcnn()
     with pytest.raises(KeyboardInterrupt):
-        train_detector(m, _source(), checkpoint=ckpt, on_epoch=crash, **KW)
+        train_detector(m, _source(), KW, checkpoint=ckpt, on_epoch=crash)
     state = torch.load(ckpt, weights_only=True)
     assert state["epoch"] == 1
     resumed = tiny_frcnn()
-    out = train_detector(resumed, _source(), checkpoint=ckpt, resume=state, **KW)
+    out = train_detector(resumed, _source(), KW, checkpoint=ckpt, resume=state)
     assert out["epochs_run"] == 1
     assert [h["epoch"] for h in out["history"]] == [0, 1, 2]  # carried over from the checkpoint
     for k, v in full.state_dict().items():
@@ -71,13 +71,13 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
 def test_prelim_then_continuation_with_drop(tmp_path):
     ckpt = tmp_path / "prelim.pt"
     pre = tiny_frcnn()
-    train_detector(pre, _source(), stop_epoch=2, checkpoint=ckpt, **KW)
+    train_detector(pre, _source(), KW, stop_epoch=2, checkpoint=ckpt)
     state = torch.load(ckpt, weights_only=True)
     assert state["epoch"] == 1 and state["drop_active"] is False
     means = []
     cont = tiny_frcnn(tau_cls=0.0, tau_reg=0.0)  # drops every RoI with a positive loss
-    train_detector(cont, _source(), resume=copy.deepcopy(state), drop_start_epoch=2,
-                   on_epoch=lambda e, x: means.append(x), **KW)
+    train_detector(cont, _source(), KW, resume=copy.deepcopy(state), drop_start_epoch=2,
+                   on_epoch=lambda e, x: means.append(x))
     assert len(means) == 1 and cont.drop_active
     assert means[0]["drop_share"] > 0.9
     assert means[0]["loss_classifier"] < 1e-6  # every classification term dropped
@@ -87,7 +87,7 @@ def test_images_without_pgt_are_skipped_and_none_left_is_an_error():
     src = _source(empty=(2, 5))
     assert src.image_ids == [1, 3, 4, 6]
     with pytest.raises(TrainingError, match="no training image"):
-        train_detector(tiny_frcnn(), _source(empty=tuple(range(1, 7))), **KW)
+        train_detector(tiny_frcnn(), _source(empty=tuple(range(1, 7))), KW)
 
 
 def test_nan_loss_is_a_clear_error_and_keeps_the_checkpoint(tmp_path):
@@ -99,7 +99,7 @@ def test_nan_loss_is_a_clear_error_and_keeps_the_checkpoint(tmp_path):
             m.rpn.head.conv[0][0].weight.fill_(float("nan"))
 
     with pytest.raises(TrainingError, match="non-finite"):
-        train_detector(m, _source(), checkpoint=ckpt, on_epoch=poison, **KW)
+        train_detector(m, _source(), KW, checkpoint=ckpt, on_epoch=poison)
     state = torch.load(ckpt, weights_only=True)
     assert state["epoch"] == 0
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

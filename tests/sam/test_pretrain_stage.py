@@ -47,4 +47,5 @@ def test_paper_profiles_sam_pretrain_fits_one_gpu(profile, monkeypatch):
     params = deep_merge(yaml.safe_load((ROOT / "params.yaml").read_text()),
                         resolve_profile(profile, ROOT / "configs"))
     world = int(params["sam_pretrain"]["processes"])
-    assert data_parallel_devices(sam_device(params), world) == [torch.device("cuda", 0)]
+    device = sam_device(params["sam"].get("device"), params["runtime"]["device"])
+    assert data_parallel_devices(device, world) == [torch.device("cuda", 0)]

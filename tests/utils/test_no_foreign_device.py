@@ -18,7 +18,7 @@ from torch.utils._pytree import tree_leaves
 from tests.sam.tiny import TINY_SAM
 from weaksam.clues.infer import multiscale_maps
 from weaksam.clues.model import CluesViT
-from weaksam.clues.train import fit
+from weaksam.clues.train import CluesTrainConfig, fit
 from weaksam.proposals.sam import AmgConfig, PromptingConfig, SamPromptProposer
 from weaksam.sam.model import build_small_sam
 from weaksam.sam.train import PretrainConfig, evaluate, pretrain
@@ -82,9 +82,11 @@ def test_clues_train_and_inference_stay_on_cpu(cpu_only, tmp_path):
     m = CluesViT(num_classes=2, drop_path_rate=0.1, **TINY_VIT)
     x = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
     y = torch.tensor([[1, 0], [0, 1]] * 3, dtype=torch.float32)
-    fit(m, x[:4], y[:4], x[4:], y[4:], epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0,
-        warmup_epochs=0, shift=2, seed=0, checkpoint=tmp_path / "c.pt", fingerprint="f",
-        device="cpu", amp=True, randaugment="rand-m9-mstd0.5-inc1", erasing=0.5)
+    cfg = CluesTrainConfig(epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0, warmup_epochs=0,
+                           shift=2, seed=0, amp=True, randaugment="rand-m9-mstd0.5-inc1",
+                           erasing=0.5)
+    fit(m, x[:4], y[:4], x[4:], y[4:], cfg, checkpoint=tmp_path / "c.pt", fingerprint="f",
+        device="cpu")
     out = multiscale_maps(m, torch.randint(0, 256, (1, 3, 24, 40), dtype=torch.uint8),
                           scales=(1.0, 0.8), flip=True, cross_heads="each", device="cpu",
                           amp=True)
@@ -115,11 +117,14 @@ def test_sam_device_rule():
     this machine lacks fails before any work."""
     from weaksam.utils.device import sam_device  # shared by proposals, pseudo_masks, sam_pretrain
 
-    assert sam_device({"sam": {"device": None}, "runtime": {"device": "cpu"}}) == "cpu"
-    assert sam_device({"sam": {"device": "cpu"}, "runtime": {"device": "cpu"}}) == "cpu"
+    assert sam_device(None, "cpu") == "cpu"
+    assert sam_device("cpu", "cpu") == "cpu"
     if not torch.cuda.is_available():
+        assert sam_device("cpu", "cuda") == "cpu"  # the override wins over runtime.device
         with pytest.raises(ValueError, match="cuda"):
-            sam_device({"sam": {"device": None}, "runtime": {"device": "cuda"}})
+            sam_device(None, "cuda")
+        with pytest.raises(ValueError, match="cuda"):
+            sam_device("cuda", "cpu")
 
 
 def test_pseudo_masks_stage_follows_sam_device(monkeypatch):

@@ -19,11 +19,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from tests.wsis.conftest import schedule
 from tests.wsis.test_models import _mask_rcnn, _views, make_toy
 from weaksam.wsis.train import train_instance_model
 
-KW = dict(epochs=1, batch_size=3, lr=0.01, weight_decay=1e-4, optimizer="sgd", warmup_steps=2,
-          grad_clip=10.0, seed=3, fingerprint="fp")
+SCHEDULE = schedule(epochs=1, seed=3)
 
 
 def _run(out: Path, ckpt: Path) -> None:
@@ -32,8 +32,8 @@ def _run(out: Path, ckpt: Path) -> None:
     views = _views(toy, [-1], flips=(False, True))  # 8 views: batches of 3, 3, 2
     model = _mask_rcnn(toy[0])
     curve: list[dict] = []
-    train_instance_model(model, views, checkpoint=ckpt, on_epoch=lambda e, m: curve.append(m),
-                         **KW)
+    train_instance_model(model, views, SCHEDULE, checkpoint=ckpt, fingerprint="fp",
+                         on_epoch=lambda e, m: curve.append(m))
     rank = dist.get_rank() if dist.is_initialized() else 0
     w = [v for p in model.parameters() if p.requires_grad for v in p.flatten()[:4].tolist()]
     out.with_suffix(f".{rank}.json").write_text(json.dumps({"curve": curve, "w": w}))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.wsis.conftest import schedule
 from weaksam.eval.mask_ap import decode_segmentation, encode_mask
 from weaksam.vision.backbones import SmallCNN
 from weaksam.wsis.data import Targets, build_views, instance_targets, scale_targets, stage_features
@@ -143,19 +144,19 @@ def test_mask2former_losses_and_instances(toy) -> None:
 def test_resume_equals_uninterrupted(toy, tmp_path) -> None:
     net = toy[0]
     views = _views(toy, [-1], flips=(False, True))
-    kw = dict(batch_size=3, lr=0.01, weight_decay=1e-4, optimizer="sgd", warmup_steps=2,
-              grad_clip=10.0, seed=3, fingerprint="fp")
+    two, one = schedule(epochs=2, weight_decay=1e-4, seed=3), schedule(epochs=1, seed=3)
+    kw = dict(fingerprint="fp")
     full = _mask_rcnn(net)
-    train_instance_model(full, views, epochs=2, checkpoint=tmp_path / "a.pt", **kw)
+    train_instance_model(full, views, two, checkpoint=tmp_path / "a.pt", **kw)
     part = _mask_rcnn(net)
-    train_instance_model(part, views, epochs=1, checkpoint=tmp_path / "b.pt", **kw)
+    train_instance_model(part, views, one, checkpoint=tmp_path / "b.pt", **kw)
     resumed = _mask_rcnn(net)  # a fresh process: same init, then the checkpoint of epoch 0
-    t = train_instance_model(resumed, views, epochs=2, checkpoint=tmp_path / "b.pt", **kw)
+    t = train_instance_model(resumed, views, two, checkpoint=tmp_path / "b.pt", **kw)
     assert t["resumed_after"] == 0
     for (n, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=n)
     other = _mask_rcnn(net)  # other params: the checkpoint is not used
-    t = train_instance_model(other, views, epochs=1, checkpoint=tmp_path / "b.pt",
+    t = train_instance_model(other, views, one, checkpoint=tmp_path / "b.pt",
                              **{**kw, "fingerprint": "other"})
     assert t["resumed_after"] is None
 

@@ -12,6 +12,7 @@ import yaml
 from torch import nn
 
 import weaksam.wsis.train as train_mod
+from tests.wsis.conftest import schedule
 from weaksam.profiles import deep_merge, resolve_profile
 from weaksam.wsis.train import lr_factor, train_instance_model
 
@@ -54,19 +55,20 @@ def test_iterations_run_exactly_that_many_steps(monkeypatch) -> None:
     views = list(range(10))  # 10 views, batch 3: 4 steps per epoch
     epochs_seen: list[dict] = []
     m = _Count()
-    train_instance_model(m, views, epochs=99, iterations=6, batch_size=3, lr=0.0,
-                         weight_decay=0.0, optimizer="sgd", warmup_steps=1,
+    train_instance_model(m, views, schedule(epochs=99, iterations=6, lr=0.0, weight_decay=0.0,
+                                            warmup_steps=1, grad_clip=0.0),
                          on_epoch=lambda e, d: epochs_seen.append(d))
     assert m.calls == 6 and len(epochs_seen) == 2
     # the cut epoch averages over the 6 views it saw (2 steps of 3), not over all 10
     assert epochs_seen[1]["loss_a"] == pytest.approx(3.0)  # lr 0: each step's loss is 3
     m2 = _Count()
-    train_instance_model(m2, views, epochs=2, batch_size=3, lr=0.01, weight_decay=0.0,
-                         optimizer="sgd", warmup_steps=1)
+    train_instance_model(m2, views, schedule(epochs=2, weight_decay=0.0, warmup_steps=1,
+                                              grad_clip=0.0))
     assert m2.calls == 8  # epochs when iterations is not set
     with pytest.raises(ValueError, match="iterations"):
-        train_instance_model(_Count(), views, epochs=1, iterations=0, batch_size=3, lr=0.01,
-                             weight_decay=0.0)
+        train_instance_model(_Count(), views, schedule(epochs=1, iterations=0, weight_decay=0.0,
+                                                       optimizer="adamw", warmup_steps=50,
+                                                       grad_clip=0.0))
 
 
 def test_paper_wsis_profile_has_the_release_schedules() -> None:

@@ -28,6 +28,7 @@ import contextlib
 import math
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -48,9 +49,9 @@ from weaksam.errors import InputError
 from weaksam.utils.atomic import atomic_path
 from weaksam.utils.checkpoint import read_checkpoint
 
-__all__ = ["augment", "autocast", "build_model", "classification_map", "fit", "holdout_split",
-           "load_checkpoint", "load_images", "load_model", "lr_at", "normalize", "predict_scores",
-           "rand_augment", "random_erasing", "resize_square", "save_model"]
+__all__ = ["CluesTrainConfig", "augment", "autocast", "build_model", "classification_map", "fit",
+           "holdout_split", "load_checkpoint", "load_images", "load_model", "lr_at", "normalize",
+           "predict_scores", "rand_augment", "random_erasing", "resize_square", "save_model"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -236,38 +237,50 @@ def load_checkpoint(path: str | Path) -> dict:
     return read_checkpoint(path, weights_only=False)
 
 
+@dataclass(frozen=True, kw_only=True)
+class CluesTrainConfig:
+    """Schedule and augmentation of :func:`fit`: the training keys of params.yaml
+    ``clues_train`` (the section's other keys are the architecture's, the stage's), ``seed``
+    from the training seed. Defaults equal params.yaml's (``tests/test_config.py``)."""
+
+    epochs: int
+    batch_size: int
+    lr: float  # AdamW, linear warm-up then cosine
+    weight_decay: float
+    warmup_epochs: float  # warm-up length in epochs (rounded to steps)
+    shift: int  # px, random translation (plus horizontal flips)
+    seed: int
+    amp: bool = False  # float16 autocast + grad scaler on CUDA; ignored on the CPU
+    randaugment: str | None = None  # timm RandAugment string; None or "": off
+    erasing: float = 0.0  # random-erasing probability (0: off)
+
+
 def fit(
     model: CluesViT,
     train_images: torch.Tensor,
     train_labels: torch.Tensor,
     val_images: torch.Tensor,
     val_labels: torch.Tensor,
+    cfg: CluesTrainConfig,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
-    warmup_epochs: float,
-    shift: int,
-    seed: int,
     checkpoint: str | Path,
     fingerprint: str,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     stop_after: int | None = None,
     device: torch.device | str = "cpu",
-    amp: bool = False,
-    randaugment: str | None = None,
-    erasing: float = 0.0,
 ) -> list[dict[str, float]]:
-    """Train with AdamW on multi-label BCE, resuming from ``checkpoint`` when it holds the same
-    ``fingerprint`` (params + data); otherwise start fresh. After every epoch ``e`` (1-based):
-    evaluate held-out mAP, call ``on_epoch(e, metrics)``, then save the checkpoint.
-    ``stop_after`` ends the run after that epoch (simulates a killed run in tests).
+    """Train with AdamW on multi-label BCE (schedule ``cfg``), resuming from ``checkpoint``
+    when it holds the same ``fingerprint`` (params + data); otherwise start fresh. After every
+    epoch ``e`` (1-based): evaluate held-out mAP, call ``on_epoch(e, metrics)``, then save the
+    checkpoint. ``stop_after`` ends the run after that epoch (simulates a killed run in tests).
     ``device``: where the model and batches go (images stay uint8 on the CPU until batched);
-    ``amp``: mixed precision on CUDA (module docstring); ``randaugment``: a timm RandAugment
-    string or None; ``erasing``: random-erasing probability (0: off).
+    ``cfg.amp``: mixed precision on CUDA (module docstring).
     Returns the per-epoch metrics (``loss``, ``val_map`` in %, ``lr``) of all epochs so far.
     """
+    c = cfg
+    epochs, batch_size, lr, weight_decay, shift, seed = (c.epochs, c.batch_size, c.lr,
+                                                        c.weight_decay, c.shift, c.seed)
+    warmup_epochs, amp, randaugment, erasing = c.warmup_epochs, c.amp, c.randaugment, c.erasing
     device = torch.device(device)
     model.to(device)
     opt = make_optimizer(list(model.parameters()), "adamw", lr, 0.9, weight_decay)

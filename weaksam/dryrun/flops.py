@@ -163,8 +163,12 @@ def frcnn_r50_fpn_gflops(num_classes: int, hw: tuple[int, int], rois: int) -> fl
     to 32: ResNet-50 + FPN, the RPN head on the 5 levels and the box head + predictor on
     ``rois`` RoIs (training: the sampled ``rois_per_image``; test: the RPN's post-NMS count)."""
     from weaksam.retrain.frcnn import build_frcnn_r50_fpn
+    from weaksam.retrain.roi_drop import RoiDropConfig
 
-    model = on_meta(lambda: build_frcnn_r50_fpn(num_classes, checkpoint=None))
+    # the drop thresholds select RoIs inside the loss: they change no FLOP count
+    drop = RoiDropConfig(tau_cls=0.0, tau_reg=0.0, normalize="none", rule="both",
+                         smooth_l1_beta=0.0)
+    model = on_meta(lambda: build_frcnn_r50_fpn(num_classes, checkpoint=None, drop=drop))
     x = meta(1, 3, _pad(hw[0], 32), _pad(hw[1], 32))
     with torch.no_grad():
         feats = list(model.backbone(x).values())

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,7 +37,7 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.ops import MultiScaleRoIAlign
 
-from weaksam.retrain.roi_drop import NORMALIZE, RULES, roi_drop_loss
+from weaksam.retrain.roi_drop import NORMALIZE, RULES, RoiDropConfig, roi_drop_loss
 from weaksam.vision.features import FeatureBatch
 from weaksam.vision.imaging import pad_batch
 from weaksam.vision.resnet import resnet50_fpn, resnet50_trunk
@@ -77,15 +78,15 @@ class SeededSampler(BalancedPositiveNegativeSampler):
 class DropRoIHeads(RoIHeads):
     """torchvision ``RoIHeads`` whose training loss is :func:`roi_drop_loss` (Eq. 1-2).
 
-    Extra constructor arguments: ``tau_cls``, ``tau_reg`` (paper 4.0, 1.0), ``normalize``
-    ("none" | "range"), ``rule`` ("either" = Eq. 1 | "both" = authors' release),
-    ``smooth_l1_beta`` (torchvision 1/9). ``drop_active`` starts False. ``recorder``, when set,
-    receives every training step's per-RoI losses (figures 3 and 5). ``counts`` accumulates
+    Extra constructor arguments (the fields of :class:`RoiDropConfig`): ``tau_cls``,
+    ``tau_reg`` (paper 4.0, 1.0), ``normalize`` ("none" | "range"), ``rule`` ("either" = Eq. 1 |
+    "both" = authors' release), ``smooth_l1_beta`` (torchvision 1/9). ``drop_active`` starts
+    False. ``recorder``, when set, receives every training step's per-RoI losses (figures 3
+    and 5). ``counts`` accumulates
     RoIs seen / dropped (all and foreground) until :meth:`reset_counts`."""
 
-    def __init__(self, *args, tau_cls: float = 4.0, tau_reg: float = 1.0,
-                 normalize: str = "none", rule: str = "either",
-                 smooth_l1_beta: float = 1.0 / 9.0, **kwargs) -> None:
+    def __init__(self, *args, tau_cls: float, tau_reg: float, normalize: str, rule: str,
+                 smooth_l1_beta: float, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if normalize not in NORMALIZE:
             raise ValueError(f"normalize must be one of {NORMALIZE}, got {normalize!r}")
@@ -191,55 +192,62 @@ class FasterRCNNDrop(nn.Module):
         return detections
 
 
+@dataclass(frozen=True, kw_only=True)
+class FrcnnConfig:
+    """Heads of :func:`build_frcnn`: params.yaml ``retrain.frcnn.model`` (its input keys,
+    ``backbone``, ``input``, ``train_scales``, ..., are the stage's). Every default equals
+    params.yaml's value (``tests/test_config.py``); ``rpn_batch_per_image`` is not in params."""
+
+    anchor_sizes: tuple[int, ...] = (16, 32, 64, 128)  # px, one level
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    rpn_pre_nms_train: int = 600
+    rpn_post_nms_train: int = 300
+    rpn_pre_nms_test: int = 300
+    rpn_post_nms_test: int = 100
+    rpn_batch_per_image: int = 256
+    roi_size: int = 7
+    roi_sampling: int = 2
+    box_head_dim: int = 256
+    rois_per_image: int = 64
+    score_thresh: float = 0.001
+    nms_thresh: float = 0.5
+    detections_per_img: int = 100
+
+
 def build_frcnn(
     num_classes: int,
+    cfg: FrcnnConfig,
+    drop: RoiDropConfig,
     *,
     backbone: nn.Module | None,
     in_channels: int,
     stride: int,
-    anchor_sizes: Sequence[int] = (16, 32, 64, 128),
-    aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
-    rpn_pre_nms_train: int = 600,
-    rpn_post_nms_train: int = 300,
-    rpn_pre_nms_test: int = 300,
-    rpn_post_nms_test: int = 100,
-    rpn_batch_per_image: int = 256,
-    roi_size: int = 7,
-    roi_sampling: int = 2,
-    box_head_dim: int = 256,
-    rois_per_image: int = 64,
-    score_thresh: float = 0.001,
-    nms_thresh: float = 0.5,
-    detections_per_img: int = 100,
-    tau_cls: float = 4.0,
-    tau_reg: float = 1.0,
-    normalize: str = "none",
-    rule: str = "either",
-    smooth_l1_beta: float = 1.0 / 9.0,
 ) -> FasterRCNNDrop:
     """Single-level Faster R-CNN (default profile: the frozen ``backbone_pretrain`` CNN, stride
-    8, D = ``in_channels``) with light heads: RPN over ``anchor_sizes`` px x ``aspect_ratios``,
-    RoIAlign ``roi_size`` x ``roi_size``, a two-layer ``box_head_dim`` MLP, ``rois_per_image``
-    sampled RoIs (25 % positive, torchvision's fg/bg IoU 0.5). ``num_classes`` = K."""
-    anchors = AnchorGenerator((tuple(int(s) for s in anchor_sizes),),
-                              (tuple(float(a) for a in aspect_ratios),))
+    8, D = ``in_channels``) with light heads: RPN over ``cfg.anchor_sizes`` px x
+    ``cfg.aspect_ratios``, RoIAlign ``roi_size`` x ``roi_size``, a two-layer ``box_head_dim``
+    MLP, ``rois_per_image`` sampled RoIs (25 % positive, torchvision's fg/bg IoU 0.5), RoI drop
+    ``drop``. ``num_classes`` = K."""
+    c = cfg
+    anchors = AnchorGenerator((tuple(int(s) for s in c.anchor_sizes),),
+                              (tuple(float(a) for a in c.aspect_ratios),))
     rpn = RegionProposalNetwork(
         anchors, RPNHead(in_channels, anchors.num_anchors_per_location()[0]),
-        fg_iou_thresh=0.7, bg_iou_thresh=0.3, batch_size_per_image=rpn_batch_per_image,
+        fg_iou_thresh=0.7, bg_iou_thresh=0.3, batch_size_per_image=c.rpn_batch_per_image,
         positive_fraction=0.5,
-        pre_nms_top_n={"training": rpn_pre_nms_train, "testing": rpn_pre_nms_test},
-        post_nms_top_n={"training": rpn_post_nms_train, "testing": rpn_post_nms_test},
+        pre_nms_top_n={"training": c.rpn_pre_nms_train, "testing": c.rpn_pre_nms_test},
+        post_nms_top_n={"training": c.rpn_post_nms_train, "testing": c.rpn_post_nms_test},
         nms_thresh=0.7)
-    rpn.fg_bg_sampler = SeededSampler(rpn_batch_per_image, 0.5)
-    pool = MultiScaleRoIAlign(["0"], output_size=roi_size, sampling_ratio=roi_sampling)
+    rpn.fg_bg_sampler = SeededSampler(c.rpn_batch_per_image, 0.5)
+    pool = MultiScaleRoIAlign(["0"], output_size=c.roi_size, sampling_ratio=c.roi_sampling)
     heads = DropRoIHeads(
-        pool, TwoMLPHead(in_channels * roi_size**2, box_head_dim),
-        FastRCNNPredictor(box_head_dim, num_classes + 1),
-        fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=rois_per_image,
-        positive_fraction=0.25, bbox_reg_weights=None, score_thresh=score_thresh,
-        nms_thresh=nms_thresh, detections_per_img=detections_per_img,
-        tau_cls=tau_cls, tau_reg=tau_reg, normalize=normalize, rule=rule,
-        smooth_l1_beta=smooth_l1_beta)
+        pool, TwoMLPHead(in_channels * c.roi_size**2, c.box_head_dim),
+        FastRCNNPredictor(c.box_head_dim, num_classes + 1),
+        fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=c.rois_per_image,
+        positive_fraction=0.25, bbox_reg_weights=None, score_thresh=c.score_thresh,
+        nms_thresh=c.nms_thresh, detections_per_img=c.detections_per_img,
+        tau_cls=drop.tau_cls, tau_reg=drop.tau_reg, normalize=drop.normalize, rule=drop.rule,
+        smooth_l1_beta=drop.smooth_l1_beta)
     return FasterRCNNDrop(backbone, rpn, heads, stride=stride, size_divisible=stride)
 
 
@@ -251,17 +259,14 @@ def build_frcnn_r50_fpn(
     rois_per_image: int = 512,
     score_thresh: float = 0.001,
     detections_per_img: int = 100,
-    tau_cls: float = 4.0,
-    tau_reg: float = 1.0,
-    normalize: str = "none",
-    rule: str = "either",
-    smooth_l1_beta: float = 1.0 / 9.0,
+    drop: RoiDropConfig,
 ) -> FasterRCNNDrop:
     """Paper profile: torchvision's ``fasterrcnn_resnet50_fpn`` (built with ``weights=None``,
     nothing downloaded) with its RoI heads swapped for :class:`DropRoIHeads`; ``checkpoint``: a
     local ImageNet ResNet-50 state dict (:func:`weaksam.vision.resnet.resnet50_trunk`) for the
     FPN body, the analogue of detectron2's R-50.pkl (frozen BN, the first
-    ``5 - trainable_layers`` stages frozen). Detectron2's 512 RoIs per image by default."""
+    ``5 - trainable_layers`` stages frozen). Detectron2's 512 RoIs per image by default;
+    ``drop``: the RoI drop of Eq. 1-2."""
     from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
     body = resnet50_trunk(checkpoint)
@@ -273,8 +278,8 @@ def build_frcnn_r50_fpn(
         r.box_roi_pool, r.box_head, r.box_predictor, fg_iou_thresh=0.5, bg_iou_thresh=0.5,
         batch_size_per_image=rois_per_image, positive_fraction=0.25, bbox_reg_weights=None,
         score_thresh=score_thresh, nms_thresh=0.5, detections_per_img=detections_per_img,
-        tau_cls=tau_cls, tau_reg=tau_reg, normalize=normalize, rule=rule,
-        smooth_l1_beta=smooth_l1_beta)
+        tau_cls=drop.tau_cls, tau_reg=drop.tau_reg,
+        normalize=drop.normalize, rule=drop.rule, smooth_l1_beta=drop.smooth_l1_beta)
     rpn = ref.rpn
     rpn.fg_bg_sampler = SeededSampler(rpn.fg_bg_sampler.batch_size_per_image,
                                       rpn.fg_bg_sampler.positive_fraction)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,7 +50,8 @@ from weaksam.errors import TrainingError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Source", "image_generator", "lr_at", "save_state", "to_device", "train_detector"]
+__all__ = ["DetectorTrainConfig", "Source", "image_generator", "lr_at", "save_state", "to_device",
+           "train_detector"]
 
 
 class Source(Protocol):
@@ -90,22 +92,31 @@ def save_state(path: str | Path, model: nn.Module, opt: torch.optim.Optimizer, e
                        "history": list(history or [])})
 
 
+@dataclass(frozen=True, kw_only=True)
+class DetectorTrainConfig:
+    """Schedule of :func:`train_detector`: params.yaml ``retrain.<detector>.schedule`` (its
+    ``prelim_epochs`` is the stage's), ``seed`` from ``params.seed``. No defaults: the two
+    detectors' schedules differ (SGD / AdamW), params.yaml is the one source."""
+
+    epochs: int  # T of the schedule
+    batch_size: int  # images per step, all processes
+    lr: float  # base learning rate
+    optimizer: str  # "sgd" | "adamw" (weaksam.engine.optim)
+    momentum: float  # SGD only
+    weight_decay: float
+    warmup_iters: int  # steps of linear warm-up from warmup_factor x lr
+    warmup_factor: float
+    lr_steps: tuple[float, ...]  # milestones, fractions of all steps; lr x gamma at each
+    gamma: float
+    grad_clip: float  # max global grad norm; 0: off
+    seed: int  # epoch permutation and per-image generators (image_generator)
+
+
 def train_detector(
     model: nn.Module,
     source: Source,
+    cfg: DetectorTrainConfig,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    optimizer: str = "sgd",
-    momentum: float = 0.9,
-    weight_decay: float = 1e-4,
-    warmup_iters: int = 0,
-    warmup_factor: float = 0.001,
-    lr_steps: Sequence[float] = (),
-    gamma: float = 0.1,
-    grad_clip: float = 0.0,
-    seed: int = 0,
     drop_start_epoch: int | None = None,
     stop_epoch: int | None = None,
     checkpoint: str | Path | None = None,
@@ -115,7 +126,7 @@ def train_detector(
     on_epoch_start: Callable[[int], None] | None = None,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    """Train ``model`` on ``source`` for epochs [start, stop) of a T = ``epochs`` schedule.
+    """Train ``model`` on ``source`` for epochs [start, stop) of a T = ``cfg.epochs`` schedule.
 
     ``resume``: a checkpoint dict of :func:`save_state` (this run's own, or the preliminary
     run's): its model and optimiser states are loaded and training starts after its epoch.
@@ -124,6 +135,8 @@ def train_detector(
     the model counts them). Returns ``train_seconds``, ``seconds_per_epoch`` (wall),
     ``train_cpu_seconds`` (this process), ``epochs_run`` and ``history`` (the means of every
     epoch of the schedule so far, with ``epoch``, carried over from ``resume``)."""
+    c = cfg
+    epochs, batch_size, lr, seed = c.epochs, c.batch_size, c.lr, c.seed
     rank, size = world()
     device = torch.device(device)
     model.to(device)
@@ -132,7 +145,7 @@ def train_detector(
         raise TrainingError("no training image has a pseudo ground-truth box")
     stop = epochs if stop_epoch is None else min(int(stop_epoch), epochs)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, optimizer, lr, momentum, weight_decay)
+    opt = make_optimizer(params, c.optimizer, lr, c.momentum, c.weight_decay)
     start, history = 0, []
     if resume is not None:
         model.load_state_dict(resume["model"])
@@ -159,8 +172,8 @@ def train_detector(
         for s in tqdm(range(steps), desc=f"retrain epoch {epoch}", disable=None):
             batch = perm[s * batch_size:(s + 1) * batch_size].tolist()
             local = batch[rank::size]
-            set_lr(opt, lr_at(epoch * steps + s, total, lr, warmup_iters, warmup_factor,
-                              lr_steps, gamma))
+            set_lr(opt, lr_at(epoch * steps + s, total, lr, c.warmup_iters, c.warmup_factor,
+                              c.lr_steps, c.gamma))
             # fewer images than processes (last batch): this process runs its first image with
             # weight 0, so every process takes part in DDP's forward and backward
             run = local or batch[:1]
@@ -182,7 +195,7 @@ def train_detector(
                 raise nonfinite_error(total_loss, stage="retrain", epoch=epoch, step=s,
                                       losses=dict(zip(names, vals, strict=True)),
                                       checkpoint=checkpoint)
-            optimizer_step(opt, loss, params, grad_clip)
+            optimizer_step(opt, loss, params, c.grad_clip)
             for k, v in zip(names, vals, strict=True):
                 sums[k] = sums.get(k, 0.0) + v
         means = _epoch_means(model, sums, n)

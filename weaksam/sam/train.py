@@ -51,14 +51,16 @@ from weaksam.utils.boxes import masks_to_boxes
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """Knobs of :func:`pretrain` (all set from params.yaml ``sam_pretrain`` by the stage)."""
+    """Knobs of :func:`pretrain`: params.yaml ``sam_pretrain.train`` through
+    :func:`weaksam.config.from_section` (``corpus_seed`` from ``params.seed``). Every default
+    equals params.yaml's value (``tests/test_config.py``)."""
 
-    steps: int = 600
-    batch_images: int = 8
-    prompts_per_image: int = 8
+    steps: int = 5000
+    batch_images: int = 16
+    prompts_per_image: int = 4
     lr: float = 2e-3
     weight_decay: float = 0.01
-    warmup_steps: int = 30
+    warmup_steps: int = 200
     focal_weight: float = 20.0
     focal_alpha: float = -1.0  # torchvision convention: < 0 disables the alpha balancing
     focal_gamma: float = 2.0  # 0: plain binary cross-entropy
@@ -68,7 +70,7 @@ class PretrainConfig:
     box_noise: float = 0.1  # std of box-corner noise, fraction of the box side (SAM: 0.1)
     grad_clip: float = 1.0
     corpus_radius: tuple[float, float] = RADIUS_RANGE  # segment radii, fraction of short side
-    segments: str = "sqrt_area"  # which segments get the prompts (:func:`sample_prompts`)
+    segments: str = "balanced"  # which segments get the prompts (:func:`sample_prompts`)
     corpus_seed: int = 0
 
 

@@ -73,11 +73,12 @@ def data_parallel_devices(name: str | None, world: int, what: str = "processes"
     return [torch.device("cuda", r) for r in range(world)]
 
 
-def sam_device(params: dict) -> str:
-    """The device of every stage that runs SAM (``proposals``, ``pseudo_masks``; the
-    ``sam_pretrain`` stage resolves the same rule): params ``sam.device`` when set (not null),
-    else ``runtime.device``, checked by :func:`resolve_device` so a bad name fails early."""
-    name = params["sam"].get("device") or params["runtime"]["device"]
+def sam_device(sam: str | None, runtime: str) -> str:
+    """The device of every stage that runs SAM (``proposals``, ``pseudo_masks``,
+    ``sam_pretrain``): ``sam`` (params ``sam.device``) when set (not null / empty), else
+    ``runtime`` (params ``runtime.device``), checked by :func:`resolve_device` so a bad name
+    fails early."""
+    name = sam or runtime
     resolve_device(name)
     return str(name)
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,8 @@ from weaksam.wsis.mask_rcnn import Batch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["collate", "lr_factor", "predict_results", "save_state", "train_instance_model"]
+__all__ = ["InstanceTrainConfig", "collate", "lr_factor", "predict_results", "save_state",
+           "train_instance_model"]
 
 
 def _pad_stack(ts: Sequence[torch.Tensor], h: int, w: int) -> torch.Tensor:
@@ -90,31 +92,43 @@ def save_state(path: str | Path, model: nn.Module, opt: torch.optim.Optimizer, e
                        "epoch": epoch, "fingerprint": fingerprint})
 
 
+@dataclass(frozen=True, kw_only=True)
+class InstanceTrainConfig:
+    """Schedule of :func:`train_instance_model`: the schedule keys of params.yaml
+    ``wsis.mask_rcnn`` / ``wsis.mask2former`` (the section's other keys are the model's),
+    ``seed`` from the training seed. Defaults only where every section agrees."""
+
+    epochs: int  # passes over the views (replaced by ``iterations`` when set)
+    batch_size: int  # views per step, all processes
+    lr: float  # base learning rate
+    weight_decay: float
+    optimizer: str  # "sgd" | "adamw" (weaksam.engine.optim; SGD momentum 0.9)
+    warmup_steps: int  # linear warm-up steps
+    grad_clip: float  # max global grad norm; 0: off
+    seed: int  # epoch permutations and the model's sampling
+    iterations: int | None = None  # steps of batch_size views (release: MAX_ITER)
+    lr_steps: tuple[int, ...] = ()  # absolute steps, lr x gamma at each; (): cosine
+    gamma: float = 0.1  # not in params: detectron2's step factor
+
+
 def train_instance_model(
     model: nn.Module,
     views: Sequence[View],
+    cfg: InstanceTrainConfig,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    iterations: int | None = None,
-    lr_steps: Sequence[int] = (),
-    gamma: float = 0.1,
-    weight_decay: float,
-    optimizer: str = "adamw",
-    warmup_steps: int = 50,
-    grad_clip: float = 0.0,
-    seed: int = 0,
     multiple: int = 1,
     checkpoint: str | Path | None = None,
     fingerprint: str = "",
     device: torch.device | str = "cpu",
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
-    """Train ``model`` on ``views`` (module docstring). Returns ``train_seconds``,
-    ``train_cpu_seconds``, ``seconds_per_epoch`` (epochs run here) and ``resumed_after``."""
+    """Train ``model`` on ``views`` with the schedule ``cfg`` (module docstring). Returns
+    ``train_seconds``, ``train_cpu_seconds``, ``seconds_per_epoch`` (epochs run here) and
+    ``resumed_after``."""
+    c = cfg
+    epochs, batch_size, lr, iterations, seed = c.epochs, c.batch_size, c.lr, c.iterations, c.seed
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, optimizer, lr, 0.9, weight_decay)
+    opt = make_optimizer(params, c.optimizer, lr, 0.9, c.weight_decay)
     n = len(views)
     if n == 0:
         raise TrainingError("no training image")
@@ -148,7 +162,7 @@ def train_instance_model(
             step = epoch * steps_per_epoch + s // batch_size
             if step >= total:
                 break
-            set_lr(opt, lr * lr_factor(step, total, warmup_steps, lr_steps, gamma))
+            set_lr(opt, lr * lr_factor(step, total, c.warmup_steps, c.lr_steps, c.gamma))
             idx = perm[s : s + batch_size].tolist()
             if size > 1:
                 losses, loss = _local_losses(model, views, idx, rank, size, multiple, device)
@@ -158,7 +172,7 @@ def train_instance_model(
             if not torch.isfinite(loss):
                 raise nonfinite_error(float(loss), stage="wsis", epoch=epoch, step=step,
                                       losses=losses, checkpoint=checkpoint)
-            optimizer_step(opt, loss, params, grad_clip,
+            optimizer_step(opt, loss, params, c.grad_clip,
                            reduce=(lambda: sum_gradients(params)) if size > 1 else None)
             seen += len(idx)
             for k, v in losses.items():
