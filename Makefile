@@ -33,8 +33,11 @@ test-long: $(STAMP)
 ## make seeds: the training-seed sweep, not part of make repro (docs/seeds.md): one DVC
 ## experiment per value of SEEDS for params train_seed (WSOD, retraining, WSIS; data, clues,
 ## prompts and SAM fixed), queued and run one at a time, then reports/seeds.md: mean ± sd of
-## every compared row and which of the report's verdicts survive. Needs a committed make repro;
-## a rerun resumes (seeds already run are skipped). About 25 min a seed here (estimated).
+## every compared row and which of the report's verdicts survive. Needs a committed make repro.
+## Each finished seed is saved as reports/seeds/runs/seed-<s>.json (commit it: experiments stay
+## in the workspace that ran them); a seed run here or saved for the same code (weaksam/,
+## pipeline/, params.yaml, dvc.yaml, requirements.lock of HEAD) is skipped and aggregated, so
+## a rerun, a later session or another clone adds seeds. 61 min a seed here (measured once).
 SEEDS ?= 1 2
 seeds: $(STAMP)
 	$(BIN)/weaksam seeds --seeds $(SEEDS)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,39 @@ from weaksam.errors import InputError
 from weaksam.report.index import HOLDS, REVERSED, WITHIN_NOISE, Check, Direction, value
 
 PARAMS = {"seed": 0, "train_seed": None, "wsod": {"epochs": 2}}
+GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+           "GIT_CONFIG_GLOBAL": "/dev/null"}
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, env=GIT_ENV, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def _commit(root: Path, files: dict[str, str]) -> str:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "change")
+    return _head(root)
+
+
+def _head(root: Path) -> str:
+    return _git(root, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repository with the parts of the code identity (no requirements.lock)."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    _git(root, "init", "-q")
+    _commit(root, {"weaksam/train.py": "LR = 0.1\n", "pipeline/wsod.py": "import weaksam\n",
+                   "params.yaml": "seed: 0\ntrain_seed: null\n", "dvc.yaml": "stages: {}\n",
+                   "docs/seeds.md": "# seeds\n"})
+    return root
 
 
 def _state(rev: str, params: dict, metrics: dict | None, name: str | None = None) -> dict:
@@ -33,9 +68,10 @@ def _exp(name: str, train_seed: int | None, metrics: dict | None, state: str = "
             "executor": {"state": state, "name": "dvc-task", "local": None}}
 
 
-def _show(base_metrics: dict | None, *exps: dict, base_params: dict | None = None) -> list:
+def _show(base_metrics: dict | None, *exps: dict, base_params: dict | None = None,
+          base_rev: str = "c0ffee" * 6 + "abcd") -> list:
     """Workspace record, then the baseline commit with its experiments."""
-    base = _state("c0ffee" * 6 + "abcd", base_params or PARAMS, base_metrics, "main")
+    base = _state(base_rev, base_params or PARAMS, base_metrics, "main")
     base["experiments"] = list(exps) or None
     return [_state("workspace", PARAMS, base_metrics), base]
 
@@ -235,10 +271,12 @@ def test_parse_queue_status():
 
 class FakeDvc:
     """``dvc`` of :mod:`weaksam.seeds` faked: queued experiments succeed (or fail) after one
-    poll."""
+    poll; a success adds ``results[name]`` to the baseline's experiments in ``dvc exp show``."""
 
-    def __init__(self, shown: list, fail: str | None = None) -> None:
+    def __init__(self, shown: list, fail: str | None = None,
+                 results: dict[str, dict] | None = None) -> None:
         self.shown, self.fail, self.calls, self.queue = shown, fail, [], {}
+        self.results = results or {}
 
     def __call__(self, root: Path, *args: str) -> str:
         self.calls.append(args)
@@ -251,16 +289,33 @@ class FakeDvc:
                 f"abc {n} 10:00 {s}\n" for n, s in self.queue.items())
             for n in self.queue:
                 self.queue[n] = "Failed" if n == self.fail else "Success"
+                if self.queue[n] == "Success" and n in self.results:
+                    base = self.shown[1]
+                    base["experiments"] = [*(base["experiments"] or ()), self.results.pop(n)]
             return text
         return ""
 
 
-def test_run_sweep_queues_only_missing_seeds(monkeypatch, tmp_path: Path):
-    fake = FakeDvc(_show(_wsod(50.0), _exp("train-seed-1", 1, _wsod(51.0))))
+def _fake_run(started: list) -> Any:
+    """``subprocess.run`` for the sweep: git runs, dvc's queue commands are recorded."""
+    real = subprocess.run
+
+    def run(cmd: list[str], **kw: Any) -> Any:
+        if cmd[0] == "git":
+            return real(cmd, **kw)
+        started.append(cmd[1:])
+        return type("R", (), {"returncode": 0})()
+
+    return run
+
+
+def test_run_sweep_queues_only_missing_seeds(monkeypatch, repo: Path):
+    tmp_path = repo
+    fake = FakeDvc(_show(_wsod(50.0), _exp("train-seed-1", 1, _wsod(51.0)),
+                         base_rev=_head(repo)))
     started = []
     monkeypatch.setattr(sw, "dvc", fake)
-    monkeypatch.setattr(sw.subprocess, "run", lambda cmd, **kw: started.append(cmd[1:]) or
-                        type("R", (), {"returncode": 0})())
+    monkeypatch.setattr(sw.subprocess, "run", _fake_run(started))
     said = []
     timing = sw.run_sweep(tmp_path, [1, 2], log=tmp_path / "q.log", poll=0, progress=said.append)
     queued = [c for c in fake.calls if c[:2] == ("exp", "run")]
@@ -270,27 +325,27 @@ def test_run_sweep_queues_only_missing_seeds(monkeypatch, tmp_path: Path):
     assert any("seed 1: already run" in s for s in said)
 
 
-def test_run_sweep_failure_names_the_logs_command(monkeypatch, tmp_path: Path):
-    fake = FakeDvc(_show(_wsod(50.0)), fail="train-seed-2")
+def test_run_sweep_failure_names_the_logs_command(monkeypatch, repo: Path):
+    tmp_path = repo
+    fake = FakeDvc(_show(_wsod(50.0), base_rev=_head(repo)), fail="train-seed-2")
     started = []
     monkeypatch.setattr(sw, "dvc", fake)
-    monkeypatch.setattr(sw.subprocess, "run", lambda cmd, **kw: started.append(cmd[1:]) or
-                        type("R", (), {"returncode": 0})())
+    monkeypatch.setattr(sw.subprocess, "run", _fake_run(started))
     with pytest.raises(InputError, match="dvc queue logs train-seed-2"):
         sw.run_sweep(tmp_path, [1, 2], log=tmp_path / "q.log", poll=0, progress=lambda m: None)
     assert started[-1] == ["queue", "stop"]  # the workers are stopped on failure too
 
 
-def test_cli_aggregate_only_writes_the_markdown(monkeypatch, tmp_path: Path):
+def test_cli_aggregate_only_writes_the_markdown(monkeypatch, repo: Path):
     from weaksam.cli import main
 
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    (tmp_path / "params.yaml").write_text("seed: 0\ntrain_seed: null\n")
+    tmp_path, head = repo, _head(repo)
     (tmp_path / "metrics").mkdir()
     for f, d in _wsod(50.0).items():
         (tmp_path / "metrics" / f).write_text(json.dumps(d))
     monkeypatch.setattr(sw, "dvc", FakeDvc(_show(_wsod(50.0),
-                                                 _exp("train-seed-1", 1, _wsod(30.0)))))
+                                                 _exp("train-seed-1", 1, _wsod(30.0)),
+                                                 base_rev=head)))
     rc = main(["--root", str(tmp_path), "seeds", "--no-run", "--point-only",
                "--out", "reports/seeds.md"])
     assert rc == 0
@@ -302,8 +357,136 @@ def test_cli_aggregate_only_writes_the_markdown(monkeypatch, tmp_path: Path):
     assert main(["--root", str(tmp_path), "seeds", "--no-run"]) == 0
     text = (tmp_path / "reports" / "seeds.md").read_text()
     assert "point values: the workspace has none of the per-image files" in text
-    fake = FakeDvc(_show(_wsod(50.0)))
+    fake = FakeDvc(_show(_wsod(50.0), base_rev=head))
     monkeypatch.setattr(sw, "dvc", fake)
     assert main(["--root", str(tmp_path), "seeds", "--no-run", "--point-only",
-                 "--baseline", "abc123"]) == 0
-    assert fake.calls == [("exp", "show", "--json", "--rev", "abc123")]
+                 "--baseline", head]) == 0
+    assert fake.calls == [("exp", "show", "--json", "--rev", head)]
+    # seed 1 was saved by the first invocation: still aggregated, without its experiment
+    text = (tmp_path / "reports" / "seeds.md").read_text()
+    assert "seed 1 (train-seed-1, " in text and "saved: `seed-1.json`" in text
+    assert "| WeakSAM (OICR) > OICR [SS] | holds | s0 +10, s1 -10 |" in text
+
+
+# --- saved runs ---
+
+
+def test_code_identity_is_the_git_objects_of_the_code(repo: Path):
+    code = sw.code_identity(repo)
+    assert code["weaksam"] == _git(repo, "rev-parse", "HEAD:weaksam")
+    assert code["pipeline"] == _git(repo, "rev-parse", "HEAD:pipeline")
+    assert code["params.yaml"] == _git(repo, "rev-parse", "HEAD:params.yaml")
+    assert code["dvc.yaml"] == _git(repo, "rev-parse", "HEAD:dvc.yaml")
+    assert code["requirements.lock"] is None  # absent here: recorded as absent
+    first = _head(repo)
+    _commit(repo, {"docs/seeds.md": "# seeds, edited\n", "dvc.lock": "outs: time 1\n"})
+    assert sw.code_identity(repo) == code  # docs and dvc.lock are not code
+    _commit(repo, {"pipeline/wsod.py": "import weaksam  # changed\n"})
+    changed = sw.code_identity(repo)
+    assert changed["pipeline"] != code["pipeline"] and changed["weaksam"] == code["weaksam"]
+    assert sw.code_identity(repo, first) == code
+    with pytest.raises(InputError, match="not a git commit"):
+        sw.code_identity(repo, "nosuchrev")
+
+
+def test_saved_runs_round_trip(repo: Path):
+    head = _head(repo)
+    live, _ = sw.parse_runs(_show(_wsod(50.0), _exp("train-seed-1", 1, _wsod(51.0)),
+                                  base_rev=head))
+    runs_dir = repo / "reports" / "seeds" / "runs"
+    written = sw.save_runs(repo, live, runs_dir, progress=lambda m: None)
+    assert [p.name for p in written] == ["seed-0.json", "seed-1.json"]
+    saved = sw.load_saved(runs_dir)
+    assert [s.run.seed for s in saved] == [0, 1]
+    for s in saved:
+        want = live[s.run.seed]
+        assert (s.run.name, s.run.rev, s.run.baseline) == (want.name, want.rev, head)
+        assert dict(s.run.metrics) == dict(want.metrics)
+        assert s.code == sw.code_identity(repo)
+        assert s.run.source == str(runs_dir / f"seed-{s.run.seed}.json")
+    record = json.loads((runs_dir / "seed-1.json").read_text())
+    assert record["name"] == "train-seed-1" and record["baseline"] == head
+    assert record["metrics"]["metrics/wsod_oicr_weaksam.json"] == {"ap50": 51.0}
+    assert sw.save_runs(repo, live, runs_dir, progress=lambda m: None) == []  # unchanged
+    (runs_dir / "seed-9.json").write_text('{"format": 1, "seed": 9}')
+    with pytest.raises(InputError, match="seed-9.json.*not a saved seed run"):
+        sw.load_saved(runs_dir)
+
+
+def test_run_on_uncommitted_code_is_not_saved(repo: Path):
+    run = sw.Run(0, "baseline", "workspace", {"metrics/a.json": {"x": 1}}, "workspace")
+    said: list[str] = []
+    assert sw.save_runs(repo, {0: run}, repo / "runs", progress=said.append) == []
+    assert "uncommitted" in said[0]
+
+
+def test_saved_run_of_other_code_is_left_out_and_said(repo: Path):
+    old = _head(repo)
+    runs_dir = repo / "runs"
+    live, _ = sw.parse_runs(_show(_wsod(50.0), _exp("train-seed-1", 1, _wsod(51.0)),
+                                  base_rev=old))
+    sw.save_runs(repo, live, runs_dir, progress=lambda m: None)
+    new = _commit(repo, {"weaksam/train.py": "LR = 0.2\n", "params.yaml": "seed: 0\n"})
+    live_new, _ = sw.parse_runs(_show(_wsod(40.0), base_rev=new))
+    runs, notes = sw.combine(live_new, sw.load_saved(runs_dir), sw.code_identity(repo))
+    assert list(runs) == [0] and runs[0].rev == new  # the new baseline, not the old seed 0
+    assert len(notes) == 2
+    (note,) = [n for n in notes if "seed-1.json" in n]
+    assert f"baseline {old[:7]}" in note and "other code (params.yaml, weaksam differ" in note
+    # aggregating the old commit takes its saved runs again
+    runs, notes = sw.combine({}, sw.load_saved(runs_dir), sw.code_identity(repo, old))
+    assert sorted(runs) == [0, 1] and notes == []
+    with pytest.raises(InputError, match="neither from dvc exp show nor saved"):
+        sw.combine({}, sw.load_saved(runs_dir)[:1], sw.code_identity(repo))
+
+
+def test_experiment_wins_over_a_saved_run_of_the_same_seed(repo: Path):
+    head = _head(repo)
+    runs_dir = repo / "runs"
+    first, _ = sw.parse_runs(_show(_wsod(50.0), _exp("train-seed-1", 1, _wsod(51.0)),
+                                   _exp("train-seed-2", 2, _wsod(52.0)), base_rev=head))
+    sw.save_runs(repo, first, runs_dir, progress=lambda m: None)
+    # seed 1 run again in this workspace (another exp rev, other time fields)
+    rerun = _exp("train-seed-1", 1, {**_wsod(51.0), "time.json": {"seconds": 9.0}})
+    rerun["revs"][0]["rev"] = "9" * 40
+    live, _ = sw.parse_runs(_show(_wsod(50.0), rerun, base_rev=head))
+    runs, notes = sw.combine(live, sw.load_saved(runs_dir), sw.code_identity(repo))
+    assert sorted(runs) == [0, 1, 2]
+    assert runs[1].rev == "9" * 40 and runs[1].source == sw.EXP_SHOW  # the experiment
+    assert runs[2].source.endswith("seed-2.json")  # the saved run fills the missing seed
+    assert runs[0].source == sw.EXP_SHOW  # the same run live and saved: no note
+    (note,) = notes
+    assert "seed-1.json" in note and "seed 1 also in dvc exp show" in note
+    # saving replaces the file with the experiment
+    sw.save_runs(repo, live, runs_dir, progress=lambda m: None)
+    assert sw.read_saved(runs_dir / "seed-1.json").run.rev == "9" * 40
+
+
+def test_run_sweep_skips_saved_seeds_and_saves_each_success(monkeypatch, repo: Path):
+    runs_dir = repo / sw.RUNS_DIR
+    old = _head(repo)
+    other, _ = sw.parse_runs(_show(_wsod(50.0), _exp("train-seed-3", 3, _wsod(53.0)),
+                                   base_rev=old))
+    sw.save_runs(repo, {3: other[3]}, runs_dir, progress=lambda m: None)  # other code
+    head = _commit(repo, {"weaksam/train.py": "LR = 0.3\n"})
+    # seed 1 ran in an earlier session on this code: only its saved file is here
+    earlier, _ = sw.parse_runs(_show(_wsod(50.0), _exp("train-seed-1", 1, _wsod(51.0)),
+                                     base_rev=head))
+    sw.save_runs(repo, {1: earlier[1]}, runs_dir, progress=lambda m: None)
+    fake = FakeDvc(_show(_wsod(50.0), base_rev=head),
+                   results={"train-seed-2": _exp("train-seed-2", 2, _wsod(52.0)),
+                            "train-seed-3": _exp("train-seed-3", 3, _wsod(54.0))})
+    started: list = []
+    monkeypatch.setattr(sw, "dvc", fake)
+    monkeypatch.setattr(sw.subprocess, "run", _fake_run(started))
+    said: list[str] = []
+    timing = sw.run_sweep(repo, [1, 2, 3], log=repo / "q.log", poll=0, progress=said.append)
+    queued = [c[4] for c in fake.calls if c[:2] == ("exp", "run")]
+    assert queued == ["train-seed-2", "train-seed-3"]  # seed 3's saved run is other code
+    assert timing["seeds_run"] == [2, 3]
+    assert any("seed 1: already run (saved in" in s for s in said)
+    assert any("seed 3:" in s and "held a run of other code" in s for s in said)
+    saved = {s.run.seed: s for s in sw.load_saved(runs_dir)}
+    assert sorted(saved) == [0, 1, 2, 3]  # the baseline saved before queueing
+    assert saved[2].run.metrics["metrics/wsod_oicr_weaksam.json"] == {"ap50": 52.0}
+    assert saved[3].code == sw.code_identity(repo) and saved[3].run.baseline == head

@@ -11,7 +11,9 @@
                               and peak memory in dryrun/PROFILE/stages.json
     weaksam seeds --seeds 1 2 the training-seed sweep (docs/seeds.md): queue and run one DVC
                               experiment per train_seed, then aggregate the baseline and the
-                              experiments into reports/seeds.md (--no-run: aggregate only)
+                              experiments into reports/seeds.md (--no-run: aggregate only);
+                              every run is saved in reports/seeds/runs/seed-<s>.json, and the
+                              saved runs of the same code are aggregated, not rerun
 
 The repository is the nearest folder at or above the working directory holding ``dvc.yaml``
 and ``params.yaml`` (or ``--root``). This is an application entry point: unlike the library it
@@ -151,10 +153,17 @@ def cmd_seeds(args: argparse.Namespace, root: Path) -> int:
     if args.run and args.baseline:
         raise InputError(None, "--baseline reads the experiments of an earlier commit: use it "
                                "with --no-run (a sweep queues on HEAD)")
+    runs_dir = root / args.runs_dir
     if args.run:
-        timing = sw.run_sweep(root, args.seeds, jobs=args.jobs, progress=progress)
+        timing = sw.run_sweep(root, args.seeds, jobs=args.jobs, progress=progress,
+                              runs_dir=runs_dir)
     rev = ("--rev", args.baseline) if args.baseline else ()
-    runs, notes = sw.parse_runs(sw.dvc(root, "exp", "show", "--json", *rev))
+    live, notes = sw.parse_runs(sw.dvc(root, "exp", "show", "--json", *rev), required=False)
+    for path in sw.save_runs(root, live, runs_dir, progress):
+        progress(f"saved {path.relative_to(root)} (commit it: experiments are local)")
+    runs, more = sw.combine(live, sw.load_saved(runs_dir),
+                            sw.code_identity(root, args.baseline or "HEAD"))
+    notes += more
     progress(f"aggregating seeds {', '.join(map(str, runs))}")
     per_seed = {s: sw.evaluate_run(run) for s, run in runs.items()}
     params = _read_params(root / args.params)
@@ -218,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--run", action=argparse.BooleanOptionalAction, default=True,
                     help="queue and run the seeds not run yet (--no-run: aggregate only)")
     se.add_argument("--jobs", type=int, default=1, help="dvc queue workers (default 1)")
+    se.add_argument("--runs-dir", default="reports/seeds/runs",
+                    help="saved runs (seed-<s>.json, git-tracked), relative to the root: "
+                         "written from dvc exp show, and those of the baseline's code "
+                         "aggregated and not rerun (default reports/seeds/runs)")
     se.add_argument("--out", default="reports/seeds.md",
                     help="markdown, relative to the root (default reports/seeds.md)")
     se.add_argument("--baseline", metavar="REV",
