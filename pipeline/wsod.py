@@ -232,7 +232,7 @@ def main() -> None:
             cache=cache if split == "trainval" else None, **det_kw)
         if dets[split] is not None:
             write_json(out_dir / f"detections_{split}.json", dets[split], indent=None)
-    if live is None:
+    if rank != 0:  # the other ranks only trained and detected their share
         return
     infer_seconds, infer_cpu = time.time() - t0, time.process_time() - c0
 
