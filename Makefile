@@ -35,8 +35,8 @@ test-long: $(STAMP)
 ## prompts and SAM fixed), queued and run one at a time, then reports/seeds.md: mean ± sd of
 ## every compared row and which of the report's verdicts survive. Needs a committed make repro.
 ## Each finished seed is saved as reports/seeds/runs/seed-<s>.json (commit it: experiments stay
-## in the workspace that ran them); a seed run here or saved for the same code (weaksam/,
-## pipeline/, params.yaml, dvc.yaml, requirements.lock of HEAD) is skipped and aggregated, so
+## in the workspace that ran them); a seed run here or saved for the same code (the stages'
+## code deps, params and commands in HEAD's dvc.lock) is skipped and aggregated, so
 ## a rerun, a later session or another clone adds seeds. 61 min a seed here (measured once).
 SEEDS ?= 1 2
 seeds: $(STAMP)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from weaksam import seeds as sw
 from weaksam.errors import InputError
@@ -48,9 +49,24 @@ def repo(tmp_path: Path) -> Path:
     root.mkdir()
     _git(root, "init", "-q")
     _commit(root, {"weaksam/train.py": "LR = 0.1\n", "pipeline/wsod.py": "import weaksam\n",
+                   "weaksam/seeds.py": "SEEDS = 1\n",
                    "params.yaml": "seed: 0\ntrain_seed: null\n", "dvc.yaml": "stages: {}\n",
-                   "docs/seeds.md": "# seeds\n"})
+                   "dvc.lock": _lock(), "docs/seeds.md": "# seeds\n"})
     return root
+
+
+def _lock(seed: int = 0, seconds: float = 1.0) -> str:
+    """A dvc.lock of one stage: two code deps in git, one DVC output dep, its params."""
+    return yaml.safe_dump({"schema": "2.0", "stages": {"wsod@oicr": {
+        "cmd": "python -m pipeline.wsod",
+        "deps": [{"path": "pipeline/wsod.py", "md5": "a"}, {"path": "weaksam/train.py",
+                                                             "md5": "b"},
+                 {"path": "data/images", "md5": "c.dir"}],
+        "params": {"params.yaml": {"seed": seed, "train_seed": None}},
+        "outs": [{"path": "metrics/wsod.json", "md5": f"{seconds}"}]},
+        "report": {"cmd": "python -m pipeline.report",
+                   "deps": [{"path": "metrics/wsod.json", "md5": f"{seconds}"}],
+                   "outs": [{"path": "reports/tables", "md5": "d.dir"}]}}})
 
 
 def _state(rev: str, params: dict, metrics: dict | None, name: str | None = None) -> dict:
@@ -371,22 +387,32 @@ def test_cli_aggregate_only_writes_the_markdown(monkeypatch, repo: Path):
 # --- saved runs ---
 
 
-def test_code_identity_is_the_git_objects_of_the_code(repo: Path):
+def test_code_identity_is_the_git_objects_of_the_stages_deps(repo: Path):
     code = sw.code_identity(repo)
-    assert code["weaksam"] == _git(repo, "rev-parse", "HEAD:weaksam")
-    assert code["pipeline"] == _git(repo, "rev-parse", "HEAD:pipeline")
-    assert code["params.yaml"] == _git(repo, "rev-parse", "HEAD:params.yaml")
-    assert code["dvc.yaml"] == _git(repo, "rev-parse", "HEAD:dvc.yaml")
+    assert set(code) == {"pipeline/wsod.py", "weaksam/train.py", "dvc.yaml",
+                         "requirements.lock", sw.LOCK_PARAMS}  # data/images: not in git
+    for part in ("pipeline/wsod.py", "weaksam/train.py", "dvc.yaml"):
+        assert code[part] == _git(repo, "rev-parse", f"HEAD:{part}")
     assert code["requirements.lock"] is None  # absent here: recorded as absent
     first = _head(repo)
-    _commit(repo, {"docs/seeds.md": "# seeds, edited\n", "dvc.lock": "outs: time 1\n"})
-    assert sw.code_identity(repo) == code  # docs and dvc.lock are not code
-    _commit(repo, {"pipeline/wsod.py": "import weaksam  # changed\n"})
+    # docs, a module no stage depends on, params.yaml's text and the lock's outs (the metrics
+    # file is git-tracked and a dep of the report: an output, not code): not code
+    _commit(repo, {"docs/seeds.md": "# seeds, edited\n", "weaksam/seeds.py": "SEEDS = 2\n",
+                   "params.yaml": "seed: 0  # the seed\ntrain_seed: null\n",
+                   "metrics/wsod.json": '{"seconds": 2.0}', "dvc.lock": _lock(seconds=2.0)})
+    assert sw.code_identity(repo) == code
+    _commit(repo, {"pipeline/wsod.py": "import weaksam  # changed\n"})  # lock not rerun
     changed = sw.code_identity(repo)
-    assert changed["pipeline"] != code["pipeline"] and changed["weaksam"] == code["weaksam"]
+    assert sw._differing_parts(changed, code) == ["pipeline/wsod.py"]
+    _commit(repo, {"dvc.lock": _lock(seed=1)})
+    assert sw._differing_parts(sw.code_identity(repo), changed) == [sw.LOCK_PARAMS]
     assert sw.code_identity(repo, first) == code
     with pytest.raises(InputError, match="not a git commit"):
         sw.code_identity(repo, "nosuchrev")
+    _git(repo, "rm", "-q", "dvc.lock")
+    _git(repo, "commit", "-q", "-m", "no lock")
+    with pytest.raises(InputError, match="dvc.lock.*no readable dvc.lock"):
+        sw.code_identity(repo)
 
 
 def test_saved_runs_round_trip(repo: Path):
@@ -426,13 +452,14 @@ def test_saved_run_of_other_code_is_left_out_and_said(repo: Path):
     live, _ = sw.parse_runs(_show(_wsod(50.0), _exp("train-seed-1", 1, _wsod(51.0)),
                                   base_rev=old))
     sw.save_runs(repo, live, runs_dir, progress=lambda m: None)
-    new = _commit(repo, {"weaksam/train.py": "LR = 0.2\n", "params.yaml": "seed: 0\n"})
+    new = _commit(repo, {"weaksam/train.py": "LR = 0.2\n", "dvc.lock": _lock(seed=3)})
     live_new, _ = sw.parse_runs(_show(_wsod(40.0), base_rev=new))
     runs, notes = sw.combine(live_new, sw.load_saved(runs_dir), sw.code_identity(repo))
     assert list(runs) == [0] and runs[0].rev == new  # the new baseline, not the old seed 0
     assert len(notes) == 2
     (note,) = [n for n in notes if "seed-1.json" in n]
-    assert f"baseline {old[:7]}" in note and "other code (params.yaml, weaksam differ" in note
+    assert f"baseline {old[:7]}" in note
+    assert f"other code ({sw.LOCK_PARAMS}, weaksam/train.py differ" in note
     # aggregating the old commit takes its saved runs again
     runs, notes = sw.combine({}, sw.load_saved(runs_dir), sw.code_identity(repo, old))
     assert sorted(runs) == [0, 1] and notes == []

@@ -34,6 +34,7 @@ saved for HEAD's code.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -47,6 +48,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+import yaml
 
 from weaksam.errors import InputError
 from weaksam.report.index import (
@@ -490,40 +493,70 @@ def _counts(counts: Mapping[str, int]) -> str:
 RUNS_DIR = "reports/seeds/runs"
 RUN_FORMAT = 1
 # what decides a run's metrics besides train_seed (code_identity)
-CODE_PATHS = ("weaksam", "pipeline", "params.yaml", "dvc.yaml", "requirements.lock")
+WHOLE_FILES = ("dvc.yaml", "requirements.lock")
+LOCK_PARAMS = "params of dvc.lock"
+
+
+def _git_out(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+
+
+def _inside(path: str, outs: set[str]) -> bool:
+    """Whether ``path`` is one of ``outs`` or lies inside one of them."""
+    p = PurePosixPath(path.rstrip("/"))
+    return any(str(q) in outs for q in (p, *p.parents))
 
 
 def code_identity(root: Path, rev: str = "HEAD") -> dict[str, str | None]:
-    """``{path: git object id}`` at commit ``rev`` of what decides the trainings' results: the
-    trees of ``weaksam/`` and ``pipeline/`` (every stage's code: tests/pipeline/test_code_deps.py
-    keeps dvc.yaml's code deps inside them), the blobs of ``params.yaml`` and ``dvc.yaml`` (the
-    knobs and the DAG) and of ``requirements.lock`` (the torch build decides the floats); None
-    for a path the commit lacks. InputError when ``rev`` is not a commit of ``root``.
+    """``{part: id}`` at commit ``rev`` of what decides the trainings' results, read from the
+    commit's ``dvc.lock`` (the executed DAG: every stage's resolved deps and params):
 
-    A dict, not one digest: when two differ, the note says which part. ``dvc.lock`` is left
-    out on purpose: it records one execution, not its inputs. Its out hashes include the
-    metrics files, whose time fields (``proposals_time_*``, training seconds) change on every
-    rerun of the same code, so the same code rerun and committed would count as other code and
-    orphan every saved run. What it could add is determined by the parts above: its code and
-    params deps are those files, and the default profile's data, clues, prompts and SAM are
-    generated from them (the project keeps them byte-identical; the lead checks dvc.lock after
-    a full repro). Every part of the repository outside ``CODE_PATHS`` (docs, tests, reports)
-    can change without orphaning the saved runs, while a change anywhere in ``weaksam/`` (even
-    a docstring) does: the identity errs towards rerunning, never towards mixing.
+    - each git-tracked dep of a stage (``weaksam/...``, ``pipeline/...``: every stage's code,
+      which tests/pipeline/test_code_deps.py keeps equal to its imports): its git object id at
+      ``rev``; deps that are outputs of a stage (git-tracked metrics too, whose time fields
+      change on every rerun) are left out: their producers' parts decide them;
+    - ``params of dvc.lock``: a sha256 of every stage's params as the lock records them;
+    - ``dvc.yaml`` and ``requirements.lock`` (the commands and the torch build): blob ids,
+      None for a file the commit lacks.
+
+    Git objects, not the lock's md5s, so a commit whose code moved without a repro (a stale
+    lock) counts as other code. What no stage depends on (``weaksam/seeds.py``, the dry run,
+    docs, tests, reports, params no stage reads) can change without orphaning the saved runs;
+    a change to any stage's code or params, or to the DAG, does. The lock's outs are left out:
+    the metrics' time fields change them on every rerun of the same code.
+
+    InputError when ``rev`` is not a commit of ``root`` or has no readable ``dvc.lock`` (the
+    sweep needs a committed ``make repro``).
     """
-    r = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
-                       cwd=root, capture_output=True, text=True, check=False)
+    r = _git_out(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     if r.returncode != 0:
         raise InputError(root, f"{rev!r} is not a git commit here: the code identity of saved "
                                "seed runs needs the baseline commit")
     commit = r.stdout.strip()
-    r = subprocess.run(["git", "ls-tree", "--full-tree", commit, "--", *CODE_PATHS],
-                       cwd=root, capture_output=True, text=True, check=True)
+    r = _git_out(root, "show", f"{commit}:dvc.lock")
+    try:
+        stages = yaml.safe_load(r.stdout)["stages"] if r.returncode == 0 else None
+        if not isinstance(stages, dict):
+            raise TypeError("no stages")
+        outs = {o["path"].rstrip("/") for st in stages.values() for o in st.get("outs", ())}
+        deps = sorted({d["path"] for st in stages.values() for d in st.get("deps", ())
+                       if not _inside(d["path"], outs)})
+        params = {name: st.get("params", {}) for name, st in sorted(stages.items())}
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as e:
+        raise InputError(root / "dvc.lock", f"commit {commit[:7]} has no readable dvc.lock "
+                                            f"({e}): seed runs need a committed make repro"
+                         ) from e
     found = {}
+    r = subprocess.run(["git", "ls-tree", "--full-tree", commit, "--", *deps, *WHOLE_FILES],
+                       cwd=root, capture_output=True, text=True, check=True)
     for line in r.stdout.splitlines():
         meta, path = line.split("\t", 1)
         found[path] = meta.split()[2]
-    return {p: found.get(p) for p in CODE_PATHS}
+    code: dict[str, str | None] = {p: found[p] for p in deps if p in found}
+    code.update({p: found.get(p) for p in WHOLE_FILES})
+    code[LOCK_PARAMS] = hashlib.sha256(
+        json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+    return code
 
 
 @dataclass(frozen=True)
@@ -593,8 +626,9 @@ def save_runs(root: Path, runs: Mapping[int, Run], runs_dir: Path,
     return written
 
 
-def _differing_parts(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
-    return [p for p in sorted(set(a) | set(b)) if a.get(p) != b.get(p)]
+def _differing_parts(a: Mapping[str, Any], b: Mapping[str, Any], most: int = 6) -> list[str]:
+    parts = [p for p in sorted(set(a) | set(b)) if a.get(p) != b.get(p)]
+    return parts if len(parts) <= most else [*parts[:most], f"{len(parts) - most} more"]
 
 
 def combine(live: Mapping[int, Run], saved: Sequence[SavedRun],
