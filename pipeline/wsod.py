@@ -26,6 +26,8 @@ weight_decay, bias_lr_factor, bias_weight_decay, refine_lr_mult, train_scales, t
 null means ``wsod.<key>``. ``wsod.<method>.recipe`` names an entry of
 ``wsod.<method>.recipes`` whose keys (those above and MIST's ``cdb_*``) take precedence: the
 paper profiles keep both WeakSAM's release recipe and the original method's (issue 23).
+The resolved training keys become a ``WsodTrainConfig`` (:func:`train_config`): an unknown key
+of ``wsod.<method>`` or of its recipe stops the stage, naming it.
 """
 
 from __future__ import annotations

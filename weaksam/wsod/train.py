@@ -30,6 +30,11 @@ W processes (``torch.distributed`` world size; 1 without it), C classes.
   ``"same_pass"`` reuses the gradient of the detector's forward (one forward per step).
 - Device: ``device`` takes the model, images, boxes and labels; random draws stay on CPU
   generators, so CPU and GPU runs draw the same numbers.
+- Engine (``weaksam.engine``): the epoch loop (``run_epochs``; after each epoch the log, the
+  checkpoint, then ``on_epoch``), the detector's optimiser step (``optimizer_step``), the DDP
+  wrapper, the non-finite error and the atomic checkpoint. Kept here: the data order and
+  random draws, the parameter groups (:func:`build_optimizer`), the schedulers and the CDB
+  adversary's step. Settings: a frozen :class:`WsodTrainConfig`.
 - A non-finite loss raises :class:`weaksam.errors.TrainingError`; the checkpoint written
   atomically after the last good epoch is left as it was.
 """
@@ -52,6 +57,7 @@ from weaksam.engine.guard import nonfinite_error
 from weaksam.engine.loop import run_epochs
 from weaksam.engine.optim import optimizer_step
 from weaksam.engine.schedule import warmup_multistep_factor as multistep_factor
+from weaksam.engine.world import data_parallel
 from weaksam.engine.world import world as process_world
 from weaksam.errors import TrainingError
 from weaksam.vision.imaging import (
@@ -333,11 +339,7 @@ def train_wsod(
                          f"{cfg.cdb_adversary!r}")
     batch_size, scales, max_size = cfg.batch_size, cfg.train_scales, cfg.max_size
     core = model.to(device)
-    net: nn.Module = model
-    if world > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(model, device_ids=ids,
-                                                  find_unused_parameters=True)
+    net = data_parallel(model, device)
     cdb = getattr(core, "cdb", None)
     cdb_ids = {id(p) for p in cdb.parameters()} if cdb is not None else set()
     named = [(k, p) for k, p in model.named_parameters()
