@@ -7,6 +7,7 @@ exist), and every profile's section must build (no unknown or mistyped key).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import yaml
 
 from pipeline.clues_train import STAGE_KEYS
 from pipeline.wsis import MODEL_KEYS
+from pipeline.wsod import METHODS, train_config, train_settings
 from weaksam.clues.train import CluesTrainConfig
 from weaksam.config import ConfigError, from_section
 from weaksam.profiles import deep_merge, list_profiles, resolve_profile
@@ -24,6 +26,8 @@ from weaksam.retrain.roi_drop import RoiDropConfig
 from weaksam.retrain.train import DetectorTrainConfig
 from weaksam.sam.train import PretrainConfig
 from weaksam.wsis.train import InstanceTrainConfig
+from weaksam.wsod.pretrain import BackbonePretrainConfig
+from weaksam.wsod.train import WsodTrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,6 +43,7 @@ CONFIGS: list[tuple[type, tuple[str, ...], tuple[str, ...], dict[str, Any]]] = [
     (CluesTrainConfig, ("clues_train",), STAGE_KEYS, {"seed": 0}),
     (InstanceTrainConfig, ("wsis", "mask_rcnn"), MODEL_KEYS["mask_rcnn"], {"seed": 0}),
     (InstanceTrainConfig, ("wsis", "mask2former"), MODEL_KEYS["mask2former"], {"seed": 0}),
+    (BackbonePretrainConfig, ("backbone_pretrain",), (), {}),
 ]
 IDS = [f"{c.__name__}-{'.'.join(p)}" for c, p, _, _ in CONFIGS]
 
@@ -72,6 +77,42 @@ def test_defaults_equal_params_yaml(params, cls, path, ignore, extra):
 def test_every_profile_builds(params, profile, cls, path, ignore, extra):
     merged = deep_merge(params, resolve_profile(profile, ROOT / "configs"))
     from_section(cls, _section(merged, path), f"{profile} {'.'.join(path)}", ignore, **extra)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_wsod_defaults_equal_the_resolved_params_yaml(params, method):
+    # WsodTrainConfig is built from resolved settings (recipe > wsod.<method> > wsod)
+    section = train_settings(params["wsod"], method)
+    cfg = train_config(params["wsod"], method, f"params.yaml wsod.{method}")
+    assert {"epochs", "lr", "momentum", "max_size"} <= set(section)
+    for f in dataclasses.fields(WsodTrainConfig):
+        if f.default is dataclasses.MISSING or f.name not in section:
+            continue
+        assert getattr(cfg, f.name) == f.default, (
+            f"WsodTrainConfig.{f.name} defaults to {f.default!r}, params.yaml resolves "
+            f"wsod.{method}.{f.name} to {section[f.name]!r}")
+
+
+@pytest.mark.parametrize("profile", list_profiles(ROOT / "configs"))
+@pytest.mark.parametrize("method", METHODS)
+def test_every_profile_builds_the_wsod_config(params, profile, method):
+    merged = deep_merge(params, resolve_profile(profile, ROOT / "configs"))
+    cfg = train_config(merged["wsod"], method, f"{profile} wsod.{method}")
+    assert cfg.schedule in ("onecycle", "multistep")
+
+
+def test_wsod_unknown_key_of_a_method_or_its_recipe_is_named(params):
+    w = copy.deepcopy(params["wsod"])
+    w["mist"]["cdb_lrr"] = 0.1
+    with pytest.raises(ConfigError, match=r"params.yaml wsod.mist: unknown key 'cdb_lrr'"):
+        train_config(w, "mist", "params.yaml wsod.mist")
+    w = copy.deepcopy(params["wsod"])
+    w["oicr"]["recipes"] = {"r": {"lr": 0.5, "warmup_iter": 3}}
+    w["oicr"]["recipe"] = "r"
+    with pytest.raises(ConfigError, match=r"unknown key 'warmup_iter'"):
+        train_config(w, "oicr", "params.yaml wsod.oicr")
+    w["oicr"]["recipes"]["r"].pop("warmup_iter")
+    assert train_config(w, "oicr", "params.yaml wsod.oicr").lr == 0.5  # recipe first
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -21,11 +21,14 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def data_parallel(model: nn.Module) -> nn.Module:
+def data_parallel(model: nn.Module, device: torch.device | None = None) -> nn.Module:
     """``model`` wrapped in DistributedDataParallel (gradients averaged over the W processes in
-    backward; parameters some forwards leave unused allowed) when W > 1, else ``model``."""
+    backward; parameters some forwards leave unused allowed) when W > 1, else ``model``. A CUDA
+    ``device`` is the wrapper's single device (``device_ids``); None or a CPU device: none."""
     if world()[1] > 1:
-        return nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+        ids = [device.index] if device is not None and device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                                   find_unused_parameters=True)
     return model
 
 
