@@ -31,6 +31,7 @@ AP25/50/70/75, COCO mask AP/AP50/AP75, per class, timing).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import resource
 import sys
@@ -55,6 +56,8 @@ from weaksam.utils.readers import read_json
 from weaksam.utils.seed import seed_everything
 from weaksam.vision.backbones import build_backbone
 from weaksam.wsis.data import build_views, instance_targets, stage_features, views_from_store
+from weaksam.wsis.mask2former import Mask2FormerModelConfig
+from weaksam.wsis.mask_rcnn import MaskRcnnModelConfig
 from weaksam.wsis.train import InstanceTrainConfig, predict_results, train_instance_model
 
 TORCHRUN = True  # pipeline.launch may start it under torchrun (runtime.nproc.wsis)
@@ -63,13 +66,22 @@ TRAINVAL = Path("data/annotations/trainval.json")
 TEST = Path("data/annotations/test.json")
 PSEUDO = Path("pseudo_masks/trainval.json")
 FEATURES = Path("retrain_features")
-# keys of wsis.<arch> read by build_model (the rest is the schedule, InstanceTrainConfig)
-MODEL_KEYS = {
-    "mask_rcnn": ("anchor_sizes", "rpn_batch_size", "roi_batch_size", "representation",
-                  "mask_layers", "mask_dim", "roi_sampling"),
-    "mask2former": ("hidden_dim", "num_queries", "decoder_layers", "encoder_layers", "heads",
-                    "ffn_dim", "train_points"),
-}
+# wsis.<arch> is one section for two configs: the model's and the schedule's
+# (InstanceTrainConfig); each is built ignoring the other's keys
+MODEL_CONFIGS: dict[str, type] = {"mask_rcnn": MaskRcnnModelConfig,
+                                  "mask2former": Mask2FormerModelConfig}
+STAGE_SET = ("score_thresh", "max_det")  # model-config fields set from wsis.score_thresh / max_det
+MODEL_KEYS = {arch: tuple(f.name for f in dataclasses.fields(cls) if f.name not in STAGE_SET)
+              for arch, cls in MODEL_CONFIGS.items()}
+SCHEDULE_KEYS = tuple(f.name for f in dataclasses.fields(InstanceTrainConfig))
+
+
+def model_config(arch: str, w: dict[str, Any], where: str = "params.yaml"
+                 ) -> MaskRcnnModelConfig | Mask2FormerModelConfig:
+    """The model config of ``wsis.<arch>`` (``w`` = the ``wsis`` section)."""
+    return from_section(MODEL_CONFIGS[arch], w[arch], f"{where} wsis.{arch}",
+                        ignore=SCHEDULE_KEYS, score_thresh=float(w["score_thresh"]),
+                        max_det=int(w["max_det"]))
 
 
 def small_backbone(params: dict[str, Any]) -> torch.nn.Module:
@@ -87,32 +99,20 @@ def build_model(name: str, num_classes: int, params: dict[str, Any]):
     """(model, pixel multiple for padding, feature function or None, cached levels)."""
     w = params["wsis"]
     arch = "mask2former" if name == "mask2former" else "mask_rcnn"
-    m = w[arch]
+    cfg = model_config(arch, w)
     if w["backbone"] == "small_cnn":
         net = small_backbone(params)
         feats = lambda x: stage_features(net, x)  # noqa: E731
         if arch == "mask_rcnn":
             from weaksam.wsis.mask_rcnn import build_small_mask_rcnn
 
-            model = build_small_mask_rcnn(
-                net, num_classes, anchor_sizes=m["anchor_sizes"],
-                rpn_batch_size=int(m["rpn_batch_size"]), roi_batch_size=int(m["roi_batch_size"]),
-                representation=int(m["representation"]), mask_layers=m["mask_layers"],
-                mask_dim=int(m["mask_dim"]), roi_sampling=int(m["roi_sampling"]),
-                score_thresh=float(w["score_thresh"]),
-                detections_per_img=int(w["max_det"]))
-            return model, 1, feats, [-1]
+            return build_small_mask_rcnn(net, num_classes, cfg), 1, feats, [-1]
         from weaksam.wsis.mask2former import build_mask2former
 
         n_levels = len(params["backbone_pretrain"]["widths"])
         levels = list(range(n_levels))[-2:]  # stride 4 and 8 of the small CNN
-        model = build_mask2former(
-            [int(c) for c in params["backbone_pretrain"]["widths"]][-2:], num_classes,
-            stride=net.stride // 2, hidden_dim=int(m["hidden_dim"]),
-            num_queries=int(m["num_queries"]), decoder_layers=int(m["decoder_layers"]),
-            encoder_layers=int(m["encoder_layers"]), heads=int(m["heads"]),
-            ffn_dim=int(m["ffn_dim"]), train_points=int(m["train_points"]),
-            max_det=int(w["max_det"]), score_thresh=float(w["score_thresh"]))
+        model = build_mask2former([int(c) for c in params["backbone_pretrain"]["widths"]][-2:],
+                                  num_classes, cfg, stride=net.stride // 2)
         return model, 1, feats, levels
     if w["backbone"] != "resnet50":
         raise ValueError(f"wsis.backbone must be small_cnn or resnet50, got {w['backbone']!r}")
@@ -120,13 +120,10 @@ def build_model(name: str, num_classes: int, params: dict[str, Any]):
     if arch == "mask_rcnn":
         from weaksam.wsis.mask_rcnn import build_resnet50_fpn_mask_rcnn
 
-        return (build_resnet50_fpn_mask_rcnn(num_classes, ckpt, float(w["score_thresh"]),
-                                             int(w["max_det"])), 32, None, None)
+        return build_resnet50_fpn_mask_rcnn(num_classes, ckpt, cfg), 32, None, None
     from weaksam.wsis.mask2former import build_mask2former_resnet50
 
-    return (build_mask2former_resnet50(num_classes, ckpt, num_queries=int(m["num_queries"]),
-                                       max_det=int(w["max_det"]),
-                                       score_thresh=float(w["score_thresh"])), 32, None, None)
+    return build_mask2former_resnet50(num_classes, ckpt, cfg), 32, None, None
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from pipeline.clues_train import STAGE_KEYS
-from pipeline.wsis import MODEL_KEYS
+from pipeline.wsis import MODEL_KEYS, SCHEDULE_KEYS, STAGE_SET, model_config
 from pipeline.wsod import METHODS, train_config, train_settings
 from weaksam.clues.train import CluesTrainConfig
 from weaksam.config import ConfigError, from_section
@@ -25,6 +25,8 @@ from weaksam.retrain.frcnn import FrcnnConfig
 from weaksam.retrain.roi_drop import RoiDropConfig
 from weaksam.retrain.train import DetectorTrainConfig
 from weaksam.sam.train import PretrainConfig
+from weaksam.wsis.mask2former import Mask2FormerModelConfig
+from weaksam.wsis.mask_rcnn import MaskRcnnModelConfig
 from weaksam.wsis.train import InstanceTrainConfig
 from weaksam.wsod.pretrain import BackbonePretrainConfig
 from weaksam.wsod.train import WsodTrainConfig
@@ -43,6 +45,8 @@ CONFIGS: list[tuple[type, tuple[str, ...], tuple[str, ...], dict[str, Any]]] = [
     (CluesTrainConfig, ("clues_train",), STAGE_KEYS, {"seed": 0}),
     (InstanceTrainConfig, ("wsis", "mask_rcnn"), MODEL_KEYS["mask_rcnn"], {"seed": 0}),
     (InstanceTrainConfig, ("wsis", "mask2former"), MODEL_KEYS["mask2former"], {"seed": 0}),
+    (MaskRcnnModelConfig, ("wsis", "mask_rcnn"), SCHEDULE_KEYS, {}),
+    (Mask2FormerModelConfig, ("wsis", "mask2former"), SCHEDULE_KEYS, {}),
     (BackbonePretrainConfig, ("backbone_pretrain",), (), {}),
 ]
 IDS = [f"{c.__name__}-{'.'.join(p)}" for c, p, _, _ in CONFIGS]
@@ -77,6 +81,20 @@ def test_defaults_equal_params_yaml(params, cls, path, ignore, extra):
 def test_every_profile_builds(params, profile, cls, path, ignore, extra):
     merged = deep_merge(params, resolve_profile(profile, ROOT / "configs"))
     from_section(cls, _section(merged, path), f"{profile} {'.'.join(path)}", ignore, **extra)
+
+
+@pytest.mark.parametrize("arch", ["mask_rcnn", "mask2former"])
+def test_wsis_model_configs_take_the_shared_wsis_keys(params, arch):
+    # score_thresh / max_det are wsis-level keys the stage passes to both models
+    cfg = model_config(arch, params["wsis"])
+    cls = type(cfg)
+    for name in STAGE_SET:
+        default = next(f.default for f in dataclasses.fields(cls) if f.name == name)
+        assert default == params["wsis"][name] == getattr(cfg, name), (cls.__name__, name)
+    with pytest.raises(ConfigError, match=rf"wsis.{arch}: 'max_det' is set by the stage"):
+        model_config(arch, {**params["wsis"], arch: {**params["wsis"][arch], "max_det": 5}})
+    with pytest.raises(ConfigError, match=rf"wsis.{arch}: unknown key 'hiden_dim'"):
+        model_config(arch, {**params["wsis"], arch: {**params["wsis"][arch], "hiden_dim": 5}})
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -30,15 +30,15 @@ def test_every_model_gets_the_same_trunk_weights(r50_file):
     from tests.retrain.conftest import DROP
     from weaksam.retrain.frcnn import build_frcnn_r50_fpn
     from weaksam.retrain.query_detector import resnet50_levels
-    from weaksam.wsis.mask2former import build_mask2former_resnet50
+    from weaksam.wsis.mask2former import Mask2FormerModelConfig, build_mask2former_resnet50
     from weaksam.wsis.mask_rcnn import build_resnet50_fpn_mask_rcnn
 
     path, want = r50_file
     trunks = {
         "frcnn": _trunk_state(build_frcnn_r50_fpn(2, checkpoint=path, drop=DROP), "backbone.body."),
         "mask_rcnn": _trunk_state(build_resnet50_fpn_mask_rcnn(2, path), "rcnn.backbone.body."),
-        "mask2former": _trunk_state(build_mask2former_resnet50(2, path, num_queries=5),
-                                    "trunk."),
+        "mask2former": _trunk_state(
+            build_mask2former_resnet50(2, path, Mask2FormerModelConfig(num_queries=5)), "trunk."),
         "detr": _trunk_state(resnet50_levels(path), ""),
     }
     # ResNetLevels names the stem "stem.0" / "stem.1"; torchvision "conv1" / "bn1"

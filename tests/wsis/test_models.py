@@ -12,8 +12,8 @@ from tests.wsis.conftest import schedule
 from weaksam.eval.mask_ap import decode_segmentation, encode_mask
 from weaksam.vision.backbones import SmallCNN
 from weaksam.wsis.data import Targets, build_views, instance_targets, scale_targets, stage_features
-from weaksam.wsis.mask2former import build_mask2former
-from weaksam.wsis.mask_rcnn import build_small_mask_rcnn
+from weaksam.wsis.mask2former import Mask2FormerModelConfig, build_mask2former
+from weaksam.wsis.mask_rcnn import MaskRcnnModelConfig, build_small_mask_rcnn
 from weaksam.wsis.train import collate, predict_results, train_instance_model
 
 H, W = 40, 56
@@ -88,9 +88,10 @@ def _views(toy, levels, flips=(False,), with_targets=True):
 
 def _mask_rcnn(net):
     torch.manual_seed(1)
-    return build_small_mask_rcnn(net, 2, anchor_sizes=(8, 16, 32), rpn_batch_size=16,
-                                 roi_batch_size=16, representation=16, mask_layers=(8,),
-                                 mask_dim=8, score_thresh=0.0, detections_per_img=5)
+    cfg = MaskRcnnModelConfig(anchor_sizes=(8, 16, 32), rpn_batch_size=16, roi_batch_size=16,
+                              representation=16, mask_layers=(8,), mask_dim=8,
+                              score_thresh=0.0, max_det=5)
+    return build_small_mask_rcnn(net, 2, cfg)
 
 
 def test_mask_rcnn_losses_train_heads_only(toy) -> None:
@@ -122,9 +123,10 @@ def test_mask_rcnn_predictions_at_original_size(toy) -> None:
 
 def test_mask2former_losses_and_instances(toy) -> None:
     torch.manual_seed(2)
-    model = build_mask2former([16, 32], 2, stride=4, hidden_dim=32, num_queries=4,
-                              decoder_layers=2, encoder_layers=1, heads=2, ffn_dim=32,
-                              train_points=64, max_det=6, score_thresh=0.0)
+    cfg = Mask2FormerModelConfig(hidden_dim=32, num_queries=4, decoder_layers=2,
+                                 encoder_layers=1, heads=2, ffn_dim=32, train_points=64,
+                                 max_det=6, score_thresh=0.0)
+    model = build_mask2former([16, 32], 2, cfg, stride=4)
     views = _views(toy, [1, 2])
     views[1].boxes, views[1].labels = views[1].boxes[:0], views[1].labels[:0]  # no instance
     views[1].masks = views[1].masks[:0]
@@ -176,7 +178,7 @@ def test_paper_profile_models_train_from_images() -> None:
     views = build_views(list(images), images.__getitem__, targets, short_side=64, max_size=96)
     assert views[0].features is None and views[0].image.shape[0] == 3
     for model in (build_resnet50_fpn_mask_rcnn(2, None),
-                  build_mask2former_resnet50(2, None, num_queries=5)):
+                  build_mask2former_resnet50(2, None, Mask2FormerModelConfig(num_queries=5))):
         model.train()
         losses = model(collate(views, multiple=32))
         assert torch.isfinite(sum(losses.values()))

@@ -227,11 +227,11 @@ def mask2former_gflops(num_classes: int, hw: tuple[int, int], num_queries: int =
     """GFLOP of :func:`~weaksam.wsis.mask2former.build_mask2former_resnet50` on one (H, W)
     image padded to 32: ResNet-50, the deformable pixel decoder and the masked-attention
     transformer decoder with its class and mask predictions at every layer."""
-    from weaksam.wsis.mask2former import build_mask2former_resnet50
+    from weaksam.wsis.mask2former import Mask2FormerModelConfig, build_mask2former_resnet50
     from weaksam.wsis.mask_rcnn import Batch
 
-    model = on_meta(lambda: build_mask2former_resnet50(num_classes, None,
-                                                       num_queries=num_queries))
+    cfg = Mask2FormerModelConfig(num_queries=num_queries)
+    model = on_meta(lambda: build_mask2former_resnet50(num_classes, None, cfg))
     size = (_pad(hw[0], 32), _pad(hw[1], 32))
     batch = Batch(sizes=[size], images=meta(1, 3, *size))
     with META:
