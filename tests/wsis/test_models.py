@@ -184,8 +184,8 @@ def test_paper_profile_models_train_from_images() -> None:
         assert torch.isfinite(sum(losses.values()))
 
 
-def test_mask2former_config_does_not_warn_about_its_placeholder_backbone() -> None:
-    """The ResNet config only sizes the pixel decoder (our trunk replaces its backbone):
+def test_mask2former_config_does_not_warn_about_its_feature_levels_backbone() -> None:
+    """The FeatureLevels backbone config sizes the pixel decoder (our levels are its input):
     transformers' "not a supported model" warning is not shown, and the logger's level is
     restored afterwards."""
     import logging
@@ -211,6 +211,26 @@ def test_mask2former_config_does_not_warn_about_its_placeholder_backbone() -> No
         cfg = _config(3, [8, 16, 16, 16])
     finally:
         log.removeHandler(handler)
-    assert cfg.backbone_config.hidden_sizes == [8, 16, 16, 16]
+    assert cfg.backbone_config.channels == [8, 16, 16, 16]
     assert not [r for r in seen if "not a supported model" in r.getMessage()]
     assert log.level == before
+    assert log.level == before
+
+
+def test_mask2former_backbone_is_parameter_free_feature_levels() -> None:
+    """transformers builds the FeatureLevels backbone from the config (no placeholder network):
+    no parameter, its channels size the pixel decoder's input projections."""
+    from weaksam.vision.levels import FeatureLevels
+
+    cfg = Mask2FormerModelConfig(hidden_dim=32, num_queries=4, decoder_layers=2,
+                                 encoder_layers=1, heads=2, ffn_dim=32, train_points=64)
+    model = build_mask2former([16, 32], 2, cfg, stride=4)
+    enc = model.hf.model.pixel_level_module.encoder
+    assert isinstance(enc, FeatureLevels) and enc.channels == [16, 32, 32, 32]
+    assert not list(enc.parameters()) and not list(enc.buffers())
+    dec = model.hf.model.pixel_level_module.decoder
+    # the decoder projects the 3 coarsest levels (strides 8..32) to hidden_dim
+    assert [p[0].in_channels for p in dec.input_projections] == [32, 32, 32]
+    assert dec.adapter_1[0].in_channels == 16  # lateral conv of the stride-4 level
+    assert not any(n.startswith("hf.model.pixel_level_module.encoder")
+                   for n in model.state_dict())

@@ -54,14 +54,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import (
-    AutoBackbone,
-    AutoConfig,
-    DeformableDetrConfig,
-    DeformableDetrForObjectDetection,
-    PretrainedConfig,
-    PreTrainedModel,
-)
+from transformers import DeformableDetrConfig, DeformableDetrForObjectDetection
 from transformers.image_transforms import center_to_corners_format
 from transformers.loss.loss_deformable_detr import (
     DeformableDetrHungarianMatcher,
@@ -73,6 +66,7 @@ from weaksam.errors import TrainingError
 from weaksam.retrain.query_drop import QUERY_SETS, normalise_groups, per_query_bce, query_drop_mask
 from weaksam.vision.features import FeatureBatch
 from weaksam.vision.imaging import pad_batch, valid_mask
+from weaksam.vision.levels import FeatureLevels, FeatureLevelsConfig
 from weaksam.vision.resnet import ResNetLevels, resnet50_trunk
 
 # Key added to every outputs dict handed to the criterion: which loss term it feeds.
@@ -233,51 +227,6 @@ def deformable_detr_config(
         with_box_refine=True, two_stage=True, auxiliary_loss=True, dropout=0.0,
         class_cost=2,  # DINO's (and the authors' release's) focal matching cost weight
     )
-
-
-class FeatureLevelsConfig(PretrainedConfig):
-    """Backbone config of :class:`FeatureLevels`: the channels D_l of its L output levels."""
-
-    model_type = "weaksam_feature_levels"
-
-    def __init__(self, channels: Sequence[int] = (64,), **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.channels = [int(c) for c in channels]
-
-
-class FeatureLevels(PreTrainedModel):
-    """The Deformable DETR model's backbone: ``pixel_values`` -> its L feature levels.
-
-    Without a trunk (cached maps) ``pixel_values`` already is the padded level (B, D_0, h, w)
-    and passes through; with one (:meth:`set_trunk`) ``pixel_values`` are padded normalised
-    images (B, 3, H, W) and the trunk gives the L maps (no gradient when frozen). transformers'
-    wrapper interpolates ``pixel_mask`` to every level (nearest), so the detector passes the
-    mask at level-0 resolution. Parameter-free itself."""
-
-    config_class = FeatureLevelsConfig
-    main_input_name = "pixel_values"
-
-    def __init__(self, config: FeatureLevelsConfig) -> None:
-        super().__init__(config)
-        self.channels = list(config.channels)
-        self.trunk: nn.Module | None = None
-        self.train_trunk = False
-        self.post_init()
-
-    def set_trunk(self, trunk: nn.Module, trainable: bool) -> None:
-        """Compute the levels with ``trunk`` ((B, 3, H, W) -> a map or a list of L maps)."""
-        self.trunk, self.train_trunk = trunk, bool(trainable)
-
-    def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
-        if self.trunk is None:
-            return [pixel_values]
-        with torch.set_grad_enabled(self.train_trunk and torch.is_grad_enabled()):
-            feats = self.trunk(pixel_values)
-        return [feats] if isinstance(feats, torch.Tensor) else list(feats)
-
-
-AutoConfig.register(FeatureLevelsConfig.model_type, FeatureLevelsConfig, exist_ok=True)
-AutoBackbone.register(FeatureLevelsConfig, FeatureLevels, exist_ok=True)
 
 
 class QueryDetector(nn.Module):

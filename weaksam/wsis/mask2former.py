@@ -29,8 +29,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, ResNetConfig
+from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation
 
+from weaksam.vision.levels import FeatureLevelsConfig
 from weaksam.vision.resnet import ResNetLevels, resnet50_trunk
 from weaksam.wsis.mask_rcnn import Batch
 
@@ -45,9 +46,9 @@ class FeatureMask2Former(nn.Module):
                  extra_channels: int = 0, max_det: int = 100, score_thresh: float = 0.05) -> None:
         super().__init__()
         self.mask_stride = int(config.common_stride)  # input px per cell of the mask logits
+        # its backbone (pixel_level_module.encoder) is a parameter-free FeatureLevels that
+        # only sizes the pixel decoder; the levels come from ``levels`` below
         self.hf = Mask2FormerForUniversalSegmentation(config)
-        # the backbone transformers built only to size the pixel decoder; ours replaces it
-        self.hf.model.pixel_level_module.encoder = nn.Identity()
         self.trunk = trunk
         self.extra = nn.ModuleList()
         if extra_channels:
@@ -124,14 +125,13 @@ class FeatureMask2Former(nn.Module):
 
 def _config(num_classes: int, channels: Sequence[int], stride: int = 4, **kw
             ) -> Mask2FormerConfig:
-    """A Mask2Former config whose (discarded) backbone has the feature ``channels`` of our 4
-    levels (strides ``stride`` x 1, 2, 4, 8), so transformers sizes the pixel decoder for them."""
-    backbone = ResNetConfig(embedding_size=8, hidden_sizes=[int(c) for c in channels],
-                            depths=[1, 1, 1, 1],
-                            out_features=["stage1", "stage2", "stage3", "stage4"])
-    # transformers warns that a ResNet backbone "may not be compatible with Mask2Former" (its
-    # list names Swin only); this config only sizes the pixel decoder, our own trunk or cached
-    # levels replace its backbone, so the warning would mislead: silenced here, nowhere else
+    """A Mask2Former config whose backbone is :class:`~weaksam.vision.levels.FeatureLevels` of
+    our 4 levels' ``channels`` (strides ``stride`` x 1, 2, 4, 8): transformers sizes the pixel
+    decoder by them and builds no network for the backbone."""
+    backbone = FeatureLevelsConfig([int(c) for c in channels])
+    # transformers warns that a backbone other than Swin "may not be compatible with
+    # Mask2Former"; ours is the levels we compute and hand to the pixel decoder, so the
+    # warning would mislead: silenced here, nowhere else
     log = logging.getLogger(Mask2FormerConfig.__module__)
     level = log.level
     log.setLevel(logging.ERROR)
