@@ -83,3 +83,61 @@ def test_paper_wsis_profile_has_the_release_schedules() -> None:
             w["mask2former"]["batch_size"], w["mask2former"]["warmup_steps"]) == (
         33069, [29395, 31844], 16, 10)
     assert math.ceil(50 * 10582 / 16) == 33069  # the release's MAX_ITER is 50 trainaug epochs
+
+
+class _TrunkModel(nn.Module):
+    """A ``trunk`` and a head; the loss records the dtype autocast gives the head's output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk, self.head = nn.Linear(2, 2), nn.Linear(2, 1)
+        self.dtypes: list[torch.dtype] = []
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        out = self.head(self.trunk(torch.ones(len(batch.sizes), 2)))
+        self.dtypes.append(out.dtype)
+        return {"loss": out.float().square().mean()}
+
+
+def _views(n: int = 4):
+    from weaksam.wsis.data import View
+
+    return [View(image_id=i, flip=False, size=(4, 4), factor=1.0, image=torch.zeros(3, 4, 4),
+                 features=None,
+                 boxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.int64),
+                 masks=torch.zeros(0, 4, 4, dtype=torch.uint8)) for i in range(n)]
+
+
+def test_backbone_lr_multiplier_and_cpu_autocast(monkeypatch) -> None:
+    """backbone_lr_mult 0.1: the trunk's group runs at 0.1 x the scheduled lr (release
+    BACKBONE_MULTIPLIER); amp on the CPU: the forward runs in bfloat16."""
+    seen = []
+    real = train_mod.optimizer_step
+
+    def spy(opt, *a, **k):
+        seen.append([(g["lr"], len(g["params"])) for g in opt.param_groups])
+        return real(opt, *a, **k)
+
+    monkeypatch.setattr(train_mod, "optimizer_step", spy)
+    m = _TrunkModel()
+    cfg = schedule(epochs=1, batch_size=2, lr=0.5, warmup_steps=0, lr_steps=(100,),
+                   weight_decay=0.0, backbone_lr_mult=0.1, amp=True)
+    train_instance_model(m, _views(), cfg)
+    assert seen == [[(0.5, 2), (0.05, 2)]] * 2  # head (weight, bias), trunk (weight, bias)
+    assert m.dtypes == [torch.bfloat16] * 2
+    seen.clear()
+    m = _TrunkModel()
+    train_instance_model(m, _views(), schedule(epochs=1, batch_size=2, lr=0.5, warmup_steps=0,
+                                               lr_steps=(100,), weight_decay=0.0))
+    assert seen == [[(0.5, 4)]] * 2 and m.dtypes == [torch.float32] * 2  # defaults: off
+
+
+def test_paper_wsis_profile_sets_the_release_mask2former_options() -> None:
+    root = Path(__file__).resolve().parents[2]
+    params = deep_merge(yaml.safe_load((root / "params.yaml").read_text()),
+                        resolve_profile("paper_voc12_wsis", root / "configs"))
+    m = params["wsis"]["mask2former"]
+    assert m["backbone_lr_mult"] == 0.1 and m["amp"] is True
+    base = yaml.safe_load((root / "params.yaml").read_text())["wsis"]
+    assert all(base[a]["backbone_lr_mult"] == 1.0 and base[a]["amp"] is False
+               for a in ("mask_rcnn", "mask2former"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 
 import torch
@@ -25,10 +26,16 @@ def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor,
                    reduce: Callable[[], None] | None = None) -> None:
     """Zero the gradients, backpropagate ``loss``, call ``reduce`` (for example a gradient sum
     over processes), clip the norm of ``params``' gradients at ``grad_clip`` (0: no clipping)
-    and step; with a ``scaler`` (CUDA mixed precision) scale, step and update through it."""
+    and step; with a ``scaler`` (CUDA mixed precision) the loss is scaled, the gradients
+    unscaled before clipping (torch.amp's documented order), the step and update go through it."""
     opt.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
+        if reduce is not None:
+            reduce()
+        if grad_clip > 0:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
         scaler.step(opt)
         scaler.update()
         return
@@ -38,3 +45,14 @@ def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor,
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
     opt.step()
+
+
+def autocast(device: torch.device | str, enabled: bool) -> contextlib.AbstractContextManager:
+    """Mixed precision when ``enabled``: float16 autocast on a CUDA ``device`` (to be used with
+    a ``torch.amp.GradScaler``), bfloat16 autocast on the CPU (no loss scaling needed, so a dry
+    run of a paper profile executes the ``amp`` path here). A no-op when not enabled."""
+    if not enabled:
+        return contextlib.nullcontext()
+    if torch.device(device).type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return torch.autocast(device_type="cpu", dtype=torch.bfloat16)

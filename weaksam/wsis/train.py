@@ -43,7 +43,7 @@ from weaksam.engine.checkpoint import resume_state
 from weaksam.engine.checkpoint import save_state as write_state
 from weaksam.engine.guard import nonfinite_error
 from weaksam.engine.loop import run_epochs
-from weaksam.engine.optim import make_optimizer, optimizer_step
+from weaksam.engine.optim import autocast, make_optimizer, optimizer_step
 from weaksam.engine.schedule import set_lr
 from weaksam.engine.schedule import warmup_cosine_factor as lr_factor
 from weaksam.engine.world import any_rank, sum_gradients, sum_over_ranks, world
@@ -109,6 +109,8 @@ class InstanceTrainConfig:
     iterations: int | None = None  # steps of batch_size views (release: MAX_ITER)
     lr_steps: tuple[int, ...] = ()  # absolute steps, lr x gamma at each; (): cosine
     gamma: float = 0.1  # not in params: detectron2's step factor
+    backbone_lr_mult: float = 1.0  # lr factor of the image trunk (release Mask2Former: 0.1)
+    amp: bool = False  # autocast: fp16 + GradScaler on CUDA, bf16 on the CPU (release: on)
 
 
 def train_instance_model(
@@ -128,7 +130,10 @@ def train_instance_model(
     c = cfg
     epochs, batch_size, lr, iterations, seed = c.epochs, c.batch_size, c.lr, c.iterations, c.seed
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, c.optimizer, lr, 0.9, c.weight_decay)
+    opt = make_optimizer(_param_groups(model, c.backbone_lr_mult), c.optimizer, lr, 0.9,
+                         c.weight_decay)
+    dev = torch.device(device)
+    scaler = torch.amp.GradScaler("cuda") if c.amp and dev.type == "cuda" else None
     n = len(views)
     if n == 0:
         raise TrainingError("no training image")
@@ -164,15 +169,17 @@ def train_instance_model(
                 break
             set_lr(opt, lr * lr_factor(step, total, c.warmup_steps, c.lr_steps, c.gamma))
             idx = perm[s : s + batch_size].tolist()
-            if size > 1:
-                losses, loss = _local_losses(model, views, idx, rank, size, multiple, device)
-            else:
-                losses = model(collate([views[i] for i in idx], multiple, device=device))
-                loss = sum(losses.values())
+            with autocast(dev, c.amp):
+                if size > 1:
+                    losses, loss = _local_losses(model, views, idx, rank, size, multiple, device)
+                else:
+                    losses = model(collate([views[i] for i in idx], multiple, device=device))
+                    loss = sum(losses.values())
+            loss = loss.float()
             if not torch.isfinite(loss):
                 raise nonfinite_error(float(loss), stage="wsis", epoch=epoch, step=step,
                                       losses=losses, checkpoint=checkpoint)
-            optimizer_step(opt, loss, params, c.grad_clip,
+            optimizer_step(opt, loss, params, c.grad_clip, scaler=scaler,
                            reduce=(lambda: sum_gradients(params)) if size > 1 else None)
             seen += len(idx)
             for k, v in losses.items():
@@ -192,6 +199,21 @@ def train_instance_model(
     return {"train_seconds": round(sec, 2), "train_cpu_seconds": round(timing.cpu_seconds, 2),
             "seconds_per_epoch": round(sec / max(1, epochs - start), 2),
             "resumed_after": start - 1 if start else None}
+
+
+def _param_groups(model: nn.Module, backbone_lr_mult: float
+                  ) -> list[nn.Parameter] | list[dict[str, Any]]:
+    """The trainable parameters in model order; with ``backbone_lr_mult`` != 1 two groups, the
+    image trunk's (a ``trunk`` or ``rcnn.backbone.body`` submodule: Mask2Former's and Mask R-CNN's
+    ResNet-50) with ``lr_mult`` = ``backbone_lr_mult`` and the rest with 1 (detectron2's
+    ``SOLVER.BACKBONE_MULTIPLIER``, as Mask2Former's ``build_optimizer``)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if backbone_lr_mult == 1.0:
+        return [p for _, p in named]
+    trunk = [p for n, p in named if n.startswith(("trunk.", "rcnn.backbone.body."))]
+    ids = {id(p) for p in trunk}
+    rest = [p for _, p in named if id(p) not in ids]
+    return [{"params": rest, "lr_mult": 1.0}, {"params": trunk, "lr_mult": float(backbone_lr_mult)}]
 
 
 def _local_losses(model: nn.Module, views: Sequence[View], idx: list[int], rank: int, world: int,
