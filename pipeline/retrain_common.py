@@ -111,7 +111,11 @@ def build_model(detector: str, num_classes: int, params: dict[str, Any],
                   extra_levels=int(m["extra_levels"]),
                   drop_percentile=float(v.get("percentile", d["percentile"])),
                   drop_queries=str(v.get("queries", d["queries"])),
-                  detections_per_image=int(m["detections_per_img"]))
+                  detections_per_image=int(m["detections_per_img"]),
+                  denoising_queries=int(m["dn_queries"]),
+                  label_noise=float(m["dn_label_noise"]), box_noise=float(m["dn_box_noise"]),
+                  mixed_query_selection=bool(m["mixed_query_selection"]),
+                  look_forward_twice=bool(m["look_forward_twice"]))
         if m["backbone"] == "resnet50":
             bb = resnet50_levels(m["resnet50_checkpoint"])
             return QueryDetector(num_classes, bb.in_channels, bb.strides, backbone=bb,
