@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 
-def make_optimizer(params: Sequence[nn.Parameter], optimizer: str, lr: float, momentum: float,
-                   weight_decay: float) -> torch.optim.Optimizer:
+def make_optimizer(params: Sequence[nn.Parameter] | Sequence[dict[str, Any]], optimizer: str,
+                   lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
     """``sgd`` (with ``momentum``, detectron2's) or ``adamw`` (decoupled ``weight_decay``) over
-    ``params`` in their order; anything else is a ValueError."""
+    ``params`` (parameters, or torch parameter-group dicts) in their order; anything else is a
+    ValueError."""
     if optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if optimizer == "adamw":

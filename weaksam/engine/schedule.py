@@ -21,9 +21,10 @@ import torch
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
-    """Set every parameter group's learning rate to ``lr``."""
+    """Set every parameter group's learning rate to ``lr`` x its ``lr_factor`` (1 when the
+    group has none; :func:`weaksam.retrain.train.param_groups`)."""
     for group in opt.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group["lr_factor"] if "lr_factor" in group else lr
 
 
 def warmup_multistep_lr(step: int, total: int, base_lr: float, warmup_iters: int,

@@ -50,8 +50,8 @@ from weaksam.errors import TrainingError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DetectorTrainConfig", "Source", "image_generator", "lr_at", "save_state", "to_device",
-           "train_detector"]
+__all__ = ["DetectorTrainConfig", "Source", "image_generator", "lr_at", "param_groups",
+           "save_state", "to_device", "train_detector"]
 
 
 class Source(Protocol):
@@ -95,8 +95,9 @@ def save_state(path: str | Path, model: nn.Module, opt: torch.optim.Optimizer, e
 @dataclass(frozen=True, kw_only=True)
 class DetectorTrainConfig:
     """Schedule of :func:`train_detector`: params.yaml ``retrain.<detector>.schedule`` (its
-    ``prelim_epochs`` is the stage's), ``seed`` from ``params.seed``. No defaults: the two
-    detectors' schedules differ (SGD / AdamW), params.yaml is the one source."""
+    ``prelim_epochs`` is the stage's), ``seed`` from ``params.seed``. No defaults but
+    ``backbone_lr_factor`` (params.yaml's 1.0 for both): the two detectors' schedules differ
+    (SGD / AdamW), params.yaml is the one source."""
 
     epochs: int  # T of the schedule
     batch_size: int  # images per step, all processes
@@ -110,6 +111,22 @@ class DetectorTrainConfig:
     gamma: float
     grad_clip: float  # max global grad norm; 0: off
     seed: int  # epoch permutation and per-image generators (image_generator)
+    backbone_lr_factor: float = 1.0  # lr multiplier of parameters named *backbone* (DINO R: 0.1)
+
+
+def param_groups(model: nn.Module, backbone_lr_factor: float
+                 ) -> list[nn.Parameter] | list[dict[str, Any]]:
+    """The trainable parameters of ``model`` in their order; with ``backbone_lr_factor`` != 1,
+    two optimiser groups: those whose name contains ``backbone`` with ``lr_factor`` =
+    backbone_lr_factor (the release's mmdet ``paramwise_cfg.custom_keys={'backbone':
+    dict(lr_mult=0.1)}``, ``dino-base-voc.py``) and the rest with 1 (``set_lr`` applies them)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if backbone_lr_factor == 1.0:
+        return [p for _, p in named]
+    groups = [{"params": [p for n, p in named if "backbone" not in n], "lr_factor": 1.0},
+              {"params": [p for n, p in named if "backbone" in n],
+               "lr_factor": float(backbone_lr_factor)}]
+    return [g for g in groups if g["params"]]
 
 
 def train_detector(
@@ -145,7 +162,8 @@ def train_detector(
         raise TrainingError("no training image has a pseudo ground-truth box")
     stop = epochs if stop_epoch is None else min(int(stop_epoch), epochs)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, c.optimizer, lr, c.momentum, c.weight_decay)
+    opt = make_optimizer(param_groups(model, c.backbone_lr_factor), c.optimizer, lr, c.momentum,
+                         c.weight_decay)
     start, history = 0, []
     if resume is not None:
         model.load_state_dict(resume["model"])
