@@ -3,6 +3,7 @@ the matched terms, empty targets, NaN, inference format, image input, box frames
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 
 import pytest
@@ -10,7 +11,12 @@ import torch
 from transformers.loss.loss_deformable_detr import DeformableDetrForObjectDetectionLoss
 
 from weaksam.errors import TrainingError
-from weaksam.retrain.query_detector import ROLE, QueryDetector, resnet50_levels
+from weaksam.retrain.query_detector import (
+    ROLE,
+    QueryDetector,
+    QueryDetectorConfig,
+    resnet50_levels,
+)
 from weaksam.vision.backbones import SmallCNN
 from weaksam.vision.features import FeatureBatch
 
@@ -18,11 +24,14 @@ SIZES = [(120, 160), (150, 140)]  # input frames (H, W) px; maps 15 x 20 and 19 
 
 
 def tiny(**kw: object) -> QueryDetector:
+    """A small detector; ``kw``: QueryDetectorConfig fields or QueryDetector arguments."""
     torch.manual_seed(0)
-    args = dict(num_classes=3, in_channels=[16], strides=[8], d_model=32, decoder_layers=2,
-                num_queries=12, ffn_dim=64, heads=2)
-    args.update(kw)
-    return QueryDetector(**args)
+    fields = {f.name for f in dataclasses.fields(QueryDetectorConfig)}
+    cfg = dict(d_model=32, decoder_layers=2, num_queries=12, ffn_dim=64, heads=2)
+    cfg.update({k: v for k, v in kw.items() if k in fields})
+    args = dict(num_classes=3, in_channels=[16], strides=[8])
+    args.update({k: v for k, v in kw.items() if k not in fields})
+    return QueryDetector(cfg=QueryDetectorConfig(**cfg), **args)
 
 
 def batch() -> tuple[FeatureBatch, list[dict[str, torch.Tensor]]]:
@@ -142,7 +151,7 @@ def test_nan_raises_a_clear_error() -> None:
 
 
 def test_inference_format_and_label_check() -> None:
-    model = tiny(detections_per_image=7).eval()
+    model = tiny(detections_per_img=7).eval()
     feats, targets = batch()
     with torch.no_grad():
         dets = model(feats)
@@ -219,7 +228,7 @@ def test_resnet50_levels_paper_profile() -> None:
 # look-forward-twice -------------------------------------------------------------------------
 
 def dino(**kw: object) -> QueryDetector:
-    args = dict(denoising_queries=12, mixed_query_selection=True, look_forward_twice=True)
+    args = dict(dn_queries=12, mixed_query_selection=True, look_forward_twice=True)
     args.update(kw)
     return tiny(**args)
 
@@ -268,7 +277,7 @@ def test_denoising_queries_do_not_change_matching_queries_and_groups_are_apart()
 
 
 def test_denoising_loss_uses_each_query_s_own_target() -> None:
-    model = dino(label_noise=0.0, box_noise=0.0, mixed_query_selection=False,
+    model = dino(dn_label_noise=0.0, dn_box_noise=0.0, mixed_query_selection=False,
                  look_forward_twice=False).train()
     feats, targets = batch()
     labels = model.hf_targets(targets, SIZES)
@@ -328,7 +337,7 @@ def first_layer_content(model: QueryDetector, feats: FeatureBatch) -> torch.Tens
 
 @pytest.mark.parametrize("mixed", [True, False])
 def test_mixed_query_selection_content_is_learned(mixed: bool) -> None:
-    model = dino(denoising_queries=0, look_forward_twice=False,
+    model = dino(dn_queries=0, look_forward_twice=False,
                  mixed_query_selection=mixed).eval()
     feats, _ = batch()
     other = FeatureBatch([m * 2.0 + 1.0 for m in feats.maps], SIZES)
@@ -343,7 +352,7 @@ def test_mixed_query_selection_content_is_learned(mixed: bool) -> None:
 
 @pytest.mark.parametrize("twice", [True, False])
 def test_look_forward_twice_gradient_reaches_previous_box_head(twice: bool) -> None:
-    model = dino(denoising_queries=0, mixed_query_selection=False,
+    model = dino(dn_queries=0, mixed_query_selection=False,
                  look_forward_twice=twice).train()
     feats, _ = batch()
     pixels, mask, _ = model.pixel_inputs(feats)
@@ -359,8 +368,8 @@ def test_look_forward_twice_gradient_reaches_previous_box_head(twice: bool) -> N
 
 def test_look_forward_twice_keeps_the_predictions() -> None:
     feats, _ = batch()
-    once = dino(denoising_queries=0, mixed_query_selection=False, look_forward_twice=False)
-    twice = dino(denoising_queries=0, mixed_query_selection=False, look_forward_twice=True)
+    once = dino(dn_queries=0, mixed_query_selection=False, look_forward_twice=False)
+    twice = dino(dn_queries=0, mixed_query_selection=False, look_forward_twice=True)
     twice.load_state_dict(once.state_dict())
     with torch.no_grad():
         a, b = once.eval()(feats), twice.eval()(feats)

@@ -110,14 +110,14 @@ def test_param_groups_backbone_lr_factor() -> None:
     named *backbone* train at 0.1 x the lr; at factor 1 the trainer's plain parameter list."""
     from weaksam.engine.optim import make_optimizer
     from weaksam.engine.schedule import set_lr
-    from weaksam.retrain.query_detector import QueryDetector
+    from weaksam.retrain.query_detector import QueryDetector, QueryDetectorConfig
     from weaksam.retrain.train import param_groups
     from weaksam.vision.backbones import SmallCNN
 
     torch.manual_seed(0)
     trunk = SmallCNN(widths=(8, 16), stem=8)
-    model = QueryDetector(3, [16], [trunk.stride], backbone=trunk, train_backbone=True, d_model=32,
-                          num_queries=6, ffn_dim=32, heads=2)
+    cfg = QueryDetectorConfig(d_model=32, num_queries=6, ffn_dim=32, heads=2)
+    model = QueryDetector(3, [16], [trunk.stride], cfg, backbone=trunk, train_backbone=True)
     plain = param_groups(model, 1.0)
     assert [id(p) for p in plain] == [id(p) for p in model.parameters() if p.requires_grad]
     rest, bb = param_groups(model, 0.1)

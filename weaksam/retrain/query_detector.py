@@ -319,14 +319,14 @@ class DinoDecoder(DeformableDetrDecoder):
 def deformable_detr_config(
     num_classes: int,
     in_channels: Sequence[int],
-    d_model: int = 128,
-    encoder_layers: int = 1,
-    decoder_layers: int = 2,
-    num_queries: int = 50,
-    ffn_dim: int = 512,
-    heads: int = 4,
-    n_points: int = 4,
-    extra_levels: int = 0,
+    d_model: int,
+    encoder_layers: int,
+    decoder_layers: int,
+    num_queries: int,
+    ffn_dim: int,
+    heads: int,
+    n_points: int,
+    extra_levels: int,
 ) -> DeformableDetrConfig:
     """Deformable DETR config (two-stage, box refinement, auxiliary losses; no dropout and
     matching costs class 2 / L1 5 / GIoU 2 as DINO; no download) for L = len(in_channels)
@@ -394,21 +394,45 @@ AutoConfig.register(FeatureLevelsConfig.model_type, FeatureLevelsConfig, exist_o
 AutoBackbone.register(FeatureLevelsConfig, FeatureLevels, exist_ok=True)
 
 
-class QueryDetector(nn.Module):
-    """Deformable DETR on a frozen (or fine-tuned) backbone, with query drop (module docstring).
+@dataclass(frozen=True, kw_only=True)
+class QueryDetectorConfig:
+    """Transformer of :class:`QueryDetector`: params.yaml ``retrain.detr.model`` (its input
+    keys, ``backbone``, ``input``, ``train_scales``, ..., are the stage's). Every default equals
+    params.yaml's value (``tests/test_config.py``); DINO's sizes in the comments."""
 
-    num_classes: C; in_channels: D_l of the backbone levels; strides: s_l px; backbone: module
-    mapping normalised (B, 3, H, W) images to a (B, D, h, w) map or a list of L maps (the
-    detector then takes images), or None (it takes cached :class:`FeatureBatch` maps, one level);
-    train_backbone: fine-tune it (paper profile) or keep it frozen in eval mode (default
-    profile); drop_percentile, drop_queries: tau and the query set of Eq. 3;
-    detections_per_image: the top-k (query, class) pairs kept at inference (Deformable DETR's
-    post-processing; DINO's release: 300); DINO's parts (module docstring, all off by default):
-    denoising_queries: CDN queries per batch (0 = off; DINO 100), split into
-    max(1, denoising_queries // G_max) groups; label_noise: CDN label-noise ratio (DINO 0.5, a
-    label is flipped with probability label_noise / 2); box_noise: CDN box-noise scale (DINO
-    1.0); mixed_query_selection, look_forward_twice: DINO Sec. 3.4 and 3.5; the other arguments
-    size the transformer (:func:`deformable_detr_config`).
+    d_model: int = 64  # DINO 256
+    encoder_layers: int = 1  # DINO 6
+    decoder_layers: int = 2  # DINO 6
+    num_queries: int = 30  # Q matching queries; DINO 900
+    ffn_dim: int = 256  # DINO 2048
+    heads: int = 4  # DINO 8
+    n_points: int = 4  # sampling points per head and level
+    extra_levels: int = 0  # stride-2 levels after the backbone's (DINO R-50 4-scale: 1)
+    detections_per_img: int = 100  # top-k (query, class) pairs at inference (DINO R: 300)
+    dn_queries: int = 0  # CDN queries per batch, 0 = off (DINO 100), max(1, n // G_max) groups
+    dn_label_noise: float = 0.5  # CDN label-noise ratio: a label flips w.p. this / 2 (DINO 0.5)
+    dn_box_noise: float = 1.0  # CDN box-noise scale (DINO 1.0)
+    mixed_query_selection: bool = False  # DINO Sec. 3.4
+    look_forward_twice: bool = False  # DINO Sec. 3.5
+
+    def __post_init__(self) -> None:
+        if self.dn_queries < 0 or not 0.0 <= self.dn_label_noise <= 1.0 or self.dn_box_noise < 0:
+            raise ValueError("dn_queries and dn_box_noise must be >= 0 and dn_label_noise in "
+                             f"[0, 1], got {self.dn_queries}, {self.dn_box_noise}, "
+                             f"{self.dn_label_noise}")
+
+
+class QueryDetector(nn.Module):
+    """Deformable DETR on a frozen (or fine-tuned) backbone, with query drop and DINO's parts
+    as options (module docstring).
+
+    num_classes: C; in_channels: D_l of the backbone levels; strides: s_l px; cfg: the
+    transformer, its inference top-k and DINO's parts (:class:`QueryDetectorConfig`; None: its
+    defaults); backbone: module mapping normalised (B, 3, H, W) images to a (B, D, h, w) map or
+    a list of L maps (the detector then takes images), or None (it takes cached
+    :class:`FeatureBatch` maps, one level); train_backbone: fine-tune it (paper profile) or keep
+    it frozen in eval mode (default profile); drop_percentile, drop_queries: tau and the query
+    set of Eq. 3 (``retrain.detr.drop`` and the row's variant).
     """
 
     def __init__(
@@ -416,39 +440,30 @@ class QueryDetector(nn.Module):
         num_classes: int,
         in_channels: Sequence[int],
         strides: Sequence[int],
+        cfg: QueryDetectorConfig | None = None,
+        *,
         backbone: nn.Module | None = None,
         train_backbone: bool = False,
-        d_model: int = 128,
-        encoder_layers: int = 1,
-        decoder_layers: int = 2,
-        num_queries: int = 50,
-        ffn_dim: int = 512,
-        heads: int = 4,
-        n_points: int = 4,
-        extra_levels: int = 0,
         drop_percentile: float = 90.0,
         drop_queries: str = "things",
-        detections_per_image: int = 100,
-        denoising_queries: int = 0,
-        label_noise: float = 0.5,
-        box_noise: float = 1.0,
-        mixed_query_selection: bool = False,
-        look_forward_twice: bool = False,
     ) -> None:
         super().__init__()
+        cfg = QueryDetectorConfig() if cfg is None else cfg
+        self.cfg = cfg
         if len(in_channels) != len(strides):
             raise ValueError(f"in_channels {list(in_channels)} and strides {list(strides)} "
                              "differ in length")
         self.num_classes = int(num_classes)
         self.strides = [int(x) for x in strides]
-        self.detections_per_image = int(detections_per_image)
+        self.detections_per_image = cfg.detections_per_img
         self.train_backbone = bool(train_backbone)
         if backbone is not None and not train_backbone:
             for p in backbone.parameters():
                 p.requires_grad_(False)
-        self.config = deformable_detr_config(num_classes, in_channels, d_model, encoder_layers,
-                                             decoder_layers, num_queries, ffn_dim, heads,
-                                             n_points, extra_levels)
+        self.config = deformable_detr_config(num_classes, in_channels, cfg.d_model,
+                                             cfg.encoder_layers, cfg.decoder_layers,
+                                             cfg.num_queries, cfg.ffn_dim, cfg.heads,
+                                             cfg.n_points, cfg.extra_levels)
         detector = DeformableDetrForObjectDetection(self.config)
         # the original Deformable DETR's head initialisation (transformers leaves it at zero /
         # default): focal prior 0.01 on every class logit, box deltas start at zero
@@ -466,16 +481,13 @@ class QueryDetector(nn.Module):
         self.criterion = QueryDropLoss(self.config, drop_percentile, drop_queries)
         self.weights = {"loss_ce": 1.0, "loss_bbox": float(self.config.bbox_loss_coefficient),
                         "loss_giou": float(self.config.giou_loss_coefficient)}
-        if denoising_queries < 0 or not 0.0 <= label_noise <= 1.0 or box_noise < 0:
-            raise ValueError("denoising_queries and box_noise must be >= 0 and label_noise in "
-                             f"[0, 1], got {denoising_queries}, {box_noise}, {label_noise}")
-        self.denoising_queries = int(denoising_queries)
-        self.label_noise, self.box_noise = float(label_noise), float(box_noise)
+        self.denoising_queries = cfg.dn_queries
+        self.label_noise, self.box_noise = cfg.dn_label_noise, cfg.dn_box_noise
         # DINO's parts; nothing is built (and no random number drawn) when all are off
         self.denoising_labels: nn.Embedding | None = None
-        if self.denoising_queries or mixed_query_selection or look_forward_twice:
+        if self.denoising_queries or cfg.mixed_query_selection or cfg.look_forward_twice:
             old = detector.model.decoder
-            decoder = DinoDecoder(self.config, mixed_query_selection, look_forward_twice)
+            decoder = DinoDecoder(self.config, cfg.mixed_query_selection, cfg.look_forward_twice)
             decoder.layers, decoder.bbox_embed = old.layers, old.bbox_embed
             decoder.class_embed = old.class_embed
             detector.model.decoder = decoder
