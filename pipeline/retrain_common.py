@@ -34,6 +34,9 @@ DETECTORS = ("frcnn", "detr")
 # paper profile's ResNet-50 FPN (build_frcnn_r50_fpn)
 FRCNN_STAGE_KEYS = ("backbone", "input", "resnet50_checkpoint", "trainable_layers",
                     "train_scales", "test_scale", "max_size", "flip")
+# keys of retrain.detr.model the stage reads itself (the rest: QueryDetectorConfig)
+DETR_STAGE_KEYS = ("backbone", "input", "resnet50_checkpoint", "train_scales", "test_scale",
+                   "max_size", "flip")
 PGTS = ("mist_weaksam_top1", "mist_weaksam_adaptive", "oicr_weaksam_adaptive")
 TRAINVAL = Path("data/annotations/trainval.json")
 TEST = Path("data/annotations/test.json")
@@ -101,27 +104,27 @@ def build_model(detector: str, num_classes: int, params: dict[str, Any],
                            in_channels=int(bp["widths"][-1]),
                            stride=2 * 2 ** (len(bp["widths"]) - 1))
     if detector == "detr":
-        from weaksam.retrain.query_detector import QueryDetector, resnet50_levels
+        from weaksam.retrain.query_detector import (
+            QueryDetector,
+            QueryDetectorConfig,
+            resnet50_levels,
+        )
 
         d, m = cfg["drop"], cfg["model"]
-        kw = dict(d_model=int(m["d_model"]), encoder_layers=int(m["encoder_layers"]),
-                  decoder_layers=int(m["decoder_layers"]), num_queries=int(m["num_queries"]),
-                  ffn_dim=int(m["ffn_dim"]),
-                  heads=int(m["heads"]), n_points=int(m["n_points"]),
-                  extra_levels=int(m["extra_levels"]),
-                  drop_percentile=float(v.get("percentile", d["percentile"])),
-                  drop_queries=str(v.get("queries", d["queries"])),
-                  detections_per_image=int(m["detections_per_img"]))
+        qcfg = from_section(QueryDetectorConfig, m, f"params.yaml retrain.{detector}.model",
+                            ignore=DETR_STAGE_KEYS)
+        kw = dict(drop_percentile=float(v.get("percentile", d["percentile"])),
+                  drop_queries=str(v.get("queries", d["queries"])))
         if m["backbone"] == "resnet50":
             bb = resnet50_levels(m["resnet50_checkpoint"])
-            return QueryDetector(num_classes, bb.in_channels, bb.strides, backbone=bb,
+            return QueryDetector(num_classes, bb.in_channels, bb.strides, qcfg, backbone=bb,
                                  train_backbone=True, **kw)
         if m["backbone"] != "small_cnn_frozen":
             raise SystemExit(f"retrain.detr.model.backbone: unknown {m['backbone']!r} "
                              "(small_cnn_frozen | resnet50)")
         bp = params["backbone_pretrain"]
         return QueryDetector(num_classes, [int(bp["widths"][-1])],
-                             [2 * 2 ** (len(bp["widths"]) - 1)], backbone=None, **kw)
+                             [2 * 2 ** (len(bp["widths"]) - 1)], qcfg, backbone=None, **kw)
     raise SystemExit(f"unknown detector {detector!r} (have {', '.join(DETECTORS)})")
 
 

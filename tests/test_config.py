@@ -16,12 +16,14 @@ import pytest
 import yaml
 
 from pipeline.clues_train import STAGE_KEYS
+from pipeline.retrain_common import DETR_STAGE_KEYS
 from pipeline.wsis import MODEL_KEYS, SCHEDULE_KEYS, STAGE_SET, model_config
 from pipeline.wsod import METHODS, train_config, train_settings
 from weaksam.clues.train import CluesTrainConfig
 from weaksam.config import ConfigError, from_section
 from weaksam.profiles import deep_merge, list_profiles, resolve_profile
 from weaksam.retrain.frcnn import FrcnnConfig
+from weaksam.retrain.query_detector import QueryDetectorConfig
 from weaksam.retrain.roi_drop import RoiDropConfig
 from weaksam.retrain.train import DetectorTrainConfig
 from weaksam.sam.train import PretrainConfig
@@ -40,6 +42,7 @@ CONFIGS: list[tuple[type, tuple[str, ...], tuple[str, ...], dict[str, Any]]] = [
      ("backbone", "input", "resnet50_checkpoint", "trainable_layers", "train_scales",
       "test_scale", "max_size", "flip"), {}),
     (RoiDropConfig, ("retrain", "frcnn", "drop"), (), {}),
+    (QueryDetectorConfig, ("retrain", "detr", "model"), DETR_STAGE_KEYS, {}),
     (DetectorTrainConfig, ("retrain", "frcnn", "schedule"), ("prelim_epochs",), {"seed": 0}),
     (DetectorTrainConfig, ("retrain", "detr", "schedule"), ("prelim_epochs",), {"seed": 0}),
     (CluesTrainConfig, ("clues_train",), STAGE_KEYS, {"seed": 0}),

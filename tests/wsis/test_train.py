@@ -108,8 +108,8 @@ def _views(n: int = 4):
                  masks=torch.zeros(0, 4, 4, dtype=torch.uint8)) for i in range(n)]
 
 
-def test_backbone_lr_multiplier_and_cpu_autocast(monkeypatch) -> None:
-    """backbone_lr_mult 0.1: the trunk's group runs at 0.1 x the scheduled lr (release
+def test_backbone_lr_factor_and_cpu_autocast(monkeypatch) -> None:
+    """backbone_lr_factor 0.1: the trunk's group runs at 0.1 x the scheduled lr (release
     BACKBONE_MULTIPLIER); amp on the CPU: the forward runs in bfloat16."""
     seen = []
     real = train_mod.optimizer_step
@@ -121,7 +121,7 @@ def test_backbone_lr_multiplier_and_cpu_autocast(monkeypatch) -> None:
     monkeypatch.setattr(train_mod, "optimizer_step", spy)
     m = _TrunkModel()
     cfg = schedule(epochs=1, batch_size=2, lr=0.5, warmup_steps=0, lr_steps=(100,),
-                   weight_decay=0.0, backbone_lr_mult=0.1, amp=True)
+                   weight_decay=0.0, backbone_lr_factor=0.1, amp=True)
     train_instance_model(m, _views(), cfg)
     assert seen == [[(0.5, 2), (0.05, 2)]] * 2  # head (weight, bias), trunk (weight, bias)
     assert m.dtypes == [torch.bfloat16] * 2
@@ -137,7 +137,7 @@ def test_paper_wsis_profile_sets_the_release_mask2former_options() -> None:
     params = deep_merge(yaml.safe_load((root / "params.yaml").read_text()),
                         resolve_profile("paper_voc12_wsis", root / "configs"))
     m = params["wsis"]["mask2former"]
-    assert m["backbone_lr_mult"] == 0.1 and m["amp"] is True
+    assert m["backbone_lr_factor"] == 0.1 and m["amp"] is True
     base = yaml.safe_load((root / "params.yaml").read_text())["wsis"]
-    assert all(base[a]["backbone_lr_mult"] == 1.0 and base[a]["amp"] is False
+    assert all(base[a]["backbone_lr_factor"] == 1.0 and base[a]["amp"] is False
                for a in ("mask_rcnn", "mask2former"))

@@ -188,15 +188,20 @@ def query_detector_gflops(num_classes: int, hw: tuple[int, int], *, d_model: int
     """GFLOP of :class:`~weaksam.retrain.query_detector.QueryDetector` on a ResNet-50 (C3-C5
     + ``extra_levels``) for one (H, W) image padded to 32: backbone, two-stage Deformable
     DETR encoder / decoder (deformable sampling itself counts 0) and its heads."""
-    from weaksam.retrain.query_detector import QueryDetector, resnet50_levels
+    from weaksam.retrain.query_detector import (
+        QueryDetector,
+        QueryDetectorConfig,
+        resnet50_levels,
+    )
 
     def build() -> nn.Module:
         trunk = resnet50_levels(None)
-        return QueryDetector(num_classes, trunk.in_channels, trunk.strides, backbone=trunk,
-                             train_backbone=True, d_model=d_model, encoder_layers=encoder_layers,
-                             decoder_layers=decoder_layers, num_queries=num_queries,
-                             ffn_dim=ffn_dim, heads=heads, n_points=n_points,
-                             extra_levels=extra_levels)
+        cfg = QueryDetectorConfig(d_model=d_model, encoder_layers=encoder_layers,
+                                  decoder_layers=decoder_layers, num_queries=num_queries,
+                                  ffn_dim=ffn_dim, heads=heads, n_points=n_points,
+                                  extra_levels=extra_levels)
+        return QueryDetector(num_classes, trunk.in_channels, trunk.strides, cfg, backbone=trunk,
+                             train_backbone=True)
 
     model = on_meta(build)
     with META:  # the library builds its own masks and position embeddings on the fly

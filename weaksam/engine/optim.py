@@ -4,15 +4,32 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 
-def make_optimizer(params: Sequence[nn.Parameter], optimizer: str, lr: float, momentum: float,
-                   weight_decay: float) -> torch.optim.Optimizer:
+def lr_factor_groups(model: nn.Module, factor: float, in_group: Callable[[str], bool]
+                     ) -> list[nn.Parameter] | list[dict[str, Any]]:
+    """The trainable parameters of ``model`` in their order; with ``factor`` != 1, two optimiser
+    groups: the parameters whose name satisfies ``in_group`` (a backbone) with ``lr_factor`` =
+    ``factor`` and the rest with 1 (:func:`weaksam.engine.schedule.set_lr` applies them; an
+    empty group is left out). With 1, the plain list: the optimiser state of the default
+    profile stays as it was."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if factor == 1.0:
+        return [p for _, p in named]
+    groups = [{"params": [p for n, p in named if not in_group(n)], "lr_factor": 1.0},
+              {"params": [p for n, p in named if in_group(n)], "lr_factor": float(factor)}]
+    return [g for g in groups if g["params"]]
+
+
+def make_optimizer(params: Sequence[nn.Parameter] | Sequence[dict[str, Any]], optimizer: str,
+                   lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
     """``sgd`` (with ``momentum``, detectron2's) or ``adamw`` (decoupled ``weight_decay``) over
-    ``params`` in their order; anything else is a ValueError."""
+    ``params`` (parameters, or torch parameter-group dicts) in their order; anything else is a
+    ValueError."""
     if optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if optimizer == "adamw":

@@ -43,7 +43,7 @@ from weaksam.engine.checkpoint import resume_state
 from weaksam.engine.checkpoint import save_state as write_state
 from weaksam.engine.guard import nonfinite_error
 from weaksam.engine.loop import run_epochs
-from weaksam.engine.optim import autocast, make_optimizer, optimizer_step
+from weaksam.engine.optim import autocast, lr_factor_groups, make_optimizer, optimizer_step
 from weaksam.engine.schedule import set_lr
 from weaksam.engine.schedule import warmup_cosine_factor as lr_factor
 from weaksam.engine.world import any_rank, sum_gradients, sum_over_ranks, world
@@ -109,7 +109,7 @@ class InstanceTrainConfig:
     iterations: int | None = None  # steps of batch_size views (release: MAX_ITER)
     lr_steps: tuple[int, ...] = ()  # absolute steps, lr x gamma at each; (): cosine
     gamma: float = 0.1  # not in params: detectron2's step factor
-    backbone_lr_mult: float = 1.0  # lr factor of the image trunk (release Mask2Former: 0.1)
+    backbone_lr_factor: float = 1.0  # lr factor of the image trunk (release Mask2Former: 0.1)
     amp: bool = False  # autocast: fp16 + GradScaler on CUDA, bf16 on the CPU (release: on)
 
 
@@ -130,8 +130,8 @@ def train_instance_model(
     c = cfg
     epochs, batch_size, lr, iterations, seed = c.epochs, c.batch_size, c.lr, c.iterations, c.seed
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(_param_groups(model, c.backbone_lr_mult), c.optimizer, lr, 0.9,
-                         c.weight_decay)
+    groups = lr_factor_groups(model, c.backbone_lr_factor, is_trunk)
+    opt = make_optimizer(groups, c.optimizer, lr, 0.9, c.weight_decay)
     dev = torch.device(device)
     scaler = torch.amp.GradScaler("cuda") if c.amp and dev.type == "cuda" else None
     n = len(views)
@@ -201,19 +201,11 @@ def train_instance_model(
             "resumed_after": start - 1 if start else None}
 
 
-def _param_groups(model: nn.Module, backbone_lr_mult: float
-                  ) -> list[nn.Parameter] | list[dict[str, Any]]:
-    """The trainable parameters in model order; with ``backbone_lr_mult`` != 1 two groups, the
-    image trunk's (a ``trunk`` or ``rcnn.backbone.body`` submodule: Mask2Former's and Mask R-CNN's
-    ResNet-50) with ``lr_mult`` = ``backbone_lr_mult`` and the rest with 1 (detectron2's
-    ``SOLVER.BACKBONE_MULTIPLIER``, as Mask2Former's ``build_optimizer``)."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if backbone_lr_mult == 1.0:
-        return [p for _, p in named]
-    trunk = [p for n, p in named if n.startswith(("trunk.", "rcnn.backbone.body."))]
-    ids = {id(p) for p in trunk}
-    rest = [p for _, p in named if id(p) not in ids]
-    return [{"params": rest, "lr_mult": 1.0}, {"params": trunk, "lr_mult": float(backbone_lr_mult)}]
+def is_trunk(name: str) -> bool:
+    """The image trunk's parameters (Mask2Former's ``trunk``, Mask R-CNN's
+    ``rcnn.backbone.body``: the ResNet-50), detectron2's ``SOLVER.BACKBONE_MULTIPLIER`` group
+    (Mask2Former's ``build_optimizer``)."""
+    return name.startswith(("trunk.", "rcnn.backbone.body."))
 
 
 def _local_losses(model: nn.Module, views: Sequence[View], idx: list[int], rank: int, world: int,
