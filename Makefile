@@ -95,6 +95,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sam_step.py
 	$(BIN)/python benchmarks/wsod_epoch_time.py --method mist
 	$(BIN)/python benchmarks/wsod_epoch_time.py --method oicr
+	$(BIN)/python benchmarks/synthetic_data.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,10 +1,8 @@
 """Paired bootstrap over images (weaksam/eval/bootstrap.py): point estimates equal the project's
 evaluators, known answers (identical sides, a one-sided case), weighted resamples equal the
-evaluators on literally duplicated images, seeding, and speed."""
+evaluators on literally duplicated images, seeding, and order."""
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import pytest
@@ -174,7 +172,7 @@ def test_mask_ap_point_equals_the_voc_mask_evaluator():
         assert stats[t].value(np.ones((1, 5)))[0] == pytest.approx(ref[key], abs=1e-9)
 
 
-def test_1000_resamples_of_200_images_and_10_classes_take_seconds():
+def test_1000_resamples_of_200_images_and_10_classes_see_no_order():
     rng = np.random.default_rng(0)
     cats = {c: f"c{c}" for c in range(1, 11)}
     images, dets = {}, []
@@ -190,8 +188,7 @@ def test_1000_resamples_of_200_images_and_10_classes_take_seconds():
             x, y = (float(v) for v in rng.uniform(0, 60, 2))
             dets.append(det(iid, cid, (x, y, x + 30, y + 30), float(rng.random())))
     gt = coco_gt(images, cats)
-    t0 = time.perf_counter()
     stats = voc_ap_stats(gt, dets)
     d = paired_difference(stats, voc_ap_stats(gt, dets[::-1]), resample_weights(200, 1000, 0))
-    assert d is not None
-    assert time.perf_counter() - t0 < 30.0
+    # the same detections in another order (distinct scores): zero on every resampled set
+    assert d is not None and (d.point, d.low, d.high) == (0.0, 0.0, 0.0)

@@ -6,7 +6,6 @@ the report tables are written, and a second `dvc repro` has nothing to do.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -34,12 +33,9 @@ def test_dvc_repro_tiny_profile(tiny_repro: dict, tmp_path: Path) -> None:
     for fig in ("fig4_roi_similarity", "fig6_proposals", "fig8_detections"):
         assert (ws / "reports" / "figures" / f"{fig}.png").stat().st_size > 0
 
-    t0 = time.time()
-    r = dvc("repro", cwd=ws, check=False)
-    dt = time.time() - t0
+    r = dvc("repro", cwd=ws, check=False)  # a no-op: nothing reruns
     assert r.returncode == 0, r.stderr
     assert "up to date" in (r.stdout + r.stderr).lower(), r.stdout
-    assert dt < 30, f"no-op dvc repro took {dt:.1f} s"
     r = dvc("status", "-q", cwd=ws, check=False)
     assert r.returncode == 0, r.stdout
 
