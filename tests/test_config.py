@@ -22,6 +22,7 @@ from pipeline.wsod import METHODS, train_config, train_settings
 from weaksam.clues.train import CluesTrainConfig
 from weaksam.config import ConfigError, from_section
 from weaksam.profiles import deep_merge, list_profiles, resolve_profile
+from weaksam.retrain.data import RandomCropConfig
 from weaksam.retrain.frcnn import FrcnnConfig
 from weaksam.retrain.query_detector import QueryDetectorConfig
 from weaksam.retrain.roi_drop import RoiDropConfig
@@ -43,6 +44,7 @@ CONFIGS: list[tuple[type, tuple[str, ...], tuple[str, ...], dict[str, Any]]] = [
       "test_scale", "max_size", "flip"), {}),
     (RoiDropConfig, ("retrain", "frcnn", "drop"), (), {}),
     (QueryDetectorConfig, ("retrain", "detr", "model"), DETR_STAGE_KEYS, {}),
+    (RandomCropConfig, ("retrain", "detr", "model", "crop"), (), {}),
     (DetectorTrainConfig, ("retrain", "frcnn", "schedule"), ("prelim_epochs",), {"seed": 0}),
     (DetectorTrainConfig, ("retrain", "detr", "schedule"), ("prelim_epochs",), {"seed": 0}),
     (CluesTrainConfig, ("clues_train",), STAGE_KEYS, {"seed": 0}),

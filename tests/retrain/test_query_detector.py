@@ -384,3 +384,15 @@ def test_dino_trains_every_parameter() -> None:
     sum(model(feats, targets).values()).backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert missing == []
+
+
+def test_dino_trains_on_a_crop_without_boxes() -> None:
+    # the release's random crop may leave an image with no box (allow_negative_crop=True)
+    model = dino().train()
+    feats, targets = batch()
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+    for tg in ([targets[0], empty], [empty, empty]):
+        losses = model(feats, tg)
+        loss = sum(losses.values())
+        assert torch.isfinite(loss)
+        loss.backward()
