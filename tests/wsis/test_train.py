@@ -247,3 +247,23 @@ def test_paper_wsis_profile_sets_the_release_lsj() -> None:
     assert cfg.lsj == LsjConfig(image_size=1024, min_scale=0.1, max_scale=2.0)
     assert merged["wsis"]["backbone"] == "resnet50"  # image views: LSJ applies
     assert base["wsis"]["mask2former"]["lsj"] is None
+
+
+def test_lsj_of_a_view_does_not_depend_on_the_process_count(monkeypatch) -> None:
+    """Two ranks (world patched, reductions as identities) jitter their shares of each global
+    batch exactly as one process jitters the whole batch: the draws follow the position in
+    the epoch's permutation."""
+    from weaksam.wsis.augment import LsjConfig
+
+    lsj = LsjConfig(image_size=10, min_scale=0.3, max_scale=2.0)
+    views = _masked_views()
+    one = _run_lsj(monkeypatch, views, lsj)
+    monkeypatch.setattr(train_mod, "sum_gradients", lambda params: None)
+    monkeypatch.setattr(train_mod, "sum_over_ranks", lambda sums: sums)
+    monkeypatch.setattr(train_mod, "any_rank", lambda flag: bool(flag))
+    shares = []
+    for rank in (0, 1):
+        monkeypatch.setattr(train_mod, "world", lambda r=rank: (r, 2))
+        shares += _run_lsj(monkeypatch, views, lsj)
+    assert len(shares) == len(one) == 10
+    assert sorted(_bytes(shares)) == sorted(_bytes(one))
