@@ -23,6 +23,9 @@ features computed once (default profile: Mask R-CNN reads the maps of the ``retr
 stage, at ``retrain.features.short_side``; Mask2Former computes its two levels here at
 ``wsis.short_side``); ``resnet50`` = ImageNet ResNet-50 from the local
 ``wsis.resnet50_checkpoint`` (paper profile; Mask R-CNN R50-FPN, Mask2Former R50).
+With ``wsis.<model>.lsj`` set (``resnet50`` only: it needs the images) the training views keep
+the original size and the trainer large-scale jitters them at every step
+(``weaksam.wsis.augment``; release Mask2Former on VOC 2012); the test views are as without it.
 Outputs: ``wsis/{model}/model.pt``, ``wsis/{model}/predictions_test.json`` (COCO results with
 RLE masks), ``checkpoints/wsis_{model}/last.pt`` (resume; DVC ``persist``),
 ``dvclive/wsis_{model}/`` (loss curves), ``metrics/wsis_{model}.json`` (VOC-protocol mask
@@ -168,11 +171,12 @@ def main() -> None:
     cached = w["backbone"] == "small_cnn" and arch == "mask_rcnn"
     if cached:  # the retrain_features stage's maps of the same frozen CNN (one level)
         train_views = views_from_store(load_features(FEATURES / "trainval.pt"), targets, flips)
-    else:
+    else:  # with large-scale jitter at the original size: it rescales them at every step
+        native = m.get("lsj") is not None and feats is None
         train_views = build_views(train_ids, lambda i: read_image(
             train_index.image_path(i)), targets, flips=flips, desc="train views",
-            short_side=int(w["short_side"]), max_size=int(w["max_size"]), features=feats,
-            levels=levels)
+            short_side=None if native else int(w["short_side"]),
+            max_size=None if native else int(w["max_size"]), features=feats, levels=levels)
 
     fp = fingerprint({"model": name, "wsis": w, "backbone": params["backbone_pretrain"],
                       "seed": seed, "targets": fingerprint(train_coco["annotations"])})

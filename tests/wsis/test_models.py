@@ -234,3 +234,16 @@ def test_mask2former_backbone_is_parameter_free_feature_levels() -> None:
     assert dec.adapter_1[0].in_channels == 16  # lateral conv of the stride-4 level
     assert not any(n.startswith("hf.model.pixel_level_module.encoder")
                    for n in model.state_dict())
+
+
+def test_build_views_without_short_side_keeps_the_original_size() -> None:
+    """``short_side`` None (views that large-scale jitter rescales at every step): factor 1,
+    the image and targets at the original pixels."""
+    m = _masks()
+    img = np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)
+    t = {1: Targets(np.array([[6, 4, 30, 20], [30, 22, 50, 36]], np.float32), np.array([1, 2]),
+                    m)}
+    (v,) = build_views([1], {1: img}.__getitem__, t, short_side=None, max_size=None)
+    assert v.size == (H, W) and v.factor == 1.0 and v.image.shape == (3, H, W)
+    assert torch.equal(v.masks, torch.from_numpy(m).to(torch.uint8))
+    assert v.boxes.tolist() == [[6, 4, 30, 20], [30, 22, 50, 36]]
