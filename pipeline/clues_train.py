@@ -24,7 +24,6 @@ process gives the bytes of ``python -m pipeline.clues_train``.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -46,7 +45,8 @@ from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
 from weaksam.engine.checkpoint import fingerprint, resume_state
 from weaksam.engine.live import LiveHook
-from weaksam.utils.device import ddp_backend, resolve_device
+from weaksam.engine.world import join_process_group
+from weaksam.utils.device import resolve_device
 from weaksam.utils.seed import seed_everything
 from weaksam.weights import require_weights
 
@@ -88,7 +88,7 @@ def main() -> None:
     seed = int(params["seed"])
     seed_everything(seed)
     device = resolve_device(params["runtime"]["device"])
-    rank = init_distributed(device)
+    rank = join_process_group(device)
     t0 = time.time()
 
     view = WeakView(load_index(TRAINVAL))
@@ -132,19 +132,6 @@ def main() -> None:
     log.info("clues_train done in %.1f s: %d train / %d held-out images, final %s",
              time.time() - t0, len(tr), len(va),
              {k: round(float(v), 4) for k, v in last.items() if np.isfinite(v)})
-
-
-def init_distributed(device: torch.device) -> int:
-    """Under torchrun (WORLD_SIZE > 1) join the process group with the backend of the stage's
-    device (``ddp_backend``); returns this process's rank (0 outside torchrun)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank()
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist.init_process_group(ddp_backend(device))
-    return dist.get_rank()
 
 
 if __name__ == "__main__":

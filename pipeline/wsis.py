@@ -35,7 +35,6 @@ AP25/50/70/75, COCO mask AP/AP50/AP75, per class, timing).
 from __future__ import annotations
 
 import dataclasses
-import os
 import resource
 import sys
 from pathlib import Path
@@ -50,11 +49,12 @@ from weaksam.config import from_section
 from weaksam.data.index import load_index, mask_coverage, mask_eval_split, read_image, subset
 from weaksam.engine.checkpoint import fingerprint, resume_state
 from weaksam.engine.live import LiveHook
+from weaksam.engine.world import join_process_group
 from weaksam.errors import InputError
 from weaksam.eval.mask_ap import coco_mask_ap, evaluate_voc_masks
 from weaksam.retrain.features import load_features
 from weaksam.utils.atomic import atomic_path, write_json
-from weaksam.utils.device import ddp_backend, resolve_device
+from weaksam.utils.device import resolve_device
 from weaksam.utils.readers import read_json
 from weaksam.utils.seed import seed_everything
 from weaksam.vision.backbones import build_backbone
@@ -139,7 +139,7 @@ def main() -> None:
     seed = training_seed(params)
     seed_everything(seed)
     device = resolve_device(params["runtime"].get("device", "cpu"))
-    rank = init_distributed(device)
+    rank = join_process_group(device)
     w = params["wsis"]
     arch = "mask2former" if name == "mask2former" else "mask_rcnn"
     m = w[arch]
@@ -247,19 +247,6 @@ def gt_training_set(train: dict[str, Any]) -> tuple[Path, dict[str, Any], int]:
         raise InputError(TRAINVAL, f"none of the {len(train['images'])} trainval images has "
                                    "ground-truth instance masks (mask_rcnn_gt)")
     return TRAINVAL, coco, len(without)
-
-
-def init_distributed(device: torch.device) -> int:
-    """Under torchrun (WORLD_SIZE > 1) join the process group with the backend of the stage's
-    device; returns this process's rank (0 outside torchrun)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank()
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist.init_process_group(ddp_backend(device))
-    return dist.get_rank()
 
 
 if __name__ == "__main__":

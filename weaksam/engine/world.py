@@ -7,11 +7,14 @@ process group every function is the one-process identity.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from weaksam.utils.device import ddp_backend
 
 
 def world() -> tuple[int, int]:
@@ -19,6 +22,20 @@ def world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def join_process_group(device: torch.device) -> int:
+    """Under torchrun (``WORLD_SIZE`` > 1) join the process group with the backend of the
+    stage's device (gloo on the CPU, NCCL on CUDA, after selecting the rank's card); returns
+    this process's rank (0 outside torchrun, or the rank of a group already joined)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(ddp_backend(device))
+    return dist.get_rank()
 
 
 def data_parallel(model: nn.Module, device: torch.device | None = None) -> nn.Module:
