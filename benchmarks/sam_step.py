@@ -1,7 +1,7 @@
 """Benchmark: milliseconds per pre-training step of the small SAM (stage ``sam_pretrain``) for
 three ways of using two cores, and for the step's shape before 2026-12-01 (evening):
 
-    1p x 2t   one process, 2 intra-op threads (the stage before ``sam_pretrain.processes``)
+    1p x 2t   one process, 2 intra-op threads (the stage before its data-parallel processes)
     1p x 1t   one process, 1 thread
     2p x 1t   two gloo processes of one thread, each on half of the step's images (the
               data-parallel step of weaksam/sam/train.py; the same mathematics)
@@ -55,15 +55,15 @@ VARIANTS: dict[str, tuple[int, int, dict]] = {
 }
 
 
-def step_times(arch: dict, cfg: dict, seed: int, threads: int, rank: int = 0, world: int = 1
-               ) -> list[float]:
-    """Seconds of each step of a fresh ``pretrain`` run (rank 0's clock; first step included)."""
+def step_times(arch: dict, cfg: dict, seed: int, threads: int) -> list[float]:
+    """Seconds of each step of a fresh ``pretrain`` run (data parallel over the initialised
+    process group, if any; rank 0's clock; first step included)."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     sam = build_small_sam(SmallSamConfig(**arch))
     stamps = [time.perf_counter()]
     pretrain(sam, PretrainConfig(**cfg), on_step=lambda s, v: stamps.append(time.perf_counter()),
-             log_every=1, rank=rank, world=world)
+             log_every=1)
     return [b - a for a, b in zip(stamps[:-1], stamps[1:], strict=True)]
 
 
@@ -72,7 +72,7 @@ def _worker(rank: int, world: int, init_file: str, arch: dict, cfg: dict, seed: 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
                             world_size=world)
     try:
-        t = step_times(arch, cfg, seed, threads, rank, world)
+        t = step_times(arch, cfg, seed, threads)
         if rank == 0:
             Path(out).write_text(json.dumps(t))
     finally:

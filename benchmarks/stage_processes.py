@@ -27,6 +27,7 @@ from tqdm import tqdm
 # (label, module, stage args): one row per stage kind of the default profile that can run
 # under torchrun
 STAGES = {
+    "clues_train": ("pipeline.clues_train", []),
     "wsod@oicr-weaksam": ("pipeline.wsod", ["--method", "oicr", "--source", "weaksam"]),
     "wsod@mist-weaksam": ("pipeline.wsod", ["--method", "mist", "--source", "weaksam"]),
     "retrain_prelim@frcnn": ("pipeline.retrain_prelim",
@@ -42,7 +43,8 @@ STAGES = {
     "wsis@mask2former": ("pipeline.wsis", ["--model", "mask2former"]),
 }
 # checkpoints a finished run would resume from (a second round would then train nothing)
-RESUMED = {"pipeline.wsis": lambda args: [f"checkpoints/wsis_{args[-1]}"]}
+RESUMED = {"pipeline.wsis": lambda args: [f"checkpoints/wsis_{args[-1]}"],
+           "pipeline.clues_train": lambda args: ["checkpoints/clues_train"]}
 
 
 def run_once(workspace: Path, module: str, args: list[str], nproc: int) -> float:

@@ -24,6 +24,7 @@ ratio of the medians is printed beside it. Prints a table and writes
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.common import load_params  # noqa: E402
-from pipeline.wsod import build_model, load_source, prepare_boxes  # noqa: E402
+from pipeline.wsod import build_model, load_source, prepare_boxes, train_config  # noqa: E402
 from weaksam.data.index import load_index  # noqa: E402
 from weaksam.data.weak import WeakView  # noqa: E402
 from weaksam.errors import InputError  # noqa: E402
@@ -68,10 +69,10 @@ def epoch_times(method: str, items: list[TrainImage], cache: FeatureCache, epoch
     model = build_model(method, num_classes, params)
     cache.backbone = model.backbone  # the same frozen weights (backbone/model.pt) every time
     stamps: list[float] = []
-    train_wsod(model, items, epochs=epochs, batch_size=int(w["batch_size"]), lr=float(w["lr"]),
-               weight_decay=float(w["weight_decay"]), optimizer=w["optimizer"],
-               train_scales=[int(s) for s in w["train_scales"]], max_size=int(w["max_size"]),
-               flip=bool(w["flip"]), seed=int(params["seed"]), cdb_start_epoch=0, cache=cache,
+    # the method's resolved schedule (pipeline.wsod.train_config), ``epochs`` passes, CDB on
+    cfg = dataclasses.replace(train_config(w, method, f"params wsod.{method}"), epochs=epochs,
+                              cdb_start_epoch=0)
+    train_wsod(model, items, cfg, seed=int(params["seed"]), cache=cache,
                on_epoch=lambda e, m: stamps.append(time.perf_counter()))
     return [b - a for a, b in zip(stamps[:-1], stamps[1:], strict=True)]
 

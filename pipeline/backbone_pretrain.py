@@ -27,13 +27,20 @@ from pathlib import Path
 import torch
 
 from pipeline.common import load_params, set_threads, setup_logging, stage_args
+from weaksam.config import from_section
 from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
 from weaksam.engine.live import LiveHook
 from weaksam.utils.atomic import atomic_dir, atomic_path, write_json
 from weaksam.utils.device import resolve_device
 from weaksam.utils.seed import seed_everything
-from weaksam.wsod.pretrain import load_resized, mean_ap, predict, pretrain_backbone
+from weaksam.wsod.pretrain import (
+    BackbonePretrainConfig,
+    load_resized,
+    mean_ap,
+    predict,
+    pretrain_backbone,
+)
 
 OUT = Path("backbone/model.pt")
 METRICS = Path("metrics/backbone_pretrain.json")
@@ -60,7 +67,6 @@ def main() -> None:
     params = load_params(args.params)
     log = setup_logging("backbone_pretrain")
     set_threads(params)
-    cfg = params["backbone_pretrain"]
     if params["wsod"]["backbone"] != "small_cnn":
         write_skipped(params["wsod"]["backbone"], params["wsod"].get("vgg16_checkpoint"))
         log.info("wsod.backbone is %s: nothing to pre-train (outputs record the skip)",
@@ -71,16 +77,14 @@ def main() -> None:
     t0 = time.time()
     train = WeakView(load_index("data/annotations/trainval.json"))
     test = WeakView(load_index("data/annotations/test.json"))
-    arch = {"widths": list(cfg["widths"]), "stem": int(cfg["stem"]), "convs": int(cfg["convs"])}
+    cfg = from_section(BackbonePretrainConfig, params["backbone_pretrain"],
+                       f"{args.params} backbone_pretrain")
+    arch = {"widths": list(cfg.widths), "stem": cfg.stem, "convs": cfg.convs}
     live = LiveHook(LIVE_DIR, prefix="", step_offset=None, rank=0)
-    model, metrics = pretrain_backbone(
-        train, **arch, pool=cfg["pool"], image_size=int(cfg["image_size"]),
-        epochs=int(cfg["epochs"]), batch_size=int(cfg["batch_size"]), lr=float(cfg["lr"]),
-        weight_decay=float(cfg["weight_decay"]), min_crop=float(cfg["min_crop"]),
-        seed=int(params["seed"]), on_epoch=live, device=device,
-    )
+    model, metrics = pretrain_backbone(train, cfg, seed=int(params["seed"]), on_epoch=live,
+                                       device=device)
     live.close()
-    xt, yt = load_resized(test, int(cfg["image_size"]))
+    xt, yt = load_resized(test, cfg.image_size)
     metrics["test_map"] = mean_ap(predict(model, xt), yt)
     metrics["seconds"] = round(time.time() - t0, 2)
     log.info("backbone pre-trained: %s", metrics)

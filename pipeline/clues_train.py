@@ -14,6 +14,12 @@ precision on CUDA (ignored on the CPU). WeakTr's training transforms are params:
 ``drop_path``, ``randaugment`` (timm string or null), ``erasing`` (probability).
 ``heads``: ``project`` or ``release`` (WeakTr's release heads, ``weaksam.clues.model``);
 ``holdout: 0`` trains on every trainval image (no validation mAP is logged).
+
+Processes: ``runtime.nproc.clues_train`` (``pipeline.launch`` in dvc.yaml's command). Under
+torchrun the ranks join one process group (gloo on the CPU, NCCL on CUDA, rank ``r`` on
+``cuda:r``) and share every global batch of ``batch_size`` images (``weaksam.clues.train``,
+module docstring); rank 0 evaluates and writes every output, the others only train. One
+process gives the bytes of ``python -m pipeline.clues_train``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from pipeline.common import load_params, set_threads, setup_logging, stage_args
 from weaksam.clues.train import (
@@ -38,6 +45,7 @@ from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
 from weaksam.engine.checkpoint import fingerprint, resume_state
 from weaksam.engine.live import LiveHook
+from weaksam.engine.world import join_process_group
 from weaksam.utils.device import resolve_device
 from weaksam.utils.seed import seed_everything
 from weaksam.weights import require_weights
@@ -49,6 +57,7 @@ MODEL = Path("models/clues/model.pt")
 ARCH_KEYS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "cross_layers", "stem")
 # keys of clues_train that are not CluesTrainConfig's: the model, its start and the data split
 STAGE_KEYS = (*ARCH_KEYS, "input_size", "drop_path", "heads", "init_checkpoint", "holdout")
+TORCHRUN = True  # pipeline.launch may start it under torchrun (runtime.nproc.clues_train)
 
 
 def arch_from_params(cfg: dict) -> dict:
@@ -79,6 +88,7 @@ def main() -> None:
     seed = int(params["seed"])
     seed_everything(seed)
     device = resolve_device(params["runtime"]["device"])
+    rank = join_process_group(device)
     t0 = time.time()
 
     view = WeakView(load_index(TRAINVAL))
@@ -101,7 +111,7 @@ def main() -> None:
         model.load_deit_checkpoint(cfg["init_checkpoint"])
 
     live = LiveHook(LIVE_DIR, resume=resume, names={"val_map": "val/map"}, step_offset=-1,
-                    as_float=True, rank=0)
+                    as_float=True, rank=rank)
 
     def on_epoch(epoch: int, m: dict[str, float]) -> None:  # epochs count from 1
         live(epoch, m)
@@ -112,6 +122,8 @@ def main() -> None:
     history = fit(model, images[tr], labels[tr], images[va], labels[va], sched, checkpoint=CKPT,
                   fingerprint=fp, on_epoch=on_epoch, stop_after=args.stop_after, device=device)
     live.close()
+    if rank != 0:  # torchrun: ranks > 0 only train
+        return
     if args.stop_after is not None and len(history) < int(cfg["epochs"]):
         log.info("stopped after epoch %d as asked (no final model written)", len(history))
         return
@@ -123,4 +135,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()

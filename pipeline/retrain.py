@@ -44,6 +44,7 @@ from pipeline.retrain_common import (
     prelim_name,
     run_name,
     train_config,
+    tta_options,
     uses_features,
     variant_cfg,
 )
@@ -80,13 +81,10 @@ def main() -> None:
     device = resolve_device(params["runtime"].get("device", "cpu"))
     rank = dist.get_rank() if dist.is_initialized() else 0
     variant = variant_cfg(args.detector, args.variant, params)
-    tta = (params["retrain"].get("tta") or {}).get(args.detector) or {}
-    if tta.get("scales") and (args.detector != "frcnn" or uses_features(args.detector, params)):
-        raise InputError(Path(args.params), f"retrain.tta.{args.detector}: test-time "
-                         "augmentation runs for frcnn with model.input: images only")
 
     targets, source, view = load_train_data(args.detector, args.pgt, params)
     model = build_model(args.detector, view.num_classes, params, variant)
+    tta = tta_options(args.detector, model, params)  # checked before training
     sched = train_config(args.detector, params)
     p = prelim_epochs(args.detector, params)
     prelim = Path("retrain") / prelim_name(args.detector, args.pgt) / "model.pt"
@@ -124,14 +122,10 @@ def main() -> None:
     t0, c0 = time.time(), time.process_time()
     test_index = load_index(TEST)
     test_view = WeakView(test_index)
-    if tta.get("scales"):  # the release's TEST.AUG: scales x flips, merged by per-class NMS
+    if tta is not None:  # the release's TEST.AUG / dinotta: scales x flips, per-class NMS
         pos = {iid: i for i, iid in enumerate(test_view.image_ids)}
-        dets = detect_images_tta(
-            model, test_view.image_ids, lambda iid: test_view.read(pos[iid]),
-            view.category_ids, scales=[int(v) for v in tta["scales"]],
-            max_size=int(tta["max_size"]), flip=bool(tta["flip"]),
-            nms_iou=float(model.roi_heads.nms_thresh),
-            max_det=int(model.roi_heads.detections_per_img), device=device)
+        dets = detect_images_tta(model, test_view.image_ids, lambda iid: test_view.read(pos[iid]),
+                                 view.category_ids, device=device, **tta)
     elif uses_features(args.detector, params):
         store = load_features("retrain_features/test.pt")
         check_store(store, test_view, "retrain_features/test.pt")

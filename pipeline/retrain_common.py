@@ -23,7 +23,14 @@ from weaksam.config import from_section
 from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
 from weaksam.errors import InputError
-from weaksam.retrain.data import FeatureSource, ImageSource, PgtTargets, load_pgt
+from weaksam.retrain.data import (
+    FeatureSource,
+    ImageSource,
+    PgtTargets,
+    RandomCropConfig,
+    drop_small_images,
+    load_pgt,
+)
 from weaksam.retrain.features import FeatureStore, load_features
 from weaksam.retrain.frcnn import FrcnnConfig, build_frcnn, build_frcnn_r50_fpn
 from weaksam.retrain.roi_drop import RoiDropConfig
@@ -34,6 +41,9 @@ DETECTORS = ("frcnn", "detr")
 # paper profile's ResNet-50 FPN (build_frcnn_r50_fpn)
 FRCNN_STAGE_KEYS = ("backbone", "input", "resnet50_checkpoint", "trainable_layers",
                     "train_scales", "test_scale", "max_size", "flip")
+# keys of retrain.detr.model the stage reads itself (the rest: QueryDetectorConfig)
+DETR_STAGE_KEYS = ("backbone", "input", "resnet50_checkpoint", "train_scales", "test_scale",
+                   "max_size", "flip", "crop", "filter_min_size")
 PGTS = ("mist_weaksam_top1", "mist_weaksam_adaptive", "oicr_weaksam_adaptive")
 TRAINVAL = Path("data/annotations/trainval.json")
 TEST = Path("data/annotations/test.json")
@@ -101,27 +111,27 @@ def build_model(detector: str, num_classes: int, params: dict[str, Any],
                            in_channels=int(bp["widths"][-1]),
                            stride=2 * 2 ** (len(bp["widths"]) - 1))
     if detector == "detr":
-        from weaksam.retrain.query_detector import QueryDetector, resnet50_levels
+        from weaksam.retrain.query_detector import (
+            QueryDetector,
+            QueryDetectorConfig,
+            resnet50_levels,
+        )
 
         d, m = cfg["drop"], cfg["model"]
-        kw = dict(d_model=int(m["d_model"]), encoder_layers=int(m["encoder_layers"]),
-                  decoder_layers=int(m["decoder_layers"]), num_queries=int(m["num_queries"]),
-                  ffn_dim=int(m["ffn_dim"]),
-                  heads=int(m["heads"]), n_points=int(m["n_points"]),
-                  extra_levels=int(m["extra_levels"]),
-                  drop_percentile=float(v.get("percentile", d["percentile"])),
-                  drop_queries=str(v.get("queries", d["queries"])),
-                  detections_per_image=int(m["detections_per_img"]))
+        qcfg = from_section(QueryDetectorConfig, m, f"params.yaml retrain.{detector}.model",
+                            ignore=DETR_STAGE_KEYS)
+        kw = dict(drop_percentile=float(v.get("percentile", d["percentile"])),
+                  drop_queries=str(v.get("queries", d["queries"])))
         if m["backbone"] == "resnet50":
             bb = resnet50_levels(m["resnet50_checkpoint"])
-            return QueryDetector(num_classes, bb.in_channels, bb.strides, backbone=bb,
+            return QueryDetector(num_classes, bb.in_channels, bb.strides, qcfg, backbone=bb,
                                  train_backbone=True, **kw)
         if m["backbone"] != "small_cnn_frozen":
             raise SystemExit(f"retrain.detr.model.backbone: unknown {m['backbone']!r} "
                              "(small_cnn_frozen | resnet50)")
         bp = params["backbone_pretrain"]
         return QueryDetector(num_classes, [int(bp["widths"][-1])],
-                             [2 * 2 ** (len(bp["widths"]) - 1)], backbone=None, **kw)
+                             [2 * 2 ** (len(bp["widths"]) - 1)], qcfg, backbone=None, **kw)
     raise SystemExit(f"unknown detector {detector!r} (have {', '.join(DETECTORS)})")
 
 
@@ -131,17 +141,48 @@ def load_train_data(detector: str, pgt: str, params: dict[str, Any], path: Path 
     and the training source of the detector's input kind. ``path``: the training boxes' file
     when not ``pgt/<pgt>/trainval.json`` (the oracle rows, ``pipeline.retrain_oracle``)."""
     view = WeakView(load_index(TRAINVAL))
-    targets = load_pgt(pgt_path(pgt) if path is None else path, view.category_ids)
     cfg = params["retrain"][detector]["model"]
+    where = f"params.yaml retrain.{detector}.model"
+    # detr: the release's filter_cfg (min_size, bbox_min_size) and random-crop branch
+    min_size = float(cfg.get("filter_min_size", 1.0))
+    crop = from_section(RandomCropConfig, cfg["crop"], f"{where}.crop") if "crop" in cfg else None
+    targets = load_pgt(pgt_path(pgt) if path is None else path, view.category_ids,
+                       min_size=min_size)
+    targets = drop_small_images(targets, {it.image_id: (it.width, it.height) for it in view},
+                                min_size)
     if uses_features(detector, params):
+        if crop is not None and crop.prob > 0:
+            raise SystemExit(f"{where}.crop.prob: the random crop needs input: images "
+                             "(cached maps have one scale)")
         store = load_features("retrain_features/trainval.pt")
         check_store(store, view, "retrain_features/trainval.pt")
         return targets, FeatureSource(store, targets, flip=bool(cfg["flip"])), view
     pos = {iid: i for i, iid in enumerate(view.image_ids)}
     src = ImageSource(view.image_ids, lambda iid: view.read(pos[iid]), targets,
                       scales=[int(s) for s in cfg["train_scales"]], max_size=int(cfg["max_size"]),
-                      flip=bool(cfg["flip"]))
+                      flip=bool(cfg["flip"]), crop=crop)
     return targets, src, view
+
+
+def tta_options(detector: str, model: nn.Module, params: dict[str, Any]) -> dict[str, Any] | None:
+    """Keyword arguments of ``weaksam.retrain.infer.detect_images_tta`` from
+    ``retrain.tta.<detector>`` (None: no scales, TTA off). frcnn merges with its model's NMS
+    and top-k (detectron2 ``GeneralizedRCNNWithTTA``); detr with ``nms_iou`` of the section,
+    the model's ``detections_per_img`` and no score threshold (mmdet ``DetTTAModel``, DINO
+    release ``dinotta.py``). TTA reads images: a run on the cached maps is an InputError."""
+    tta = (params["retrain"].get("tta") or {}).get(detector) or {}
+    if not tta.get("scales"):
+        return None
+    if uses_features(detector, params):
+        raise InputError(Path("params.yaml"), f"retrain.tta.{detector}: test-time "
+                         "augmentation needs model.input: images")
+    opts: dict[str, Any] = dict(scales=[int(v) for v in tta["scales"]],
+                                max_size=int(tta["max_size"]), flip=bool(tta["flip"]))
+    if detector == "frcnn":
+        return {**opts, "nms_iou": float(model.roi_heads.nms_thresh),
+                "max_det": int(model.roi_heads.detections_per_img)}
+    return {**opts, "nms_iou": float(tta["nms_iou"]), "max_det": int(model.detections_per_image),
+            "score_thresh": float("-inf")}
 
 
 def check_store(store: FeatureStore, view: WeakView, path: str) -> None:

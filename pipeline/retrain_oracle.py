@@ -40,6 +40,7 @@ from pipeline.retrain_common import (
     check_store,
     load_train_data,
     train_config,
+    tta_options,
     uses_features,
 )
 from pipeline.retrain_prelim import init_distributed
@@ -71,14 +72,12 @@ def detect_test(model: torch.nn.Module, detector: str, params: dict, category_id
     """Test detections (COCO results) as the ``retrain`` stage makes them: TTA when
     ``retrain.tta.<detector>.scales``, else the cached maps or one test scale."""
     test_view = WeakView(load_index(TEST))
-    tta = (params["retrain"].get("tta") or {}).get(detector) or {}
+    tta = tta_options(detector, model, params)
     pos = {iid: i for i, iid in enumerate(test_view.image_ids)}
-    if tta.get("scales"):
-        dets = detect_images_tta(
-            model, test_view.image_ids, lambda iid: test_view.read(pos[iid]), category_ids,
-            scales=[int(v) for v in tta["scales"]], max_size=int(tta["max_size"]),
-            flip=bool(tta["flip"]), nms_iou=float(model.roi_heads.nms_thresh),
-            max_det=int(model.roi_heads.detections_per_img), device=device)
+    if tta is not None:
+        dets = detect_images_tta(model, test_view.image_ids,
+                                 lambda iid: test_view.read(pos[iid]), category_ids,
+                                 device=device, **tta)
     elif uses_features(detector, params):
         store = load_features("retrain_features/test.pt")
         check_store(store, test_view, "retrain_features/test.pt")

@@ -7,31 +7,30 @@ for a point prompt and a box prompt, steps, seconds, parameters) and DVCLive cur
 ``sam.checkpoint`` at an official checkpoint instead. Runs on ``sam.device`` when set, else
 ``runtime.device`` (the same rule as the proposals stage).
 
-``sam_pretrain.processes`` > 1 trains data-parallel (``weaksam.sam.train``, module docstring):
-the script spawns that many worker processes (torch.multiprocessing), each with
-``runtime.threads // processes`` intra-op threads (at least 1), joined by a process group
-(``ddp_backend``: gloo on the CPU) whose rendezvous is a file in a fresh temporary folder, so
-concurrent runs never share a port. The small SAM's step gains little from a second thread,
-two one-thread processes each doing half of the step's images gain more (docs/small_sam.md).
-Rank 0 evaluates and writes every output; the others only train. On CUDA rank ``r`` trains on
-``cuda:r``: more processes than visible GPUs (or more than one on a named ``cuda:N``) stop the
-stage before any process starts, with an error naming ``sam_pretrain.processes``
-(``weaksam.utils.device.data_parallel_devices``); ranks are never doubled up on a card.
+Processes: ``runtime.nproc.sam_pretrain`` (``pipeline.launch`` in dvc.yaml's command; 1 runs
+here, N > 1 under torchrun). The ranks join one process group (``ddp_backend``: gloo on the
+CPU) and train data-parallel (``weaksam.sam.train``, module docstring), each with
+``runtime.threads // N`` intra-op threads (at least 1). The small SAM's step gains little from a
+second thread, two one-thread processes each doing half of the step's images gain more
+(docs/small_sam.md). Rank 0 evaluates and writes every output; the others only train. On CUDA
+rank ``r`` trains on ``cuda:r`` (``LOCAL_RANK``): more processes than visible GPUs (or more
+than one on a named ``cuda:N``) stop every rank before it joins the group, with an error naming
+``runtime.nproc.sam_pretrain`` (``weaksam.utils.device.data_parallel_devices``); ranks are
+never doubled up on a card.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from pipeline.common import load_params, set_threads, setup_logging, stage_args
+from pipeline.launch import cpu_count, processes_metrics
 from weaksam.config import from_section
 from weaksam.engine.live import LiveHook
 from weaksam.sam.checkpoint import save_small_sam
@@ -46,11 +45,14 @@ from weaksam.utils.device import (
 )
 from weaksam.utils.seed import seed_everything
 
+TORCHRUN = True  # pipeline.launch may start it under torchrun (runtime.nproc.sam_pretrain)
+NPROC_PARAM = "runtime.nproc.sam_pretrain"
+
 
 def threads_per_process(params: dict[str, Any], processes: int) -> int:
-    """Intra-op threads of each of ``processes`` workers: ``runtime.threads`` (0: torch's
-    default) shared out, at least 1."""
-    n = int(params.get("runtime", {}).get("threads", 0) or 0) or torch.get_num_threads()
+    """Intra-op threads of each of ``processes`` ranks: ``runtime.threads`` (0: the usable
+    CPU cores) shared out, at least 1."""
+    n = int(params.get("runtime", {}).get("threads", 0) or 0) or cpu_count()
     return max(1, n // processes)
 
 
@@ -59,13 +61,31 @@ def device_name(params: dict[str, Any]) -> str:
     return sam_device(params["sam"].get("device"), params["runtime"]["device"])
 
 
-def run(rank: int, world: int, init_file: str | None, params_path: str) -> None:
-    """Train (every rank) and write the outputs (rank 0) with ``world`` processes."""
-    params = load_params(params_path)
+def init_distributed(params: dict[str, Any], params_path: str) -> tuple[int, int]:
+    """``(rank, W)`` of this process: ``(0, 1)`` outside torchrun; under torchrun (WORLD_SIZE
+    > 1) every rank's device is checked (one GPU per rank, ``data_parallel_devices``; SystemExit
+    naming ``runtime.nproc.sam_pretrain`` otherwise) before this one joins the group."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    try:
+        data_parallel_devices(device_name(params), world, NPROC_PARAM)
+    except ValueError as e:
+        raise SystemExit(f"{params_path}: {e}") from None
+    if world <= 1:
+        return 0, 1
+    device = resolve_device(device_name(params))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(ddp_backend(device))
+    return dist.get_rank(), world
+
+
+def main() -> None:
+    args = stage_args(__doc__.splitlines()[0])
+    params = load_params(args.params)
     log = setup_logging("sam_pretrain")
+    rank, world = init_distributed(params, args.params)
     p = params["sam_pretrain"]
     if world > 1:
-        os.environ["LOCAL_RANK"] = str(rank)  # "cuda" resolves to cuda:<rank>
         torch.set_num_threads(threads_per_process(params, world))
     else:
         set_threads(params)
@@ -75,63 +95,39 @@ def run(rank: int, world: int, init_file: str | None, params_path: str) -> None:
     cfg = from_section(PretrainConfig, p["train"], "params.yaml sam_pretrain.train",
                        corpus_seed=seed)
     device = resolve_device(device_name(params))
-    if world > 1:
-        dist.init_process_group(ddp_backend(device), init_method=f"file://{init_file}",
-                                rank=rank, world_size=world)
-    try:
-        sam = build_small_sam(arch).to(device)
-        if rank != 0:
-            pretrain(sam, cfg, rank=rank, world=world)
-            return
-        n_params = count_parameters(sam)
-        log.info("small SAM: %d parameters, %d steps, %d process(es) x %d thread(s)", n_params,
-                 cfg.steps, world, torch.get_num_threads())
-        t0 = time.perf_counter()
-        # curves only: the summary keeps just the step (held-out metrics go to metrics/)
-        with LiveHook(p["live_dir"], next_step=False, summary=False, rank=0) as live:
-            last = pretrain(sam, cfg, on_step=live, log_every=int(p["log_every"]),
-                            rank=rank, world=world)
-            train_seconds = time.perf_counter() - t0
-            # held-out corpus: a seed stream training never draws from
-            ev = evaluate(sam, seed=seed + int(p["eval_seed_offset"]),
-                          num_images=int(p["eval_images"]), radius_range=tuple(cfg.corpus_radius))
-        save_small_sam(Path(p["checkpoint"]), sam, arch, extra={"steps": cfg.steps})
-        write_json("metrics/sam_pretrain.json", {
-            "miou_point": ev["miou_point"],
-            "miou_box": ev["miou_box"],
-            "eval_masks": ev["num_masks"],
-            "steps": cfg.steps,
-            "processes": world,
-            "seconds": train_seconds,
-            "num_parameters": n_params,
-            "final_train_loss": last.get("loss"),
-        })
-        log.info("miou point %.3f box %.3f in %.0f s", ev["miou_point"], ev["miou_box"],
-                 train_seconds)
-    finally:
-        if world > 1:
-            dist.destroy_process_group()
-
-
-def main() -> None:
-    args = stage_args(__doc__.splitlines()[0])
-    params = load_params(args.params)
-    world = int(params["sam_pretrain"].get("processes", 1) or 1)
-    try:  # every rank's device, before any process starts (one GPU each on CUDA)
-        data_parallel_devices(device_name(params), world, "sam_pretrain.processes")
-    except ValueError as e:
-        raise SystemExit(f"{args.params}: {e}") from None
-    if world <= 1:
-        run(0, 1, None, args.params)
+    sam = build_small_sam(arch).to(device)
+    if rank != 0:
+        pretrain(sam, cfg)
         return
-    # the worker imported by its module name (not __main__), so spawned children unpickle it
-    from pipeline.sam_pretrain import run as worker
-
-    os.environ["OMP_NUM_THREADS"] = str(threads_per_process(params, world))  # for the children
-    with tempfile.TemporaryDirectory(prefix="sam_pretrain_") as tmp:
-        mp.spawn(worker, args=(world, os.path.join(tmp, "rendezvous"), args.params),
-                 nprocs=world, join=True)
+    n_params = count_parameters(sam)
+    log.info("small SAM: %d parameters, %d steps, %d process(es) x %d thread(s)", n_params,
+             cfg.steps, world, torch.get_num_threads())
+    t0 = time.perf_counter()
+    # curves only: the summary keeps just the step (held-out metrics go to metrics/)
+    with LiveHook(p["live_dir"], next_step=False, summary=False, rank=0) as live:
+        last = pretrain(sam, cfg, on_step=live, log_every=int(p["log_every"]))
+        train_seconds = time.perf_counter() - t0
+        # held-out corpus: a seed stream training never draws from
+        ev = evaluate(sam, seed=seed + int(p["eval_seed_offset"]),
+                      num_images=int(p["eval_images"]), radius_range=tuple(cfg.corpus_radius))
+    save_small_sam(Path(p["checkpoint"]), sam, arch, extra={"steps": cfg.steps})
+    write_json("metrics/sam_pretrain.json", {
+        "miou_point": ev["miou_point"],
+        "miou_box": ev["miou_box"],
+        "eval_masks": ev["num_masks"],
+        "steps": cfg.steps,
+        **processes_metrics(),
+        "seconds": train_seconds,
+        "num_parameters": n_params,
+        "final_train_loss": last.get("loss"),
+    })
+    log.info("miou point %.3f box %.3f in %.0f s", ev["miou_point"], ev["miou_box"],
+             train_seconds)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()

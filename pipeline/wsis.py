@@ -23,6 +23,9 @@ features computed once (default profile: Mask R-CNN reads the maps of the ``retr
 stage, at ``retrain.features.short_side``; Mask2Former computes its two levels here at
 ``wsis.short_side``); ``resnet50`` = ImageNet ResNet-50 from the local
 ``wsis.resnet50_checkpoint`` (paper profile; Mask R-CNN R50-FPN, Mask2Former R50).
+With ``wsis.<model>.lsj`` set (``resnet50`` only: it needs the images) the training views keep
+the original size and the trainer large-scale jitters them at every step
+(``weaksam.wsis.augment``; release Mask2Former on VOC 2012); the test views are as without it.
 Outputs: ``wsis/{model}/model.pt``, ``wsis/{model}/predictions_test.json`` (COCO results with
 RLE masks), ``checkpoints/wsis_{model}/last.pt`` (resume; DVC ``persist``),
 ``dvclive/wsis_{model}/`` (loss curves), ``metrics/wsis_{model}.json`` (VOC-protocol mask
@@ -31,7 +34,7 @@ AP25/50/70/75, COCO mask AP/AP50/AP75, per class, timing).
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import resource
 import sys
 from pathlib import Path
@@ -46,15 +49,18 @@ from weaksam.config import from_section
 from weaksam.data.index import load_index, mask_coverage, mask_eval_split, read_image, subset
 from weaksam.engine.checkpoint import fingerprint, resume_state
 from weaksam.engine.live import LiveHook
+from weaksam.engine.world import join_process_group
 from weaksam.errors import InputError
 from weaksam.eval.mask_ap import coco_mask_ap, evaluate_voc_masks
 from weaksam.retrain.features import load_features
 from weaksam.utils.atomic import atomic_path, write_json
-from weaksam.utils.device import ddp_backend, resolve_device
+from weaksam.utils.device import resolve_device
 from weaksam.utils.readers import read_json
 from weaksam.utils.seed import seed_everything
 from weaksam.vision.backbones import build_backbone
 from weaksam.wsis.data import build_views, instance_targets, stage_features, views_from_store
+from weaksam.wsis.mask2former import Mask2FormerModelConfig
+from weaksam.wsis.mask_rcnn import MaskRcnnModelConfig
 from weaksam.wsis.train import InstanceTrainConfig, predict_results, train_instance_model
 
 TORCHRUN = True  # pipeline.launch may start it under torchrun (runtime.nproc.wsis)
@@ -63,13 +69,22 @@ TRAINVAL = Path("data/annotations/trainval.json")
 TEST = Path("data/annotations/test.json")
 PSEUDO = Path("pseudo_masks/trainval.json")
 FEATURES = Path("retrain_features")
-# keys of wsis.<arch> read by build_model (the rest is the schedule, InstanceTrainConfig)
-MODEL_KEYS = {
-    "mask_rcnn": ("anchor_sizes", "rpn_batch_size", "roi_batch_size", "representation",
-                  "mask_layers", "mask_dim", "roi_sampling"),
-    "mask2former": ("hidden_dim", "num_queries", "decoder_layers", "encoder_layers", "heads",
-                    "ffn_dim", "train_points"),
-}
+# wsis.<arch> is one section for two configs: the model's and the schedule's
+# (InstanceTrainConfig); each is built ignoring the other's keys
+MODEL_CONFIGS: dict[str, type] = {"mask_rcnn": MaskRcnnModelConfig,
+                                  "mask2former": Mask2FormerModelConfig}
+STAGE_SET = ("score_thresh", "max_det")  # model-config fields set from wsis.score_thresh / max_det
+MODEL_KEYS = {arch: tuple(f.name for f in dataclasses.fields(cls) if f.name not in STAGE_SET)
+              for arch, cls in MODEL_CONFIGS.items()}
+SCHEDULE_KEYS = tuple(f.name for f in dataclasses.fields(InstanceTrainConfig))
+
+
+def model_config(arch: str, w: dict[str, Any], where: str = "params.yaml"
+                 ) -> MaskRcnnModelConfig | Mask2FormerModelConfig:
+    """The model config of ``wsis.<arch>`` (``w`` = the ``wsis`` section)."""
+    return from_section(MODEL_CONFIGS[arch], w[arch], f"{where} wsis.{arch}",
+                        ignore=SCHEDULE_KEYS, score_thresh=float(w["score_thresh"]),
+                        max_det=int(w["max_det"]))
 
 
 def small_backbone(params: dict[str, Any]) -> torch.nn.Module:
@@ -87,32 +102,20 @@ def build_model(name: str, num_classes: int, params: dict[str, Any]):
     """(model, pixel multiple for padding, feature function or None, cached levels)."""
     w = params["wsis"]
     arch = "mask2former" if name == "mask2former" else "mask_rcnn"
-    m = w[arch]
+    cfg = model_config(arch, w)
     if w["backbone"] == "small_cnn":
         net = small_backbone(params)
         feats = lambda x: stage_features(net, x)  # noqa: E731
         if arch == "mask_rcnn":
             from weaksam.wsis.mask_rcnn import build_small_mask_rcnn
 
-            model = build_small_mask_rcnn(
-                net, num_classes, anchor_sizes=m["anchor_sizes"],
-                rpn_batch_size=int(m["rpn_batch_size"]), roi_batch_size=int(m["roi_batch_size"]),
-                representation=int(m["representation"]), mask_layers=m["mask_layers"],
-                mask_dim=int(m["mask_dim"]), roi_sampling=int(m["roi_sampling"]),
-                score_thresh=float(w["score_thresh"]),
-                detections_per_img=int(w["max_det"]))
-            return model, 1, feats, [-1]
+            return build_small_mask_rcnn(net, num_classes, cfg), 1, feats, [-1]
         from weaksam.wsis.mask2former import build_mask2former
 
         n_levels = len(params["backbone_pretrain"]["widths"])
         levels = list(range(n_levels))[-2:]  # stride 4 and 8 of the small CNN
-        model = build_mask2former(
-            [int(c) for c in params["backbone_pretrain"]["widths"]][-2:], num_classes,
-            stride=net.stride // 2, hidden_dim=int(m["hidden_dim"]),
-            num_queries=int(m["num_queries"]), decoder_layers=int(m["decoder_layers"]),
-            encoder_layers=int(m["encoder_layers"]), heads=int(m["heads"]),
-            ffn_dim=int(m["ffn_dim"]), train_points=int(m["train_points"]),
-            max_det=int(w["max_det"]), score_thresh=float(w["score_thresh"]))
+        model = build_mask2former([int(c) for c in params["backbone_pretrain"]["widths"]][-2:],
+                                  num_classes, cfg, stride=net.stride // 2)
         return model, 1, feats, levels
     if w["backbone"] != "resnet50":
         raise ValueError(f"wsis.backbone must be small_cnn or resnet50, got {w['backbone']!r}")
@@ -120,13 +123,10 @@ def build_model(name: str, num_classes: int, params: dict[str, Any]):
     if arch == "mask_rcnn":
         from weaksam.wsis.mask_rcnn import build_resnet50_fpn_mask_rcnn
 
-        return (build_resnet50_fpn_mask_rcnn(num_classes, ckpt, float(w["score_thresh"]),
-                                             int(w["max_det"])), 32, None, None)
+        return build_resnet50_fpn_mask_rcnn(num_classes, ckpt, cfg), 32, None, None
     from weaksam.wsis.mask2former import build_mask2former_resnet50
 
-    return (build_mask2former_resnet50(num_classes, ckpt, num_queries=int(m["num_queries"]),
-                                       max_det=int(w["max_det"]),
-                                       score_thresh=float(w["score_thresh"])), 32, None, None)
+    return build_mask2former_resnet50(num_classes, ckpt, cfg), 32, None, None
 
 
 def main() -> None:
@@ -139,7 +139,7 @@ def main() -> None:
     seed = training_seed(params)
     seed_everything(seed)
     device = resolve_device(params["runtime"].get("device", "cpu"))
-    rank = init_distributed(device)
+    rank = join_process_group(device)
     w = params["wsis"]
     arch = "mask2former" if name == "mask2former" else "mask_rcnn"
     m = w[arch]
@@ -171,11 +171,12 @@ def main() -> None:
     cached = w["backbone"] == "small_cnn" and arch == "mask_rcnn"
     if cached:  # the retrain_features stage's maps of the same frozen CNN (one level)
         train_views = views_from_store(load_features(FEATURES / "trainval.pt"), targets, flips)
-    else:
+    else:  # with large-scale jitter at the original size: it rescales them at every step
+        native = m.get("lsj") is not None and feats is None
         train_views = build_views(train_ids, lambda i: read_image(
             train_index.image_path(i)), targets, flips=flips, desc="train views",
-            short_side=int(w["short_side"]), max_size=int(w["max_size"]), features=feats,
-            levels=levels)
+            short_side=None if native else int(w["short_side"]),
+            max_size=None if native else int(w["max_size"]), features=feats, levels=levels)
 
     fp = fingerprint({"model": name, "wsis": w, "backbone": params["backbone_pretrain"],
                       "seed": seed, "targets": fingerprint(train_coco["annotations"])})
@@ -246,19 +247,6 @@ def gt_training_set(train: dict[str, Any]) -> tuple[Path, dict[str, Any], int]:
         raise InputError(TRAINVAL, f"none of the {len(train['images'])} trainval images has "
                                    "ground-truth instance masks (mask_rcnn_gt)")
     return TRAINVAL, coco, len(without)
-
-
-def init_distributed(device: torch.device) -> int:
-    """Under torchrun (WORLD_SIZE > 1) join the process group with the backend of the stage's
-    device; returns this process's rank (0 outside torchrun)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank()
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist.init_process_group(ddp_backend(device))
-    return dist.get_rank()
 
 
 if __name__ == "__main__":

@@ -26,10 +26,13 @@ weight_decay, bias_lr_factor, bias_weight_decay, refine_lr_mult, train_scales, t
 null means ``wsod.<key>``. ``wsod.<method>.recipe`` names an entry of
 ``wsod.<method>.recipes`` whose keys (those above and MIST's ``cdb_*``) take precedence: the
 paper profiles keep both WeakSAM's release recipe and the original method's (issue 23).
+The resolved training keys become a ``WsodTrainConfig`` (:func:`train_config`): an unknown key
+of ``wsod.<method>`` or of its recipe stops the stage, naming it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
@@ -44,6 +47,7 @@ import torch.distributed as dist
 
 from pipeline.common import load_params, set_threads, setup_logging, stage_args, training_seed
 from pipeline.launch import processes_metrics
+from weaksam.config import from_section
 from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
 from weaksam.engine.live import LiveHook
@@ -63,7 +67,7 @@ from weaksam.wsod.infer import detect_split_distributed
 from weaksam.wsod.mist import MIST
 from weaksam.wsod.oicr import OICR
 from weaksam.wsod.recipes import method_setting
-from weaksam.wsod.train import FeatureCache, TrainImage, train_wsod
+from weaksam.wsod.train import FeatureCache, TrainImage, WsodTrainConfig, train_wsod
 
 TORCHRUN = True  # pipeline.launch may start it under torchrun (runtime.nproc.wsod)
 METHODS = ("oicr", "mist")
@@ -155,6 +159,34 @@ def build_model(method: str, num_classes: int, params: dict[str, Any]) -> torch.
     return model
 
 
+# keys of ``wsod.<method>`` (and of its recipes) that are not training settings: the recipe
+# choice, the proposals' and inference's keys, the model's (``build_model``)
+NOT_TRAIN_KEYS = ("recipe", "recipes", "max_proposals", "min_proposal_size", "proposal_style",
+                  "test_scales", "test_flip", "mil_reduction", "first_refine_weight", "top_p",
+                  "spatial_iou", "reg_weight", "reg_beta", "cdb", "cdb_block", "cdb_rate",
+                  "cdb_temperature", "cdb_hard", "cdb_net")
+
+
+def train_settings(w: dict[str, Any], method: str) -> dict[str, Any]:
+    """The resolved training settings of ``method`` (``method_setting``: recipe, then
+    ``wsod.<method>``, then ``wsod``): every key of ``wsod.<method>`` and of its recipe except
+    :data:`NOT_TRAIN_KEYS`, and each :class:`WsodTrainConfig` field that ``wsod`` has. A key
+    that is no field keeps its raw value, so :func:`train_config` names it."""
+    m = w[method]
+    fields = {f.name for f in dataclasses.fields(WsodTrainConfig)}
+    recipe = (m.get("recipes") or {}).get(m.get("recipe")) or {}
+    keys = [k for k in (*m, *recipe, *(f for f in fields if f in w)) if k not in NOT_TRAIN_KEYS]
+    return {k: method_setting(w, method, k) if k in fields else m.get(k, recipe.get(k))
+            for k in dict.fromkeys(keys)}
+
+
+def train_config(w: dict[str, Any], method: str, where: str) -> WsodTrainConfig:
+    """:class:`WsodTrainConfig` of ``method`` from params ``wsod`` (``w``): its
+    :func:`train_settings`; an unknown key of ``wsod.<method>`` or of its recipe is a
+    ``ConfigError`` naming it and ``where``."""
+    return from_section(WsodTrainConfig, train_settings(w, method), where)
+
+
 def main() -> None:
     args = stage_args(__doc__, [("--method", {"choices": METHODS, "required": True}),
                                 ("--source", {"choices": SOURCES, "required": True})])
@@ -190,32 +222,15 @@ def main() -> None:
 
     model = build_model(args.method, train_view.num_classes, params).to(device)
     cache = FeatureCache(model.backbone, enabled=bool(w["freeze_backbone"]))
-    mcfg = w[args.method]
 
     def setting(key: str) -> Any:
         return method_setting(w, args.method, key)
 
-    cdb_kw = {k: setting(k) for k in ("cdb_lr", "cdb_weight_decay", "cdb_adversary_weight",
-                                      "cdb_adversary", "cdb_lr_gamma", "cdb_warmup_iters",
-                                      "cdb_optimizer") if k in mcfg}
     rank = dist.get_rank() if dist.is_initialized() else 0
     live = LiveHook(f"dvclive/wsod_{name}", step_offset=None, rank=rank)
-
-    bwd = setting("bias_weight_decay")
-    timing = train_wsod(
-        model, items, epochs=int(setting("epochs")), batch_size=int(setting("batch_size")),
-        lr=float(setting("lr")), weight_decay=float(setting("weight_decay")),
-        optimizer=setting("optimizer"), train_scales=[int(s) for s in setting("train_scales")],
-        max_size=int(w["max_size"]), flip=bool(w["flip"]), seed=seed,
-        checkpoint=out_dir / "model.pt", cdb_start_epoch=int(mcfg.get("cdb_start_epoch", 0)),
-        on_epoch=live, cache=cache, schedule=setting("schedule"),
-        iterations=int(setting("iterations")), lr_steps=[int(v) for v in setting("lr_steps")],
-        lr_gamma=float(setting("lr_gamma")), warmup_iters=int(setting("warmup_iters")),
-        warmup_factor=float(setting("warmup_factor")), momentum=float(w["momentum"]),
-        bias_lr_factor=float(setting("bias_lr_factor")),
-        bias_weight_decay=None if bwd is None else float(bwd),
-        refine_lr_mult=float(setting("refine_lr_mult")), device=device, **cdb_kw,
-    )
+    cfg = train_config(w, args.method, f"{args.params} wsod.{args.method}")
+    timing = train_wsod(model, items, cfg, seed=seed, checkpoint=out_dir / "model.pt",
+                        on_epoch=live, cache=cache, device=device)
     live.close()
     del items
     # torchrun: every rank detects its share of the images, rank 0 evaluates and writes

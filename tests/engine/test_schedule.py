@@ -69,3 +69,11 @@ def test_warmup_cosine_floor_factor_warms_up_then_decays_to_five_percent():
     assert warmup_cosine_floor_factor(6, 10, 2) == pytest.approx(0.05 + 0.95 * 0.5)
     assert warmup_cosine_floor_factor(10, 10, 2) == pytest.approx(0.05)
     assert warmup_cosine_floor_factor(0, 10, 0) == 1.0  # no warm-up
+
+
+def test_set_lr_applies_each_group_s_lr_factor():
+    a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(3))
+    opt = torch.optim.AdamW([{"params": [a], "lr_factor": 1.0},
+                             {"params": [b], "lr_factor": 0.1}], lr=1.0)
+    set_lr(opt, 0.5)
+    assert [g["lr"] for g in opt.param_groups] == [0.5, 0.5 * 0.1]

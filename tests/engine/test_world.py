@@ -22,7 +22,7 @@ def test_world_without_a_process_group_is_one_process():
 
 def test_one_process_collectives_are_identities():
     model = nn.Linear(2, 1)
-    assert data_parallel(model) is model
+    assert data_parallel(model) is model and data_parallel(model, torch.device("cpu")) is model
     assert any_rank(True) and not any_rank(False)
     key = "".join(["loss_", "mask"])  # a name object: the result keeps it (pickle memo)
     out = sum_over_ranks({key: 2.0, "a": 1.0})

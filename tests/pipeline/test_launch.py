@@ -67,10 +67,10 @@ def test_resolve_nproc_counts_and_errors(monkeypatch):
 
 
 def test_stages_that_declare_torchrun():
-    for module in ("pipeline.wsod", "pipeline.retrain_prelim", "pipeline.retrain",
-                   "pipeline.retrain_oracle", "pipeline.wsis"):
+    for module in ("pipeline.clues_train", "pipeline.wsod", "pipeline.retrain_prelim",
+                   "pipeline.retrain", "pipeline.retrain_oracle", "pipeline.wsis"):
         assert supports_torchrun(module), module
-    for module in ("pipeline.clues_train", "pipeline.clues", "pipeline.report"):
+    for module in ("pipeline.clues", "pipeline.report"):
         assert not supports_torchrun(module), module
     with pytest.raises(SystemExit, match="no such stage module"):
         supports_torchrun("pipeline.no_such_stage")
@@ -78,7 +78,7 @@ def test_stages_that_declare_torchrun():
 
 def test_more_processes_than_a_stage_supports_is_refused_before_any_start():
     with pytest.raises(SystemExit, match="does not run under torchrun"):
-        main(["2", "-m", "pipeline.clues_train"])
+        main(["2", "-m", "pipeline.clues"])
     with pytest.raises(SystemExit, match="usage"):
         main(["2", "pipeline.wsod"])
 
@@ -124,5 +124,6 @@ def test_every_launched_stage_of_the_dag_runs_under_torchrun():
 
     launched = set(re.findall(r"pipeline\.launch\s+\S+\s+-m\s+([\w.]+)",
                               (ROOT / "dvc.yaml").read_text()))
-    assert {"pipeline.wsod", "pipeline.retrain", "pipeline.wsis"} <= launched
+    assert {"pipeline.clues_train", "pipeline.wsod", "pipeline.retrain",
+            "pipeline.wsis"} <= launched
     assert all(supports_torchrun(m) for m in launched), launched

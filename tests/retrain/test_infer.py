@@ -85,3 +85,56 @@ def test_paper_profile_turns_on_the_release_tta_and_the_default_keeps_it_off():
         "scales": [480, 576, 688, 864, 1000, 1800], "flip": True, "max_size": 2000}
     voc12 = deep_merge(base, resolve_profile("paper_voc12", ROOT / "configs"))
     assert voc12["retrain"]["tta"]["frcnn"]["scales"][-1] == 1200
+
+
+# --- issue 23: the DINO release's TTA (configs/dino/dinotta.py, mmdet DetTTAModel) ----------
+
+def test_dino_tta_merge_rule_nms_06_no_score_threshold_top_k():
+    # a 50 x 50 image; class-1 boxes [0, 0, 10, 10] and [0, 0, 10, 7.5] have IoU 0.75,
+    # [0, 0, 10, 10] and [0, 0, 10, 5.5] IoU 0.55 (kept at 0.6, suppressed at 0.5)
+    views = [(_det([[0, 0, 10, 10], [0, 0, 10, 5.5]], [0.9, 0.5], [1, 1]), 1.0, None),
+             # the flipped view at factor 2 (width 100): [80, 0, 100, 15] -> unflipped
+             # [0, 0, 20, 15] -> / 2 = [0, 0, 10, 7.5]; [80, 40, 100, 60] -> [0, 20, 10, 30]
+             (_det([[80, 0, 100, 15], [80, 40, 100, 60]], [0.8, 0.0], [1, 3]), 2.0, 100)]
+    out = merge_tta(views, width=50, height=50, nms_iou=0.6, max_det=300,
+                    score_thresh=float("-inf"))
+    got = [(lab, round(sc, 3), [round(v, 3) for v in b]) for lab, sc, b in
+           zip(out["labels"].tolist(), out["scores"].tolist(), out["boxes"].tolist(),
+               strict=True)]
+    assert got == [(1, 0.9, [0.0, 0.0, 10.0, 10.0]),   # the flipped view's [0, 0, 10, 7.5] gone
+                   (1, 0.5, [0.0, 0.0, 10.0, 5.5]),
+                   (3, 0.0, [0.0, 20.0, 10.0, 30.0])]  # score 0 kept (no threshold)
+    at05 = merge_tta(views, width=50, height=50, nms_iou=0.5, max_det=300)
+    assert at05["scores"].tolist() == pytest.approx([0.9])
+    assert merge_tta(views, 50, 50, 0.6, 2, float("-inf"))["scores"].tolist() == \
+        pytest.approx([0.9, 0.5])
+
+
+class _Frcnn(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.roi_heads = nn.Module()
+        self.roi_heads.nms_thresh, self.roi_heads.detections_per_img = 0.5, 100
+
+
+class _Detr(nn.Module):
+    detections_per_image = 300
+
+
+def test_tta_options_follow_each_detector_s_release_and_need_images():
+    from pipeline.retrain_common import tta_options
+    from weaksam.errors import InputError
+
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert tta_options("detr", _Detr(), base) is None
+    assert tta_options("frcnn", _Frcnn(), base) is None
+    voc07 = deep_merge(base, resolve_profile("paper_voc07", ROOT / "configs"))
+    assert tta_options("detr", _Detr(), voc07) == {
+        "scales": [488, 576, 688, 864, 1200], "max_size": 2000, "flip": True, "nms_iou": 0.6,
+        "max_det": 300, "score_thresh": float("-inf")}
+    assert tta_options("frcnn", _Frcnn(), voc07) == {
+        "scales": [480, 576, 688, 864, 1000, 1800], "max_size": 2000, "flip": True,
+        "nms_iou": 0.5, "max_det": 100}
+    base["retrain"]["tta"]["detr"]["scales"] = [160]  # default: cached maps, one scale
+    with pytest.raises(InputError, match="needs model.input: images"):
+        tta_options("detr", _Detr(), base)

@@ -3,12 +3,20 @@ the matched terms, empty targets, NaN, inference format, image input, box frames
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import replace
+
 import pytest
 import torch
 from transformers.loss.loss_deformable_detr import DeformableDetrForObjectDetectionLoss
 
 from weaksam.errors import TrainingError
-from weaksam.retrain.query_detector import ROLE, QueryDetector, resnet50_levels
+from weaksam.retrain.query_detector import (
+    ROLE,
+    QueryDetector,
+    QueryDetectorConfig,
+    resnet50_levels,
+)
 from weaksam.vision.backbones import SmallCNN
 from weaksam.vision.features import FeatureBatch
 
@@ -16,11 +24,14 @@ SIZES = [(120, 160), (150, 140)]  # input frames (H, W) px; maps 15 x 20 and 19 
 
 
 def tiny(**kw: object) -> QueryDetector:
+    """A small detector; ``kw``: QueryDetectorConfig fields or QueryDetector arguments."""
     torch.manual_seed(0)
-    args = dict(num_classes=3, in_channels=[16], strides=[8], d_model=32, decoder_layers=2,
-                num_queries=12, ffn_dim=64, heads=2)
-    args.update(kw)
-    return QueryDetector(**args)
+    fields = {f.name for f in dataclasses.fields(QueryDetectorConfig)}
+    cfg = dict(d_model=32, decoder_layers=2, num_queries=12, ffn_dim=64, heads=2)
+    cfg.update({k: v for k, v in kw.items() if k in fields})
+    args = dict(num_classes=3, in_channels=[16], strides=[8])
+    args.update({k: v for k, v in kw.items() if k not in fields})
+    return QueryDetector(cfg=QueryDetectorConfig(**cfg), **args)
 
 
 def batch() -> tuple[FeatureBatch, list[dict[str, torch.Tensor]]]:
@@ -140,7 +151,7 @@ def test_nan_raises_a_clear_error() -> None:
 
 
 def test_inference_format_and_label_check() -> None:
-    model = tiny(detections_per_image=7).eval()
+    model = tiny(detections_per_img=7).eval()
     feats, targets = batch()
     with torch.no_grad():
         dets = model(feats)
@@ -211,3 +222,177 @@ def test_resnet50_levels_paper_profile() -> None:
     frozen = [*backbone.stem.parameters(), *backbone.layer1.parameters()]
     assert all(p.grad is None for p in frozen)  # stem + layer1 frozen
     assert not any(m.training for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+# --- DINO's parts (Zhang et al. 2022): contrastive denoising, mixed query selection,
+# look-forward-twice -------------------------------------------------------------------------
+
+def dino(**kw: object) -> QueryDetector:
+    args = dict(dn_queries=12, mixed_query_selection=True, look_forward_twice=True)
+    args.update(kw)
+    return tiny(**args)
+
+
+def test_dino_parts_are_off_by_default() -> None:
+    model = tiny()
+    assert model.denoising_labels is None
+    assert type(model.detector.model.decoder).__name__ == "DeformableDetrDecoder"
+    assert not any("content_queries" in k or "denoising" in k for k in model.state_dict())
+
+
+def test_denoising_attention_mask_blocks() -> None:
+    model = dino(mixed_query_selection=False, look_forward_twice=False).train()
+    feats, targets = batch()
+    dn = model.make_denoising(model.hf_targets(targets, SIZES))
+    # G_max = 3 boxes: 12 // 3 = 4 groups of 3 positive + 3 negative queries, N = 24, Q = 12
+    assert dn.groups == 4 and dn.size == 24 and dn.content.shape == (2, 24, 32)
+    blocked = torch.isinf(dn.attention_mask[0, 0])  # (36, 36), True: query row cannot see key
+    assert blocked.shape == (36, 36)
+    assert blocked[24:, :24].all() and not blocked[24:, 24:].any()  # matching: no dn queries
+    assert not blocked[:24, 24:].any()  # dn queries see the matching queries
+    for g in range(4):
+        rows = slice(6 * g, 6 * g + 6)
+        assert not blocked[rows, rows].any()
+        assert blocked[rows, :6 * g].all() and blocked[rows, 6 * g + 6:24].all()
+
+
+def test_denoising_queries_do_not_change_matching_queries_and_groups_are_apart() -> None:
+    model = dino(mixed_query_selection=False, look_forward_twice=False).eval()
+    feats, targets = batch()
+    pixels, mask, _ = model.pixel_inputs(feats)
+    dn = model.make_denoising(model.hf_targets(targets, SIZES))
+    with torch.no_grad():
+        alone = model.detector(pixel_values=pixels, pixel_mask=mask).logits
+        joint = model.detector(pixel_values=pixels, pixel_mask=mask, denoising=dn).logits
+        content = dn.content.clone()
+        content[:, 6:12] += 1.0  # group 1 only
+        moved = model.detector(pixel_values=pixels, pixel_mask=mask,
+                               denoising=replace(dn, content=content)).logits
+    assert joint.shape == (2, 36, 3)
+    torch.testing.assert_close(joint[:, 24:], alone, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(moved[:, 24:], alone, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(moved[:, :6], joint[:, :6], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(moved[:, 12:24], joint[:, 12:24], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(moved[:, 6:12], joint[:, 6:12])
+
+
+def test_denoising_loss_uses_each_query_s_own_target() -> None:
+    model = dino(dn_label_noise=0.0, dn_box_noise=0.0, mixed_query_selection=False,
+                 look_forward_twice=False).train()
+    feats, targets = batch()
+    labels = model.hf_targets(targets, SIZES)
+    dn = model.make_denoising(labels)
+    # zero noise: positive and negative anchors are the target boxes, labels unchanged
+    for g in range(4):
+        for half in (0, 3):
+            torch.testing.assert_close(dn.reference[0, 6 * g + half:6 * g + half + 3],
+                                       labels[0]["boxes"], rtol=0, atol=1e-5)
+    (q0, t0), (q1, t1) = dn.matches(labels)
+    assert q0.tolist() == [0, 1, 2, 6, 7, 8, 12, 13, 14, 18, 19, 20]
+    assert t0.tolist() == [0, 1, 2] * 4
+    assert q1.tolist() == [0, 6, 12, 18] and t1.tolist() == [0] * 4
+    calls = record_loss_inputs(model)
+    torch.manual_seed(3)
+    terms = model(feats, targets)
+    (args, _), = calls
+    boxes = args[6][-1, :, :24]  # last layer's boxes of the dn queries, (B, N, 4)
+    l1 = ((boxes[0, q0] - labels[0]["boxes"][t0]).abs().sum()
+          + (boxes[1, q1] - labels[1]["boxes"][t1]).abs().sum())
+    torch.testing.assert_close(terms["loss_bbox_dn"], 5.0 * l1 / (4 * 4))
+    logits = args[5][-1, :, :24]  # negatives and padding slots: "no object" (all-zero target)
+    onehot = torch.zeros_like(logits)
+    onehot[0, q0, labels[0]["class_labels"][t0]] = 1.0
+    onehot[1, q1, labels[1]["class_labels"][t1]] = 1.0
+    p = logits.sigmoid()
+    ce = torch.nn.functional.binary_cross_entropy_with_logits(logits, onehot, reduction="none")
+    focal = ce * (1 - (p * onehot + (1 - p) * (1 - onehot))) ** 2
+    focal = (0.25 * onehot + 0.75 * (1 - onehot)) * focal
+    torch.testing.assert_close(terms["loss_ce_dn"], focal.sum() / 16)
+    assert {"loss_ce_dn_0", "loss_bbox_dn_0", "loss_giou_dn_0"} <= set(terms)
+
+
+def test_denoising_terms_never_drop() -> None:
+    model = dino(drop_percentile=0.0, drop_queries="all").train()
+    feats, targets = batch()
+    torch.manual_seed(3)
+    off = model(feats, targets)
+    model.drop_active = True
+    torch.manual_seed(3)
+    on = model(feats, targets)
+    assert on["loss_ce"] < off["loss_ce"]  # tau = 0: the matching queries drop
+    for k in off:
+        if "_dn" in k:
+            torch.testing.assert_close(on[k], off[k])
+
+
+def first_layer_content(model: QueryDetector, feats: FeatureBatch) -> torch.Tensor:
+    seen: list[torch.Tensor] = []
+    hook = model.detector.model.decoder.layers[0].register_forward_pre_hook(
+        lambda mod, args: seen.append(args[0].detach().clone()))
+    with torch.no_grad():
+        model(feats)
+    hook.remove()
+    return seen[0]
+
+
+@pytest.mark.parametrize("mixed", [True, False])
+def test_mixed_query_selection_content_is_learned(mixed: bool) -> None:
+    model = dino(dn_queries=0, look_forward_twice=False,
+                 mixed_query_selection=mixed).eval()
+    feats, _ = batch()
+    other = FeatureBatch([m * 2.0 + 1.0 for m in feats.maps], SIZES)
+    a, b = first_layer_content(model, feats), first_layer_content(model, other)
+    if mixed:
+        weight = model.detector.model.decoder.content_queries.weight
+        torch.testing.assert_close(a, weight.detach().expand(2, -1, -1))
+        torch.testing.assert_close(b, a)
+    else:  # two-stage Deformable DETR: content projected from the encoder's proposals
+        assert not torch.allclose(a, b)
+
+
+@pytest.mark.parametrize("twice", [True, False])
+def test_look_forward_twice_gradient_reaches_previous_box_head(twice: bool) -> None:
+    model = dino(dn_queries=0, mixed_query_selection=False,
+                 look_forward_twice=twice).train()
+    feats, _ = batch()
+    pixels, mask, _ = model.pixel_inputs(feats)
+    out = model.detector(pixel_values=pixels, pixel_mask=mask)
+    # last layer's (layer 1's) boxes; the loop's reference of layer 1 stays detached
+    assert not out.intermediate_reference_points.requires_grad or twice
+    out.pred_boxes.sum().backward()
+    head = model.detector.bbox_embed[0]  # layer 0's box head, its parameters tied to the decoder's
+    assert head.layers[-1].weight is model.detector.model.decoder.bbox_embed[0].layers[-1].weight
+    reached = sum(float(q.grad.abs().sum()) for q in head.parameters() if q.grad is not None)
+    assert (reached > 0) == twice
+
+
+def test_look_forward_twice_keeps_the_predictions() -> None:
+    feats, _ = batch()
+    once = dino(dn_queries=0, mixed_query_selection=False, look_forward_twice=False)
+    twice = dino(dn_queries=0, mixed_query_selection=False, look_forward_twice=True)
+    twice.load_state_dict(once.state_dict())
+    with torch.no_grad():
+        a, b = once.eval()(feats), twice.eval()(feats)
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x["boxes"], y["boxes"])
+        torch.testing.assert_close(x["scores"], y["scores"])
+
+
+def test_dino_trains_every_parameter() -> None:
+    model = dino().train()
+    feats, targets = batch()
+    sum(model(feats, targets).values()).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []
+
+
+def test_dino_trains_on_a_crop_without_boxes() -> None:
+    # the release's random crop may leave an image with no box (allow_negative_crop=True)
+    model = dino().train()
+    feats, targets = batch()
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+    for tg in ([targets[0], empty], [empty, empty]):
+        losses = model(feats, tg)
+        loss = sum(losses.values())
+        assert torch.isfinite(loss)
+        loss.backward()

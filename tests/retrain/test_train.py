@@ -103,3 +103,26 @@ def test_nan_loss_is_a_clear_error_and_keeps_the_checkpoint(tmp_path):
     state = torch.load(ckpt, weights_only=True)
     assert state["epoch"] == 0
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_param_groups_backbone_lr_factor() -> None:
+    """The release's DINO (mmdet ``custom_keys={'backbone': dict(lr_mult=0.1)}``): parameters
+    named *backbone* train at 0.1 x the lr; at factor 1 the trainer's plain parameter list."""
+    from weaksam.engine.optim import lr_factor_groups, make_optimizer
+    from weaksam.engine.schedule import set_lr
+    from weaksam.retrain.query_detector import QueryDetector, QueryDetectorConfig
+    from weaksam.retrain.train import is_backbone
+    from weaksam.vision.backbones import SmallCNN
+
+    torch.manual_seed(0)
+    trunk = SmallCNN(widths=(8, 16), stem=8)
+    cfg = QueryDetectorConfig(d_model=32, num_queries=6, ffn_dim=32, heads=2)
+    model = QueryDetector(3, [16], [trunk.stride], cfg, backbone=trunk, train_backbone=True)
+    plain = lr_factor_groups(model, 1.0, is_backbone)
+    assert [id(p) for p in plain] == [id(p) for p in model.parameters() if p.requires_grad]
+    rest, bb = lr_factor_groups(model, 0.1, is_backbone)
+    assert {id(p) for p in bb["params"]} == {id(p) for p in trunk.parameters()}
+    assert len(rest["params"]) + len(bb["params"]) == len(plain)
+    opt = make_optimizer([rest, bb], "adamw", 1e-4, 0.9, 1e-4)
+    set_lr(opt, 1e-4)
+    assert [g["lr"] for g in opt.param_groups] == [1e-4, 1e-4 * 0.1]

@@ -1,5 +1,6 @@
-"""Data-parallel pre-training of the small SAM (weaksam/sam/train.py, pipeline/sam_pretrain.py):
-two gloo processes, each on half of a step's images, compute the one-process step.
+"""Data-parallel pre-training of the small SAM (weaksam/sam/train.py, pipeline/sam_pretrain.py
+through pipeline.launch): two gloo processes, each on half of a step's images, compute the
+one-process step.
 
 Tolerance: relative 1e-5 on gradients and losses (weights after 3 AdamW steps: see the
 test). Each process draws exactly the images and prompts of its block (per-image generators)
@@ -49,7 +50,7 @@ def _run(rank: int, world: int) -> dict | None:
     grads = {n: None if p.grad is None else p.grad.clone() for n, p in sam.named_parameters()}
     curve: list[dict] = []
     sam = _fresh_sam()
-    pretrain(sam, CFG, on_step=lambda s, v: curve.append(v), log_every=1, rank=rank, world=world)
+    pretrain(sam, CFG, on_step=lambda s, v: curve.append(v), log_every=1)  # rank, W: world()
     if rank != 0:
         return None
     return {"step0": vals, "grads": grads, "curve": curve, "state": sam.state_dict()}
@@ -131,8 +132,9 @@ def test_two_gloo_processes_match_one(tmp_path):
 def _stage(workdir: Path, params: dict) -> str:
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WEAKSAM_LOGLEVEL": "WARNING"}
-    subprocess.run([sys.executable, "-m", "pipeline.sam_pretrain"], cwd=workdir, env=env,
-                   check=True, timeout=600)
+    subprocess.run([sys.executable, "-m", "pipeline.launch",
+                    str(params["runtime"]["nproc"]["sam_pretrain"]), "-m", "pipeline.sam_pretrain"],
+                   cwd=workdir, env=env, check=True, timeout=600)
     return hashlib.md5((workdir / "models/sam_small.pt").read_bytes()).hexdigest()
 
 
@@ -142,7 +144,8 @@ def test_stage_two_processes_same_checkpoint_bytes(tmp_path):
     params["runtime"].update(threads=2, device="cpu")
     params["sam"]["device"] = None
     sp = params["sam_pretrain"]
-    sp.update(processes=2, eval_images=2, log_every=1)
+    params["runtime"]["nproc"]["sam_pretrain"] = 2
+    sp.update(eval_images=2, log_every=1)
     sp["model"] = asdict(TINY_SAM)
     sp["train"].update(steps=3, batch_images=4, prompts_per_image=4, warmup_steps=1)
     runs = []
@@ -152,3 +155,4 @@ def test_stage_two_processes_same_checkpoint_bytes(tmp_path):
     assert runs[0] == runs[1]
     metrics = json.loads((tmp_path / "a/metrics/sam_pretrain.json").read_text())
     assert metrics["processes"] == 2 and metrics["steps"] == 3
+    assert metrics["processes_param"] == "2"

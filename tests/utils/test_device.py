@@ -24,7 +24,7 @@ def test_cuda_resolves_to_the_local_rank_card_only_if_visible(gpus, monkeypatch)
     gpus(1)
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     assert resolve_device("cuda") == torch.device("cuda", 0)
-    monkeypatch.setenv("LOCAL_RANK", "1")  # rank 1 of sam_pretrain.processes 2, one GPU
+    monkeypatch.setenv("LOCAL_RANK", "1")  # rank 1 of runtime.nproc.sam_pretrain 2, one GPU
     with pytest.raises(ValueError, match=r"local rank 1 \(LOCAL_RANK\) asks for cuda:1, but "
                                          r"only 1 CUDA device\(s\) are visible"):
         resolve_device("cuda")
@@ -45,9 +45,10 @@ def test_data_parallel_devices_one_gpu_per_rank(gpus, monkeypatch):
         data_parallel_devices("cuda:1", 2, "p")
     gpus(1)
     assert data_parallel_devices("cuda", 1) == [torch.device("cuda", 0)]
-    with pytest.raises(ValueError, match=r"sam_pretrain.processes: 2 data-parallel processes on "
-                                         r"'cuda', but 1 CUDA device\(s\) are visible.*at most 1"):
-        data_parallel_devices("cuda", 2, "sam_pretrain.processes")
+    with pytest.raises(ValueError, match=r"runtime.nproc.sam_pretrain: 2 data-parallel "
+                                         r"processes on 'cuda', but 1 CUDA device\(s\) are "
+                                         r"visible.*at most 1"):
+        data_parallel_devices("cuda", 2, "runtime.nproc.sam_pretrain")
     gpus(0)
     with pytest.raises(ValueError, match="no CUDA device"):
         data_parallel_devices("cuda", 1)

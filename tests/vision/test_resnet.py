@@ -30,15 +30,15 @@ def test_every_model_gets_the_same_trunk_weights(r50_file):
     from tests.retrain.conftest import DROP
     from weaksam.retrain.frcnn import build_frcnn_r50_fpn
     from weaksam.retrain.query_detector import resnet50_levels
-    from weaksam.wsis.mask2former import build_mask2former_resnet50
+    from weaksam.wsis.mask2former import Mask2FormerModelConfig, build_mask2former_resnet50
     from weaksam.wsis.mask_rcnn import build_resnet50_fpn_mask_rcnn
 
     path, want = r50_file
     trunks = {
         "frcnn": _trunk_state(build_frcnn_r50_fpn(2, checkpoint=path, drop=DROP), "backbone.body."),
         "mask_rcnn": _trunk_state(build_resnet50_fpn_mask_rcnn(2, path), "rcnn.backbone.body."),
-        "mask2former": _trunk_state(build_mask2former_resnet50(2, path, num_queries=5),
-                                    "trunk."),
+        "mask2former": _trunk_state(
+            build_mask2former_resnet50(2, path, Mask2FormerModelConfig(num_queries=5)), "trunk."),
         "detr": _trunk_state(resnet50_levels(path), ""),
     }
     # ResNetLevels names the stem "stem.0" / "stem.1"; torchvision "conv1" / "bn1"
@@ -93,3 +93,42 @@ def test_levels_and_fpn_shapes_and_freezing():
     fpn = resnet50_fpn(resnet50_trunk(None), trainable_layers=3)
     assert fpn.out_channels == 256
     assert list(fpn(torch.randn(1, 3, 64, 64))) == ["0", "1", "2", "3", "pool"]
+
+
+@pytest.mark.parametrize("trainable_layers", range(6))
+@pytest.mark.parametrize("frozen_bn", [True, False])
+def test_fpn_matches_torchvision_resnet_fpn_backbone(trainable_layers, frozen_bn):
+    """Same seed -> the same parameters (names, order, values, frozen set), module types and
+    outputs as torchvision's documented ``resnet_fpn_backbone``."""
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    norm = FrozenBatchNorm2d if frozen_bn else torch.nn.BatchNorm2d
+    torch.manual_seed(0)
+    want = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=norm,
+                               trainable_layers=trainable_layers)
+    torch.manual_seed(0)
+    got = resnet50_fpn(resnet50_trunk(None, frozen_bn=frozen_bn), trainable_layers)
+    assert [(n, type(m)) for n, m in got.named_modules()] == \
+        [(n, type(m)) for n, m in want.named_modules()]
+    g, w = dict(got.named_parameters()), dict(want.named_parameters())
+    assert list(g) == list(w)
+    assert {n for n, p in g.items() if p.requires_grad} == \
+        {n for n, p in w.items() if p.requires_grad}
+    assert all(torch.equal(g[n], w[n]) for n in g)
+    # the rule itself: stem frozen below 5, layer k trainable iff k > 5 - trainable_layers
+    for n, p in g.items():
+        if n.startswith("body.layer"):
+            assert p.requires_grad == (int(n[len("body.layer")]) > 4 - trainable_layers), n
+        elif n.startswith(("body.conv1", "body.bn1")):
+            assert p.requires_grad == (trainable_layers == 5), n
+        else:
+            assert n.startswith("fpn.") and p.requires_grad, n
+    x = torch.randn(1, 3, 64, 64)
+    got.eval(), want.eval()
+    assert all(torch.equal(a, b) for a, b in zip(got(x).values(), want(x).values(), strict=True))
+
+
+def test_fpn_rejects_out_of_range_trainable_layers():
+    with pytest.raises(ValueError, match="0..5"):
+        resnet50_fpn(resnet50_trunk(None), trainable_layers=6)

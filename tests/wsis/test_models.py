@@ -12,8 +12,8 @@ from tests.wsis.conftest import schedule
 from weaksam.eval.mask_ap import decode_segmentation, encode_mask
 from weaksam.vision.backbones import SmallCNN
 from weaksam.wsis.data import Targets, build_views, instance_targets, scale_targets, stage_features
-from weaksam.wsis.mask2former import build_mask2former
-from weaksam.wsis.mask_rcnn import build_small_mask_rcnn
+from weaksam.wsis.mask2former import Mask2FormerModelConfig, build_mask2former
+from weaksam.wsis.mask_rcnn import MaskRcnnModelConfig, build_small_mask_rcnn
 from weaksam.wsis.train import collate, predict_results, train_instance_model
 
 H, W = 40, 56
@@ -88,9 +88,10 @@ def _views(toy, levels, flips=(False,), with_targets=True):
 
 def _mask_rcnn(net):
     torch.manual_seed(1)
-    return build_small_mask_rcnn(net, 2, anchor_sizes=(8, 16, 32), rpn_batch_size=16,
-                                 roi_batch_size=16, representation=16, mask_layers=(8,),
-                                 mask_dim=8, score_thresh=0.0, detections_per_img=5)
+    cfg = MaskRcnnModelConfig(anchor_sizes=(8, 16, 32), rpn_batch_size=16, roi_batch_size=16,
+                              representation=16, mask_layers=(8,), mask_dim=8,
+                              score_thresh=0.0, max_det=5)
+    return build_small_mask_rcnn(net, 2, cfg)
 
 
 def test_mask_rcnn_losses_train_heads_only(toy) -> None:
@@ -122,9 +123,10 @@ def test_mask_rcnn_predictions_at_original_size(toy) -> None:
 
 def test_mask2former_losses_and_instances(toy) -> None:
     torch.manual_seed(2)
-    model = build_mask2former([16, 32], 2, stride=4, hidden_dim=32, num_queries=4,
-                              decoder_layers=2, encoder_layers=1, heads=2, ffn_dim=32,
-                              train_points=64, max_det=6, score_thresh=0.0)
+    cfg = Mask2FormerModelConfig(hidden_dim=32, num_queries=4, decoder_layers=2,
+                                 encoder_layers=1, heads=2, ffn_dim=32, train_points=64,
+                                 max_det=6, score_thresh=0.0)
+    model = build_mask2former([16, 32], 2, cfg, stride=4)
     views = _views(toy, [1, 2])
     views[1].boxes, views[1].labels = views[1].boxes[:0], views[1].labels[:0]  # no instance
     views[1].masks = views[1].masks[:0]
@@ -176,14 +178,14 @@ def test_paper_profile_models_train_from_images() -> None:
     views = build_views(list(images), images.__getitem__, targets, short_side=64, max_size=96)
     assert views[0].features is None and views[0].image.shape[0] == 3
     for model in (build_resnet50_fpn_mask_rcnn(2, None),
-                  build_mask2former_resnet50(2, None, num_queries=5)):
+                  build_mask2former_resnet50(2, None, Mask2FormerModelConfig(num_queries=5))):
         model.train()
         losses = model(collate(views, multiple=32))
         assert torch.isfinite(sum(losses.values()))
 
 
-def test_mask2former_config_does_not_warn_about_its_placeholder_backbone() -> None:
-    """The ResNet config only sizes the pixel decoder (our trunk replaces its backbone):
+def test_mask2former_config_does_not_warn_about_its_feature_levels_backbone() -> None:
+    """The FeatureLevels backbone config sizes the pixel decoder (our levels are its input):
     transformers' "not a supported model" warning is not shown, and the logger's level is
     restored afterwards."""
     import logging
@@ -209,6 +211,39 @@ def test_mask2former_config_does_not_warn_about_its_placeholder_backbone() -> No
         cfg = _config(3, [8, 16, 16, 16])
     finally:
         log.removeHandler(handler)
-    assert cfg.backbone_config.hidden_sizes == [8, 16, 16, 16]
+    assert cfg.backbone_config.channels == [8, 16, 16, 16]
     assert not [r for r in seen if "not a supported model" in r.getMessage()]
     assert log.level == before
+    assert log.level == before
+
+
+def test_mask2former_backbone_is_parameter_free_feature_levels() -> None:
+    """transformers builds the FeatureLevels backbone from the config (no placeholder network):
+    no parameter, its channels size the pixel decoder's input projections."""
+    from weaksam.vision.levels import FeatureLevels
+
+    cfg = Mask2FormerModelConfig(hidden_dim=32, num_queries=4, decoder_layers=2,
+                                 encoder_layers=1, heads=2, ffn_dim=32, train_points=64)
+    model = build_mask2former([16, 32], 2, cfg, stride=4)
+    enc = model.hf.model.pixel_level_module.encoder
+    assert isinstance(enc, FeatureLevels) and enc.channels == [16, 32, 32, 32]
+    assert not list(enc.parameters()) and not list(enc.buffers())
+    dec = model.hf.model.pixel_level_module.decoder
+    # the decoder projects the 3 coarsest levels (strides 8..32) to hidden_dim
+    assert [p[0].in_channels for p in dec.input_projections] == [32, 32, 32]
+    assert dec.adapter_1[0].in_channels == 16  # lateral conv of the stride-4 level
+    assert not any(n.startswith("hf.model.pixel_level_module.encoder")
+                   for n in model.state_dict())
+
+
+def test_build_views_without_short_side_keeps_the_original_size() -> None:
+    """``short_side`` None (views that large-scale jitter rescales at every step): factor 1,
+    the image and targets at the original pixels."""
+    m = _masks()
+    img = np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)
+    t = {1: Targets(np.array([[6, 4, 30, 20], [30, 22, 50, 36]], np.float32), np.array([1, 2]),
+                    m)}
+    (v,) = build_views([1], {1: img}.__getitem__, t, short_side=None, max_size=None)
+    assert v.size == (H, W) and v.factor == 1.0 and v.image.shape == (3, H, W)
+    assert torch.equal(v.masks, torch.from_numpy(m).to(torch.uint8))
+    assert v.boxes.tolist() == [[6, 4, 30, 20], [30, 22, 50, 36]]

@@ -83,3 +83,187 @@ def test_paper_wsis_profile_has_the_release_schedules() -> None:
             w["mask2former"]["batch_size"], w["mask2former"]["warmup_steps"]) == (
         33069, [29395, 31844], 16, 10)
     assert math.ceil(50 * 10582 / 16) == 33069  # the release's MAX_ITER is 50 trainaug epochs
+
+
+class _TrunkModel(nn.Module):
+    """A ``trunk`` and a head; the loss records the dtype autocast gives the head's output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk, self.head = nn.Linear(2, 2), nn.Linear(2, 1)
+        self.dtypes: list[torch.dtype] = []
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        out = self.head(self.trunk(torch.ones(len(batch.sizes), 2)))
+        self.dtypes.append(out.dtype)
+        return {"loss": out.float().square().mean()}
+
+
+def _views(n: int = 4):
+    from weaksam.wsis.data import View
+
+    return [View(image_id=i, flip=False, size=(4, 4), factor=1.0, image=torch.zeros(3, 4, 4),
+                 features=None,
+                 boxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.int64),
+                 masks=torch.zeros(0, 4, 4, dtype=torch.uint8)) for i in range(n)]
+
+
+def test_backbone_lr_factor_and_cpu_autocast(monkeypatch) -> None:
+    """backbone_lr_factor 0.1: the trunk's group runs at 0.1 x the scheduled lr (release
+    BACKBONE_MULTIPLIER); amp on the CPU: the forward runs in bfloat16."""
+    seen = []
+    real = train_mod.optimizer_step
+
+    def spy(opt, *a, **k):
+        seen.append([(g["lr"], len(g["params"])) for g in opt.param_groups])
+        return real(opt, *a, **k)
+
+    monkeypatch.setattr(train_mod, "optimizer_step", spy)
+    m = _TrunkModel()
+    cfg = schedule(epochs=1, batch_size=2, lr=0.5, warmup_steps=0, lr_steps=(100,),
+                   weight_decay=0.0, backbone_lr_factor=0.1, amp=True)
+    train_instance_model(m, _views(), cfg)
+    assert seen == [[(0.5, 2), (0.05, 2)]] * 2  # head (weight, bias), trunk (weight, bias)
+    assert m.dtypes == [torch.bfloat16] * 2
+    seen.clear()
+    m = _TrunkModel()
+    train_instance_model(m, _views(), schedule(epochs=1, batch_size=2, lr=0.5, warmup_steps=0,
+                                               lr_steps=(100,), weight_decay=0.0))
+    assert seen == [[(0.5, 4)]] * 2 and m.dtypes == [torch.float32] * 2  # defaults: off
+
+
+def test_paper_wsis_profile_sets_the_release_mask2former_options() -> None:
+    root = Path(__file__).resolve().parents[2]
+    params = deep_merge(yaml.safe_load((root / "params.yaml").read_text()),
+                        resolve_profile("paper_voc12_wsis", root / "configs"))
+    m = params["wsis"]["mask2former"]
+    assert m["backbone_lr_factor"] == 0.1 and m["amp"] is True
+    base = yaml.safe_load((root / "params.yaml").read_text())["wsis"]
+    assert all(base[a]["backbone_lr_factor"] == 1.0 and base[a]["amp"] is False
+               for a in ("mask_rcnn", "mask2former"))
+
+
+class _Record(nn.Module):
+    """Records the views of every step (``collate`` patched to pass them through)."""
+
+    def __init__(self, draws: int = 0) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+        self.seen: list = []
+        self.draws = draws  # numbers drawn from torch's global generator per step
+        self.drawn: list[torch.Tensor] = []
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        self.seen.extend(batch)
+        self.drawn.append(torch.rand(self.draws))
+        return {"loss": self.w * 0.0 + 1.0}
+
+
+def _masked_views(n: int = 5):
+    from weaksam.wsis.data import View
+
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for i in range(n):
+        m = torch.zeros(2, 12, 16, dtype=torch.uint8)
+        m[0, 2:6, 3:9], m[1, 7:12, 10:16] = 1, 1
+        out.append(View(image_id=i, flip=False, size=(12, 16), factor=1.0,
+                        image=torch.rand(3, 12, 16, generator=g), features=None,
+                        boxes=torch.tensor([[3.0, 2, 9, 6], [10, 7, 16, 12]]),
+                        labels=torch.tensor([1, 2]), masks=m))
+    return out
+
+
+def _run_lsj(monkeypatch, views, lsj, seed: int = 0, epochs: int = 2, draws: int = 0,
+             model: _Record | None = None) -> list:
+    monkeypatch.setattr(train_mod, "collate", lambda vs, *a, **k: list(vs))
+    m = model or _Record(draws)
+    train_instance_model(m, views, schedule(epochs=epochs, batch_size=2, seed=seed, lsj=lsj,
+                                            weight_decay=0.0, warmup_steps=0))
+    return m.seen
+
+
+def _bytes(seen: list) -> list[tuple]:
+    return [(v.image_id, v.size, v.image.numpy().tobytes(), v.masks.numpy().tobytes(),
+             v.boxes.numpy().tobytes(), v.labels.numpy().tobytes()) for v in seen]
+
+
+def test_lsj_in_training_is_per_step_and_seeded(monkeypatch) -> None:
+    from weaksam.wsis.augment import LsjConfig
+
+    lsj = LsjConfig(image_size=10, min_scale=0.3, max_scale=2.0)
+    views = _masked_views()
+    before = _bytes(views)
+    a = _run_lsj(monkeypatch, views, lsj)
+    assert len(a) == 10 and all(v.size == (10, 10) and v.image.shape == (3, 10, 10) for v in a)
+    assert _bytes(a) == _bytes(_run_lsj(monkeypatch, views, lsj))  # same seed: same bytes
+    assert _bytes(a) != _bytes(_run_lsj(monkeypatch, views, lsj, seed=1))
+    first = {v.image_id: v for v in a[:5]}  # epoch 0 vs epoch 1: new draws per epoch
+    assert any(not torch.equal(first[v.image_id].image, v.image) for v in a[5:])
+    assert _bytes(views) == before  # the stored views are not changed
+    # a model that draws from torch's global generator does not move the jitter, and the
+    # jitter does not move the model's draws (those of a run without it)
+    on, off = _Record(3), _Record(3)
+    assert _bytes(_run_lsj(monkeypatch, views, lsj, model=on)) == _bytes(a)
+    _run_lsj(monkeypatch, views, None, model=off)
+    assert torch.equal(torch.cat(on.drawn), torch.cat(off.drawn))
+
+
+def test_lsj_off_passes_the_views_as_they_are(monkeypatch) -> None:
+    def boom(*a, **k):
+        raise AssertionError("jitter called with lsj off")
+
+    monkeypatch.setattr(train_mod, "large_scale_jitter", boom)
+    monkeypatch.setattr(train_mod, "lsj_draws", boom)
+    views = _masked_views()
+    seen = _run_lsj(monkeypatch, views, None)
+    assert len(seen) == 10 and all(any(v is w for w in views) for v in seen)
+
+
+def test_lsj_refuses_cached_features() -> None:
+    from weaksam.wsis.augment import LsjConfig
+    from weaksam.wsis.data import View
+
+    v = _masked_views(2)
+    cached = [View(image_id=w.image_id, flip=False, size=w.size, factor=1.0, image=None,
+                   features=[torch.zeros(2, 3, 4)], boxes=w.boxes, labels=w.labels,
+                   masks=w.masks) for w in v]
+    with pytest.raises(ValueError, match="lsj needs views with images"):
+        train_instance_model(_Record(), cached, schedule(
+            lsj=LsjConfig(image_size=8, min_scale=0.1, max_scale=2.0)))
+
+
+def test_paper_wsis_profile_sets_the_release_lsj() -> None:
+    from pipeline.wsis import MODEL_KEYS
+    from weaksam.config import from_section
+    from weaksam.wsis.augment import LsjConfig
+    from weaksam.wsis.train import InstanceTrainConfig
+
+    root = Path(__file__).resolve().parents[2]
+    base = yaml.safe_load((root / "params.yaml").read_text())
+    merged = deep_merge(base, resolve_profile("paper_voc12_wsis", root / "configs"))
+    cfg = from_section(InstanceTrainConfig, merged["wsis"]["mask2former"], "paper_voc12_wsis",
+                       ignore=MODEL_KEYS["mask2former"], seed=0)
+    assert cfg.lsj == LsjConfig(image_size=1024, min_scale=0.1, max_scale=2.0)
+    assert merged["wsis"]["backbone"] == "resnet50"  # image views: LSJ applies
+    assert base["wsis"]["mask2former"]["lsj"] is None
+
+
+def test_lsj_of_a_view_does_not_depend_on_the_process_count(monkeypatch) -> None:
+    """Two ranks (world patched, reductions as identities) jitter their shares of each global
+    batch exactly as one process jitters the whole batch: the draws follow the position in
+    the epoch's permutation."""
+    from weaksam.wsis.augment import LsjConfig
+
+    lsj = LsjConfig(image_size=10, min_scale=0.3, max_scale=2.0)
+    views = _masked_views()
+    one = _run_lsj(monkeypatch, views, lsj)
+    monkeypatch.setattr(train_mod, "sum_gradients", lambda params: None)
+    monkeypatch.setattr(train_mod, "sum_over_ranks", lambda sums: sums)
+    monkeypatch.setattr(train_mod, "any_rank", lambda flag: bool(flag))
+    shares = []
+    for rank in (0, 1):
+        monkeypatch.setattr(train_mod, "world", lambda r=rank: (r, 2))
+        shares += _run_lsj(monkeypatch, views, lsj)
+    assert len(shares) == len(one) == 10
+    assert sorted(_bytes(shares)) == sorted(_bytes(one))

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
 
 from weaksam.vision.backbones import SmallCNN
-from weaksam.wsod.train import TrainImage
+from weaksam.wsod.train import TrainImage, WsodTrainConfig, train_wsod
+
+RUN_KEYS = ("seed", "checkpoint", "cache", "on_epoch", "device")  # train_wsod's, not the config's
+
+
+def run_wsod(model: torch.nn.Module, items: list[TrainImage], **kw: Any) -> dict[str, float]:
+    """``train_wsod`` with the :data:`RUN_KEYS` of ``kw`` as its keyword arguments and the
+    others as its :class:`WsodTrainConfig` (a missing required field is a TypeError)."""
+    run = {k: kw.pop(k) for k in RUN_KEYS if k in kw}
+    return train_wsod(model, items, WsodTrainConfig(**kw), **run)
 
 
 def tiny_backbone() -> SmallCNN:

@@ -12,12 +12,11 @@ import torch.distributed as dist
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import pipeline.wsod as stage
-from tests.wsod.conftest import tiny_backbone, tiny_items
+from tests.wsod.conftest import run_wsod, tiny_backbone, tiny_items
 from tests.wsod.test_pretrain import _view
 from weaksam.wsod.infer import detect_image
 from weaksam.wsod.mist import MIST
-from weaksam.wsod.pretrain import pretrain_backbone
-from weaksam.wsod.train import train_wsod
+from weaksam.wsod.pretrain import BackbonePretrainConfig, pretrain_backbone
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,15 +67,16 @@ def test_no_wsod_tensor_leaves_the_named_device(tmp_path):
     model = MIST(tiny_backbone(), 3, roi_size=3, hidden=16, cdb_net="released", cdb_block=2)
     items = tiny_items(4)
     with _Devices() as mode:
-        train_wsod(model, items, epochs=1, batch_size=2, lr=1e-2, weight_decay=0.0,
-                   optimizer="sgd", train_scales=[32], max_size=64, flip=True, seed=0,
-                   schedule="multistep", iterations=2, warmup_iters=1,
-                   cdb_adversary="second_pass", device=torch.device("cpu"))
+        run_wsod(model, items, epochs=1, batch_size=2, lr=1e-2, weight_decay=0.0,
+                 optimizer="sgd", train_scales=[32], max_size=64, flip=True, seed=0,
+                 schedule="multistep", iterations=2, warmup_iters=1,
+                 cdb_adversary="second_pass", device=torch.device("cpu"))
         detect_image(model, items[0].pixels, items[0].boxes, scales=[32], max_size=64,
                      flip=True, nms_iou=0.3, score_thresh=0.0, max_det=10)
-        pretrain_backbone(_view(tmp_path), widths=(4, 8), stem=4, convs=1, pool="avg",
-                          image_size=16, epochs=1, batch_size=8, lr=1e-2, weight_decay=0.0,
-                          seed=0, device="cpu")
+        cfg = BackbonePretrainConfig(widths=(4, 8), stem=4, convs=1, pool="avg",
+                                     image_size=16, min_crop=1.0, epochs=1, batch_size=8,
+                                     lr=1e-2, weight_decay=0.0)
+        pretrain_backbone(_view(tmp_path), cfg, seed=0, device="cpu")
     assert mode.seen == {"cpu"}
     assert {p.device.type for p in model.parameters()} == {"cpu"}
 

@@ -19,9 +19,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from tests.wsod.conftest import tiny_backbone, tiny_items
+from tests.wsod.conftest import run_wsod, tiny_backbone, tiny_items
 from weaksam.wsod.mist import MIST
-from weaksam.wsod.train import train_wsod
 
 KW = dict(epochs=3, batch_size=4, lr=1e-2, weight_decay=0.0, optimizer="adam",
           train_scales=[28, 32], max_size=64, flip=True, seed=3, cdb_start_epoch=1,
@@ -34,7 +33,7 @@ def _run(out: Path) -> None:
     # the light scorer: the released one has BatchNorm, whose batch statistics are per process
     model = MIST(tiny_backbone(), 3, roi_size=3, hidden=16, cdb_net="light")
     curve: list[dict] = []
-    train_wsod(model, tiny_items(10), on_epoch=lambda e, m: curve.append(m), **KW)
+    run_wsod(model, tiny_items(10), on_epoch=lambda e, m: curve.append(m), **KW)
     rank = dist.get_rank() if dist.is_initialized() else 0
     if rank == 0:
         out.write_text(json.dumps({"curve": curve,
@@ -129,8 +128,8 @@ def _run_uneven(out: Path) -> None:
     model = MIST(tiny_backbone(), 3, roi_size=3, hidden=16, cdb_net="light")
     curve: list[dict] = []
     # 9 images in batches of 4: the last batch has one image, so rank 1 has none that step
-    train_wsod(model, tiny_items(9), on_epoch=lambda e, m: curve.append(m),
-               **{**KW, "epochs": 2})
+    run_wsod(model, tiny_items(9), on_epoch=lambda e, m: curve.append(m),
+             **{**KW, "epochs": 2})
     rank = dist.get_rank() if dist.is_initialized() else 0
     if rank == 0:
         out.write_text(json.dumps({"curve": curve,

@@ -7,7 +7,7 @@ from PIL import Image
 
 from weaksam.data.index import index_from_dict
 from weaksam.data.weak import WeakView
-from weaksam.wsod.pretrain import pretrain_backbone
+from weaksam.wsod.pretrain import BackbonePretrainConfig, pretrain_backbone
 
 
 def _view(tmp_path, n: int = 24) -> WeakView:
@@ -32,9 +32,9 @@ def _view(tmp_path, n: int = 24) -> WeakView:
 def test_pretraining_learns_image_labels(tmp_path):
     view = _view(tmp_path)
     seen: list[float] = []
-    model, m = pretrain_backbone(view, widths=(8, 16), stem=8, convs=1, pool="avg",
-                                 image_size=32, epochs=8, batch_size=8, lr=1e-2,
-                                 weight_decay=0.0, seed=0, min_crop=0.8,
-                                 on_epoch=lambda e, x: seen.append(x["loss"]))
+    cfg = BackbonePretrainConfig(widths=(8, 16), stem=8, convs=1, pool="avg", image_size=32,
+                                 epochs=8, batch_size=8, lr=1e-2, weight_decay=0.0,
+                                 min_crop=0.8)
+    model, m = pretrain_backbone(view, cfg, seed=0, on_epoch=lambda e, x: seen.append(x["loss"]))
     assert len(seen) == 8 and seen[-1] < seen[0]
     assert m["train_map"] > 90.0  # two colour classes are easy

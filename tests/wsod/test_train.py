@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.wsod.conftest import tiny_backbone, tiny_items
+from tests.wsod.conftest import run_wsod, tiny_backbone, tiny_items
 from weaksam.errors import TrainingError
 from weaksam.vision.imaging import to_tensor
 from weaksam.wsod.infer import detect_image, detect_split
@@ -22,7 +22,6 @@ from weaksam.wsod.train import (
     multistep_factor,
     sgd_param_groups,
     train_view,
-    train_wsod,
 )
 
 KW = dict(batch_size=2, lr=1e-2, weight_decay=0.0, optimizer="adam", train_scales=[32],
@@ -41,7 +40,7 @@ def test_images_without_proposals_are_skipped_and_get_no_detections(caplog):
                           np.zeros((0, 4), np.float32))
     losses = []
     with caplog.at_level(logging.WARNING):
-        train_wsod(_oicr(), items, epochs=1, on_epoch=lambda e, m: losses.append(m), **KW)
+        run_wsod(_oicr(), items, epochs=1, on_epoch=lambda e, m: losses.append(m), **KW)
     assert "image 2 has no proposals: skipped in training" in caplog.text
     assert np.isfinite(losses[0]["loss"])
     model = _oicr()
@@ -57,19 +56,19 @@ def test_no_usable_image_is_an_error():
     items = [TrainImage(1, np.zeros((8, 8, 3), np.uint8), np.ones(3, np.float32),
                         np.zeros((0, 4), np.float32))]
     with pytest.raises(TrainingError, match="no training image has proposals"):
-        train_wsod(_oicr(), items, epochs=1, **KW)
+        run_wsod(_oicr(), items, epochs=1, **KW)
 
 
 def test_nan_loss_raises_and_keeps_last_good_checkpoint(tmp_path):
     ckpt = tmp_path / "model.pt"
     model = _oicr()
-    train_wsod(model, tiny_items(4), epochs=1, checkpoint=ckpt, **KW)
+    run_wsod(model, tiny_items(4), epochs=1, checkpoint=ckpt, **KW)
     good = ckpt.read_bytes()
     assert torch.load(ckpt, weights_only=True)["epoch"] == 0
     with torch.no_grad():
         model.mil_cls.weight.fill_(float("nan"))
     with pytest.raises(TrainingError, match="non-finite loss .* last good checkpoint kept"):
-        train_wsod(model, tiny_items(4), epochs=1, checkpoint=ckpt, **KW)
+        run_wsod(model, tiny_items(4), epochs=1, checkpoint=ckpt, **KW)
     assert ckpt.read_bytes() == good
     assert not [p for p in tmp_path.iterdir() if p.name != "model.pt"]  # no temp files left
 
@@ -78,8 +77,8 @@ def test_same_seed_same_losses_and_learning_lowers_the_loss():
     runs = []
     for _ in range(2):
         curve: list[float] = []
-        train_wsod(_oicr(), tiny_items(6), epochs=6,
-                   on_epoch=lambda e, m, c=curve: c.append(m["loss"]), **KW)
+        run_wsod(_oicr(), tiny_items(6), epochs=6,
+                 on_epoch=lambda e, m, c=curve: c.append(m["loss"]), **KW)
         runs.append(curve)
     assert runs[0] == runs[1]
     assert runs[0][-1] < runs[0][0]
@@ -103,8 +102,8 @@ def test_warm_feature_cache_gives_the_cold_curve_without_backbone_calls():
 
         model.backbone.forward_features = counted
         curve: list[float] = []
-        train_wsod(model, items, epochs=3, cache=cache,
-                   on_epoch=lambda e, m, c=curve: c.append(m["loss"]), **kw)
+        run_wsod(model, items, epochs=3, cache=cache,
+                 on_epoch=lambda e, m, c=curve: c.append(m["loss"]), **kw)
         curves.append(curve)
         calls.append(n[0])
     assert curves[0] == curves[1]
@@ -116,8 +115,8 @@ def test_mist_trains_with_dropblock_after_warmup():
     model = MIST(tiny_backbone(), 3, roi_size=3, hidden=16, cdb_net="light")
     before = [q.detach().clone() for q in model.cdb.parameters()]
     seen: list[dict] = []
-    train_wsod(model, tiny_items(4), epochs=2, cdb_start_epoch=1, cdb_lr=0.1,
-               on_epoch=lambda e, m: seen.append(m), **KW)
+    run_wsod(model, tiny_items(4), epochs=2, cdb_start_epoch=1, cdb_lr=0.1,
+             on_epoch=lambda e, m: seen.append(m), **KW)
     assert model.cdb_active  # switched on at epoch 1
     assert any(not torch.equal(a, b) for a, b in zip(before, model.cdb.parameters(),
                                                       strict=True))
@@ -157,15 +156,15 @@ def test_multistep_schedule_runs_its_iterations_at_the_stepped_lr(monkeypatch):
 
     monkeypatch.setattr(torch.optim.SGD, "step", record)
     curve: list[dict] = []
-    out = train_wsod(_oicr(), tiny_items(4), epochs=99, batch_size=2, lr=0.01, weight_decay=0.0,
-                     optimizer="sgd", train_scales=[32], max_size=64, flip=True, seed=0,
-                     schedule="multistep", iterations=3, lr_steps=[2], warmup_iters=1,
-                     bias_lr_factor=2.0, on_epoch=lambda e, m: curve.append(m))
+    out = run_wsod(_oicr(), tiny_items(4), epochs=99, batch_size=2, lr=0.01, weight_decay=0.0,
+                   optimizer="sgd", train_scales=[32], max_size=64, flip=True, seed=0,
+                   schedule="multistep", iterations=3, lr_steps=[2], warmup_iters=1,
+                   bias_lr_factor=2.0, on_epoch=lambda e, m: curve.append(m))
     assert out["steps"] == 3 and len(curve) == 2  # 2 steps per pass: the 2nd pass cut short
     flat = [v for step_lrs in lrs for v in step_lrs]  # (weights, biases) per step
     assert flat == pytest.approx([0.01 / 3, 0.02 / 3, 0.01, 0.02, 0.001, 0.002])
     with pytest.raises(ValueError, match="schedule must be onecycle or multistep"):
-        train_wsod(_oicr(), tiny_items(2), epochs=1, schedule="cosine", **KW)
+        run_wsod(_oicr(), tiny_items(2), epochs=1, schedule="cosine", **KW)
 
 
 @pytest.mark.parametrize("net", ["light", "released"])
@@ -185,9 +184,9 @@ def test_concrete_dropblock_ascends_the_loss_with_its_own_sgd(net):
     sum(v.sum() for v in out.values()).backward()
     expect = [q.detach() + 0.1 * 0.01 * q.grad for q in ref.cdb.parameters()]
     assert any(q.grad.abs().sum() > 0 for q in ref.cdb.parameters())
-    train_wsod(model, [item], epochs=1, batch_size=1, lr=0.0, weight_decay=0.0,
-               optimizer="sgd", train_scales=[32], max_size=64, flip=False, seed=0,
-               cdb_lr=0.1, cdb_weight_decay=0.0, cdb_adversary_weight=0.01)
+    run_wsod(model, [item], epochs=1, batch_size=1, lr=0.0, weight_decay=0.0,
+             optimizer="sgd", train_scales=[32], max_size=64, flip=False, seed=0,
+             cdb_lr=0.1, cdb_weight_decay=0.0, cdb_adversary_weight=0.01)
     for got, exp in zip(model.cdb.parameters(), expect, strict=True):
         assert torch.allclose(got, exp, atol=1e-7)
 

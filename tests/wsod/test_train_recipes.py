@@ -14,13 +14,13 @@ import pytest
 import torch
 import yaml
 
-from tests.wsod.conftest import tiny_backbone, tiny_items
+from tests.wsod.conftest import run_wsod, tiny_backbone, tiny_items
 from weaksam.profiles import deep_merge, resolve_profile
 from weaksam.wsod import train as wtrain
 from weaksam.wsod.mist import MIST
 from weaksam.wsod.oicr import OICR
 from weaksam.wsod.recipes import method_setting
-from weaksam.wsod.train import build_optimizer, multistep_scheduler, train_wsod
+from weaksam.wsod.train import build_optimizer, multistep_scheduler
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,10 +78,10 @@ def test_refinement_multiplier_reaches_the_training_steps(monkeypatch):
         return step(self, *a, **k)
 
     monkeypatch.setattr(torch.optim.SGD, "step", record)
-    train_wsod(_oicr(), tiny_items(4), epochs=99, batch_size=2, lr=0.01, weight_decay=0.0,
-               optimizer="sgd", train_scales=[32], max_size=64, flip=False, seed=0,
-               schedule="multistep", iterations=2, lr_steps=[1], warmup_iters=0,
-               refine_lr_mult=10.0)
+    run_wsod(_oicr(), tiny_items(4), epochs=99, batch_size=2, lr=0.01, weight_decay=0.0,
+             optimizer="sgd", train_scales=[32], max_size=64, flip=False, seed=0,
+             schedule="multistep", iterations=2, lr_steps=[1], warmup_iters=0,
+             refine_lr_mult=10.0)
     assert [hi / lo for lo, hi in seen] == pytest.approx([10.0, 10.0])
     assert [lo for lo, _ in seen] == pytest.approx([0.01, 0.001])
 
@@ -113,13 +113,13 @@ def test_release_mist_recipe_builds_adam_at_1e5_for_both_optimisers(monkeypatch)
     monkeypatch.setattr(wtrain, "build_optimizer", spy)
     torch.manual_seed(0)
     model = MIST(tiny_backbone(), 3, roi_size=3, hidden=16, cdb_block=2)
-    train_wsod(model, tiny_items(2), epochs=1, batch_size=2, lr=float(s("lr")),
-               weight_decay=float(s("weight_decay")), optimizer=s("optimizer"),
-               train_scales=[32], max_size=64, flip=False, seed=0, schedule="multistep",
-               iterations=1, warmup_iters=0, bias_lr_factor=float(s("bias_lr_factor")),
-               bias_weight_decay=float(s("bias_weight_decay")),
-               cdb_optimizer=s("cdb_optimizer"), cdb_lr=float(s("cdb_lr")),
-               cdb_weight_decay=float(s("cdb_weight_decay")), cdb_warmup_iters=0)
+    run_wsod(model, tiny_items(2), epochs=1, batch_size=2, lr=float(s("lr")),
+             weight_decay=float(s("weight_decay")), optimizer=s("optimizer"),
+             train_scales=[32], max_size=64, flip=False, seed=0, schedule="multistep",
+             iterations=1, warmup_iters=0, bias_lr_factor=float(s("bias_lr_factor")),
+             bias_weight_decay=float(s("bias_weight_decay")),
+             cdb_optimizer=s("cdb_optimizer"), cdb_lr=float(s("cdb_lr")),
+             cdb_weight_decay=float(s("cdb_weight_decay")), cdb_warmup_iters=0)
     det, cdb = built
     assert type(det) is torch.optim.Adam and type(cdb) is torch.optim.Adam  # not AdamW
     assert det.defaults["lr"] == 1e-5 and cdb.defaults["lr"] == 1e-5

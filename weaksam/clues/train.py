@@ -20,6 +20,15 @@ generator seeded with ``(seed, e)``, the learning rate is a pure function of the
 and a checkpoint (model, optimizer, epoch, history, fingerprint) is written atomically after
 every epoch. A run restarted from the checkpoint of epoch ``e`` therefore produces the same
 weights as an uninterrupted run.
+
+Data parallel (a process group of W ranks, ``weaksam.engine.world``): every rank draws the
+same shuffle and augments the whole global batch of B images from the same generator (so the
+draws do not depend on W), then rank r trains on images ``r, r + W, ...`` of it with its BCE
+weighted by its share of the batch; the gradients are summed over the ranks (one all-reduce),
+so a step is the one-process step up to the order of float additions. Each rank reseeds
+torch's global generator (stochastic depth) with ``(seed, epoch, rank)`` every epoch. Rank 0
+evaluates the held-out images and writes the checkpoint; the epoch loss is over all ranks.
+W = 1 runs the one-process code unchanged.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from weaksam.engine.loop import run_epochs
 from weaksam.engine.optim import make_optimizer, optimizer_step
 from weaksam.engine.schedule import set_lr
 from weaksam.engine.schedule import warmup_cosine_floor_lr as lr_at
+from weaksam.engine.world import any_rank, sum_gradients_flagged, sum_over_ranks, world
 from weaksam.errors import InputError
 from weaksam.utils.atomic import atomic_path
 from weaksam.utils.checkpoint import read_checkpoint
@@ -300,10 +310,14 @@ def fit(
     steps_per_epoch = math.ceil(n / batch_size)
     total = epochs * steps_per_epoch
     warmup = int(round(warmup_epochs * steps_per_epoch))
+    rank, size = world()
+    params = list(model.parameters())
 
     def train_epoch(epoch: int) -> dict[str, float]:
         model.train()
         g = _epoch_generator(seed, epoch)
+        if size > 1:  # stochastic depth: each rank its own stream, a function of the epoch
+            torch.manual_seed((seed * 100003 + epoch) * 1009 + rank)
         perm = torch.randperm(n, generator=g)
         loss_sum = 0.0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{epochs}", disable=None,
@@ -319,6 +333,14 @@ def fit(
             x = augment(normalize(raw.to(device)), shift, g)
             if erasing > 0:
                 x = random_erasing(x, erasing, g)
+            if size > 1:
+                loss, local = _local_loss(model, x, train_labels[idx], rank, size, amp, device)
+                if any_rank(not torch.isfinite(loss)):
+                    raise nonfinite_error(float(loss), stage="clues_train", epoch=epoch,
+                                          step=it, checkpoint=checkpoint)
+                optimizer_step(opt, loss, scaler=scaler, reduce=lambda: _sum_gradients(params))
+                loss_sum += local
+                continue
             with autocast(device, amp):
                 out = model(x)
             out = {k: v.float() for k, v in out.items()}
@@ -328,14 +350,18 @@ def fit(
                                       step=it, checkpoint=checkpoint)
             optimizer_step(opt, losses["loss"], scaler=scaler)
             loss_sum += float(losses["loss"].detach()) * len(idx)
+        if size > 1:
+            loss_sum = sum_over_ranks({"loss": loss_sum})["loss"]
         metrics = {"loss": loss_sum / n, "lr": cur_lr}
-        if len(val_images):
+        if len(val_images) and rank == 0:
             metrics["val_map"] = classification_map(
                 predict_scores(model, val_images, batch_size, device, amp), val_labels.numpy()
             )
         return metrics
 
     def save(epoch: int, metrics: dict[str, float]) -> None:
+        if rank != 0:
+            return
         save_state(checkpoint, {
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),
@@ -349,6 +375,32 @@ def fit(
                [lambda e, m: history.append(m), on_epoch, save],
                stop=lambda e: stop_after is not None and e >= stop_after)
     return history
+
+
+def _sum_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Each ``p.grad`` becomes its sum over the ranks (one all-reduce); a parameter no rank
+    has a gradient for keeps ``None``, as one process's ``backward`` leaves it (AdamW skips
+    it: no weight decay)."""
+    grads, _ = sum_gradients_flagged(params, torch.zeros(1, device=params[0].device))
+    for p, g in zip(params, grads, strict=True):
+        p.grad = None if g is None else g.clone()
+
+
+def _local_loss(model: CluesViT, x: torch.Tensor, labels: torch.Tensor, rank: int, world: int,
+                amp: bool, device: torch.device) -> tuple[torch.Tensor, float]:
+    """This rank's share ``r::W`` of a global batch ``x (B, 3, S, S)`` (augmented, on
+    ``device``) with ``labels (B, C)``: its BCE weighted by its share ``b / B`` (the sum over
+    ranks is the batch's mean BCE) and its unweighted BCE times ``b`` (its part of the epoch
+    loss sum). A rank with no image this step (B < W) gives a zero loss that still reaches
+    every parameter, so its all-reduce carries zeros."""
+    mine = slice(rank, None, world)
+    xb, yb = x[mine], labels[mine].to(device)
+    if len(xb) == 0:
+        return sum(p.sum() * 0.0 for p in model.parameters()), 0.0
+    with autocast(device, amp):
+        out = model(xb)
+    loss = model.losses({k: v.float() for k, v in out.items()}, yb)["loss"]
+    return loss * (len(xb) / len(x)), float(loss.detach()) * len(xb)
 
 
 def build_model(arch: dict, num_classes: int) -> CluesViT:

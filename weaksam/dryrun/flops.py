@@ -188,15 +188,20 @@ def query_detector_gflops(num_classes: int, hw: tuple[int, int], *, d_model: int
     """GFLOP of :class:`~weaksam.retrain.query_detector.QueryDetector` on a ResNet-50 (C3-C5
     + ``extra_levels``) for one (H, W) image padded to 32: backbone, two-stage Deformable
     DETR encoder / decoder (deformable sampling itself counts 0) and its heads."""
-    from weaksam.retrain.query_detector import QueryDetector, resnet50_levels
+    from weaksam.retrain.query_detector import (
+        QueryDetector,
+        QueryDetectorConfig,
+        resnet50_levels,
+    )
 
     def build() -> nn.Module:
         trunk = resnet50_levels(None)
-        return QueryDetector(num_classes, trunk.in_channels, trunk.strides, backbone=trunk,
-                             train_backbone=True, d_model=d_model, encoder_layers=encoder_layers,
-                             decoder_layers=decoder_layers, num_queries=num_queries,
-                             ffn_dim=ffn_dim, heads=heads, n_points=n_points,
-                             extra_levels=extra_levels)
+        cfg = QueryDetectorConfig(d_model=d_model, encoder_layers=encoder_layers,
+                                  decoder_layers=decoder_layers, num_queries=num_queries,
+                                  ffn_dim=ffn_dim, heads=heads, n_points=n_points,
+                                  extra_levels=extra_levels)
+        return QueryDetector(num_classes, trunk.in_channels, trunk.strides, cfg, backbone=trunk,
+                             train_backbone=True)
 
     model = on_meta(build)
     with META:  # the library builds its own masks and position embeddings on the fly
@@ -227,11 +232,11 @@ def mask2former_gflops(num_classes: int, hw: tuple[int, int], num_queries: int =
     """GFLOP of :func:`~weaksam.wsis.mask2former.build_mask2former_resnet50` on one (H, W)
     image padded to 32: ResNet-50, the deformable pixel decoder and the masked-attention
     transformer decoder with its class and mask predictions at every layer."""
-    from weaksam.wsis.mask2former import build_mask2former_resnet50
+    from weaksam.wsis.mask2former import Mask2FormerModelConfig, build_mask2former_resnet50
     from weaksam.wsis.mask_rcnn import Batch
 
-    model = on_meta(lambda: build_mask2former_resnet50(num_classes, None,
-                                                       num_queries=num_queries))
+    cfg = Mask2FormerModelConfig(num_queries=num_queries)
+    model = on_meta(lambda: build_mask2former_resnet50(num_classes, None, cfg))
     size = (_pad(hw[0], 32), _pad(hw[1], 32))
     batch = Batch(sizes=[size], images=meta(1, 3, *size))
     with META:

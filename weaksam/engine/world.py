@@ -7,11 +7,14 @@ process group every function is the one-process identity.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from weaksam.utils.device import ddp_backend
 
 
 def world() -> tuple[int, int]:
@@ -21,11 +24,28 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def data_parallel(model: nn.Module) -> nn.Module:
+def join_process_group(device: torch.device) -> int:
+    """Under torchrun (``WORLD_SIZE`` > 1) join the process group with the backend of the
+    stage's device (gloo on the CPU, NCCL on CUDA, after selecting the rank's card); returns
+    this process's rank (0 outside torchrun, or the rank of a group already joined)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(ddp_backend(device))
+    return dist.get_rank()
+
+
+def data_parallel(model: nn.Module, device: torch.device | None = None) -> nn.Module:
     """``model`` wrapped in DistributedDataParallel (gradients averaged over the W processes in
-    backward; parameters some forwards leave unused allowed) when W > 1, else ``model``."""
+    backward; parameters some forwards leave unused allowed) when W > 1, else ``model``. A CUDA
+    ``device`` is the wrapper's single device (``device_ids``); None or a CPU device: none."""
     if world()[1] > 1:
-        return nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+        ids = [device.index] if device is not None and device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                                   find_unused_parameters=True)
     return model
 
 

@@ -12,7 +12,8 @@ the loop, so a batch split over DDP processes draws what one process would).
 - :class:`FeatureSource`: maps cached by ``weaksam.retrain.features`` (frozen backbone);
   inputs are a :class:`weaksam.vision.features.FeatureBatch`.
 - :class:`ImageSource`: images rescaled to a random training scale (end-to-end backbone);
-  inputs are a list of (3, H, W) normalised tensors.
+  inputs are a list of (3, H, W) normalised tensors; optionally DETR / DINO's random-crop
+  branch (:class:`RandomCropConfig`, :func:`crop_branch`).
 Targets: list of {"boxes" (G, 4) float32 in the input frame, "labels" (G,) int64 in 1..K,
 "image_id" () int64}.
 """
@@ -21,11 +22,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as tvf
 
 from weaksam.data.index import load_index
 from weaksam.errors import InputError
@@ -78,6 +81,61 @@ def load_pgt(path: str | Path, category_ids: Sequence[int] | None = None,
     return PgtTargets(path, cats, boxes, labels)
 
 
+def drop_small_images(pgt: PgtTargets, sizes: dict[int, tuple[int, int]],
+                      min_size: float) -> PgtTargets:
+    """``pgt`` without the boxes of the images whose short side is under ``min_size`` px
+    (``sizes[image_id]`` = (W, H) px), so the sources skip them (mmdet ``filter_cfg.min_size``
+    of the release's ``dino-base-voc.py``: 32)."""
+    small = {iid for iid, (w, h) in sizes.items() if min(w, h) < min_size and iid in pgt.boxes}
+    if not small:
+        return pgt
+    log.warning("%s: %d images under %.1f px on a side dropped", pgt.path, len(small), min_size)
+    return replace(pgt, boxes={i: (b[:0] if i in small else b) for i, b in pgt.boxes.items()},
+                   labels={i: (c[:0] if i in small else c) for i, c in pgt.labels.items()})
+
+
+@dataclass(frozen=True)
+class RandomCropConfig:
+    """DETR's random-crop branch as DINO's release trains with it (``train_pipeline`` of
+    ``retraining/mmdetection/configs/dino/dino-base-voc.py``): with probability ``prob`` an image
+    is rescaled to a short side drawn from ``scales`` (long side <= ``max_size``), cropped to
+    a random (h, w), each drawn uniformly in ``size`` px (clamped to the image, mmdet
+    ``RandomCrop`` ``absolute_range``) at a uniform offset, then rescaled as the other branch
+    (a short side of the source's scales). ``prob`` 0: off."""
+
+    prob: float = 0.0                           # release RandomChoice of two branches: 0.5
+    scales: tuple[int, ...] = (400, 500, 600)   # px, short side before the crop
+    max_size: int = 4200                        # px, long side cap before the crop
+    size: tuple[int, int] = (384, 600)          # px, crop height and width range (inclusive)
+
+
+def crop_branch(img: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, short_side: int,
+                max_size: int, crop: RandomCropConfig, g: torch.Generator
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The random-crop branch of :class:`RandomCropConfig` on one image: ``img`` (3, H, W),
+    ``boxes`` (G, 4) xyxy px of it, ``labels`` (G,) -> the cropped image rescaled to
+    ``short_side`` (long side <= ``max_size``), its boxes (G', 4) clipped to the crop and in
+    its rescaled frame, and their labels: boxes left with no width or height inside the crop
+    are dropped (mmdet ``RandomCrop`` with ``bbox_clip_border``; DETR ``crop``); G' may be 0
+    (``allow_negative_crop=True``). Random draws from ``g``."""
+    s1 = crop.scales[int(torch.randint(len(crop.scales), (1,), generator=g))]
+    f1 = scale_factor(img.shape[1], img.shape[2], s1, crop.max_size)
+    x = rescale(img, f1)
+    h, w = int(x.shape[1]), int(x.shape[2])
+    lo, hi = crop.size
+    ch = int(torch.randint(min(h, lo), min(h, hi) + 1, (1,), generator=g))
+    cw = int(torch.randint(min(w, lo), min(w, hi) + 1, (1,), generator=g))
+    top = int(torch.randint(h - ch + 1, (1,), generator=g))
+    left = int(torch.randint(w - cw + 1, (1,), generator=g))
+    x = tvf.crop(x, top, left, ch, cw)
+    bb = tv_tensors.BoundingBoxes(boxes.reshape(-1, 4) * f1, format="XYXY", canvas_size=(h, w),
+                                   clamping_mode="hard")
+    b = tvf.crop(bb, top, left, ch, cw).as_subclass(torch.Tensor)  # translated and clamped
+    keep = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+    f2 = scale_factor(ch, cw, short_side, max_size)
+    return rescale(x, f2), b[keep] * f2, labels[keep]
+
+
 def _target(boxes: np.ndarray, labels: np.ndarray, image_id: int, factor: float, flip: bool,
             width: int) -> dict[str, torch.Tensor]:
     b = transform_boxes(torch.from_numpy(np.asarray(boxes, np.float32)).reshape(-1, 4), factor,
@@ -120,13 +178,17 @@ class FeatureSource:
 
 class ImageSource:
     """Training batches of images (end-to-end backbone): per image a random short side from
-    ``scales`` (long side <= ``max_size``) and a random flip. ``read(image_id)`` returns the
-    (H, W, 3) uint8 pixels."""
+    ``scales`` (long side <= ``max_size``) and a random flip; with ``crop`` (prob > 0), with
+    its probability the random-crop branch (:func:`crop_branch`) instead of the plain rescale,
+    flipped after it (the release flips before; a crop offset drawn uniformly makes the two
+    orders the same distribution). ``read(image_id)`` returns the (H, W, 3) uint8 pixels."""
 
     def __init__(self, image_ids: Sequence[int], read: Callable[[int], np.ndarray],
-                 pgt: PgtTargets, scales: Sequence[int], max_size: int, flip: bool) -> None:
+                 pgt: PgtTargets, scales: Sequence[int], max_size: int, flip: bool,
+                 crop: RandomCropConfig | None = None) -> None:
         self.read, self.pgt = read, pgt
         self.scales, self.max_size, self.flip = [int(s) for s in scales], int(max_size), flip
+        self.crop = crop if crop is not None and crop.prob > 0 else None
         self.image_ids = [int(i) for i in image_ids if len(pgt.boxes.get(int(i), ()))]
 
     def __len__(self) -> int:
@@ -140,6 +202,15 @@ class ImageSource:
             s = self.scales[int(torch.randint(len(self.scales), (1,), generator=g))]
             fl = _flip(self.flip, g)
             img = to_tensor(self.read(iid))
+            if self.crop is not None and bool(torch.rand(1, generator=g) < self.crop.prob):
+                x, b, lab = crop_branch(
+                    img, torch.from_numpy(np.asarray(self.pgt.boxes[iid], np.float32)),
+                    torch.from_numpy(np.asarray(self.pgt.labels[iid], np.int64)), s,
+                    self.max_size, self.crop, g)
+                images.append(hflip(x) if fl else x)
+                targets.append({"boxes": transform_boxes(b, 1.0, fl, x.shape[2]),
+                                "labels": lab, "image_id": torch.tensor(int(iid))})
+                continue
             f = scale_factor(img.shape[1], img.shape[2], s, self.max_size)
             x = rescale(img, f)
             images.append(hflip(x) if fl else x)

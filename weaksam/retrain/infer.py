@@ -95,7 +95,10 @@ def merge_tta(views: Sequence[tuple[dict[str, torch.Tensor], float, int | None]]
     view's width in px, is given, then divided by its ``factor``), all
     views are concatenated, boxes clipped to (``width``, ``height``), scores above
     ``score_thresh`` kept, then per-class NMS at ``nms_iou`` and the top ``max_det`` by score
-    (``fast_rcnn_inference_single_image``). Returns the same dict in original px (factor 1)."""
+    (``fast_rcnn_inference_single_image``). mmdet's ``DetTTAModel._merge_single_sample`` (the
+    release's DINO TTA) is the same rule: views' boxes back in the original frame (flips
+    inverted), concatenated, ``batched_nms`` per class, the first ``max_per_img``. Returns the
+    same dict in original px (factor 1)."""
     from torchvision.ops import batched_nms
 
     boxes, scores, labels = [], [], []
@@ -119,10 +122,13 @@ def merge_tta(views: Sequence[tuple[dict[str, torch.Tensor], float, int | None]]
 def detect_images_tta(model: nn.Module, image_ids: Sequence[int],
                       read: Callable[[int], np.ndarray], category_ids: Sequence[int],
                       scales: Sequence[int], max_size: int, flip: bool, nms_iou: float,
-                      max_det: int, device: torch.device | str = "cpu") -> list[dict]:
+                      max_det: int, device: torch.device | str = "cpu",
+                      score_thresh: float = 1e-8) -> list[dict]:
     """COCO results with test-time augmentation: every short side of ``scales`` (px, long
     side at most ``max_size``), each also flipped when ``flip``; the views' detections merged
-    by :func:`merge_tta` (the release's Faster R-CNN ``TEST.AUG``)."""
+    by :func:`merge_tta` (the release's Faster R-CNN ``TEST.AUG``; its DINO ``dinotta.py``,
+    mmdet ``DetTTAModel``: the same merge, NMS 0.6, top 300, no score threshold, i.e.
+    ``score_thresh=-inf``)."""
     model.eval().to(device)
     results: list[dict] = []
     for iid in tqdm(image_ids, desc="detect (tta)", disable=None):
@@ -136,6 +142,6 @@ def detect_images_tta(model: nn.Module, image_ids: Sequence[int],
             dets = model([x.flip(-1) if fl else x for fl in flips])
             views += [(d, f, int(x.shape[-1]) if fl else None)
                       for d, fl in zip(dets, flips, strict=True)]
-        merged = merge_tta(views, w, h, nms_iou, max_det)
+        merged = merge_tta(views, w, h, nms_iou, max_det, score_thresh=score_thresh)
         results += to_results(iid, merged, 1.0, w, h, category_ids)
     return results

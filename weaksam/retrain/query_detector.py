@@ -8,18 +8,30 @@ installable relatives in transformers are Deformable DETR with box refinement an
 same stand-in (trainval ground-truth boxes as PGT, cached frozen ``backbone_pretrain`` maps,
 d_model 64, 1 + 2 layers, 30 queries, batch 8, AdamW 5e-4, 1 thread): after ~32 s of CPU
 training, test AP50 21.2 for Deformable DETR (6 epochs) against 12.7 for RT-DETR (4 epochs), so
-Deformable DETR is the one built here, from a config (no download). What DINO has that it lacks
-(docs/fidelity.md, "Retraining: query-based detector"):
+Deformable DETR is the one built here, from a config (no download). DINO's three additions
+(Zhang et al. 2022, Sec. 3.3-3.5) are options on top of it, all off by default (the default
+profile's stand-in) and on in the paper profiles:
 
-- contrastive denoising training (CDN: noised ground-truth boxes as extra positive and negative
-  queries): absent, so the matched loss is the only box supervision;
-- mixed query selection: two-stage Deformable DETR takes *both* the positional and the content
-  queries from the top-k encoder proposals (content from a projection of their positional
-  embedding), DINO only the positional ones (content queries learned);
-- look-forward-twice: box refinement detaches the reference box between decoder layers
-  (look-forward-once);
-- the top-k encoder proposals are ranked by one class logit trained as objectness (the original
-  two-stage recipe), not by the best class score.
+- contrastive denoising training (``denoising_queries`` > 0, :class:`DenoisingQueries`, Sec.
+  3.3): the ground-truth boxes and labels, noised, enter the decoder as extra queries in groups of
+  a positive and a negative half (transformers' RT-DETR group builder: label flip probability
+  ``label_noise`` / 2, box corners moved by up to ``box_noise`` x half the size, negatives by
+  1-2x that), behind a self-attention mask that keeps the matching queries from seeing them and
+  each group from seeing the others. Their loss uses no matching: a positive query's target is
+  its own ground-truth box, a negative's is "no object" (terms ``*_dn``, every decoder layer).
+- mixed query selection (``mixed_query_selection``, Sec. 3.4): the positional queries (anchor
+  boxes and their embedding) come from the top-k encoder proposals as in two-stage Deformable
+  DETR, the content queries are a learned embedding instead of a projection of the proposals.
+- look-forward-twice (``look_forward_twice``, Sec. 3.5, Fig. 6): layer i+1's box prediction adds
+  its offset to layer i's refined box *with* its gradient, so layer i+1's box loss also trains
+  layer i's box head; the next layer's reference points stay detached as in Deformable DETR.
+
+All three sit in :class:`DinoDecoder` (a subclass of transformers' decoder that wraps its
+forward, no copy of it) plus a forward hook on the model that prepends the denoising anchors to
+its ``init_reference_points``. Still different from DINO: the positional query of every layer is
+the library's projection of the sine embedding of the *initial* anchor (DINO recomputes it from
+each layer's refined box), and the top-k encoder proposals are ranked by one class logit trained
+as objectness (the original two-stage recipe), not by the best class score.
 transformers' ``DeformableDetrForObjectDetectionLoss`` has no loss on the two-stage encoder
 proposals; the original Deformable DETR (and DINO) supervise them, so :class:`QueryDetector`
 adds that term (``*_enc``): the library's loss on the proposals with every target relabelled to
@@ -48,38 +60,40 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import (
-    AutoBackbone,
-    AutoConfig,
-    DeformableDetrConfig,
-    DeformableDetrForObjectDetection,
-    PretrainedConfig,
-    PreTrainedModel,
-)
+from transformers import DeformableDetrConfig, DeformableDetrForObjectDetection
 from transformers.image_transforms import center_to_corners_format
 from transformers.loss.loss_deformable_detr import (
     DeformableDetrHungarianMatcher,
     DeformableDetrImageLoss,
 )
 from transformers.loss.loss_for_object_detection import generalized_box_iou
+from transformers.loss.loss_rt_detr import RTDetrLoss
+from transformers.models.deformable_detr.modeling_deformable_detr import (
+    DeformableDetrDecoder,
+    DeformableDetrDecoderOutput,
+    inverse_sigmoid,
+)
+from transformers.models.rt_detr.modeling_rt_detr import get_contrastive_denoising_training_group
 
 from weaksam.errors import TrainingError
 from weaksam.retrain.query_drop import QUERY_SETS, normalise_groups, per_query_bce, query_drop_mask
 from weaksam.vision.features import FeatureBatch
 from weaksam.vision.imaging import pad_batch, valid_mask
+from weaksam.vision.levels import FeatureLevels, FeatureLevelsConfig
 from weaksam.vision.resnet import ResNetLevels, resnet50_trunk
 
 # Key added to every outputs dict handed to the criterion: which loss term it feeds.
 ROLE = "query_drop_role"
-# Terms query drop applies to: all of them here (the authors' release sends every decoder layer
-# and the encoder proposals through its dropping loss; only its denoising terms, which this
-# detector does not have, never drop).
+# Terms query drop applies to: the matching queries of every decoder layer and the encoder
+# proposals (the authors' release sends them through its dropping loss); its denoising terms
+# (role "dn") never drop.
 DROP_ROLES = ("final", "aux", "enc")
 
 
@@ -202,17 +216,111 @@ class QueryDropLoss(DeformableDetrImageLoss):
                 "loss_giou": (giou * d).sum() / num_boxes}
 
 
+@dataclass(frozen=True)
+class DenoisingQueries:
+    """DINO's contrastive denoising queries of one batch (Sec. 3.3), N = 2 x G_max x groups of
+    them (G_max: most target boxes of an image in the batch), put before the Q matching queries.
+
+    content: (B, N, d) embedding of each query's (noised) label, the padding label C for the
+    slots of images with fewer boxes; position: (B, N, d) positional query of its anchor (the
+    same projection the matching queries' anchors get); reference: (B, N, 4) noised anchor boxes,
+    cxcywh normalised; attention_mask: (1, 1, N + Q, N + Q) additive (0 or -inf) self-attention
+    mask, row = query, column = key; positive: per image the indices (in 0..N-1) of its positive
+    queries, target j of group g at position g x G_b + j of its list; groups: number of groups.
+    """
+
+    content: torch.Tensor
+    position: torch.Tensor
+    reference: torch.Tensor
+    attention_mask: torch.Tensor
+    positive: tuple[torch.Tensor, ...]
+    groups: int
+
+    @property
+    def size(self) -> int:
+        """N, the number of denoising queries."""
+        return int(self.content.shape[1])
+
+    def matches(self, targets: Sequence[dict[str, torch.Tensor]]
+                ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(query indices, target indices) per image: each positive query with the target box it
+        was made from (no Hungarian matching); negatives are unmatched, i.e. "no object"."""
+        meta = {"dn_positive_idx": self.positive, "dn_num_group": self.groups}
+        return RTDetrLoss.get_cdn_matched_indices(meta, list(targets))
+
+
+class _DenoisedTargets(list):
+    """The transformers targets of a batch (a list, one dict per image) with the batch's
+    :class:`DenoisingQueries`, handed through the library model's ``labels`` argument (which it
+    only passes on to ``loss_function``)."""
+
+    def __init__(self, targets: Sequence[dict[str, torch.Tensor]],
+                 denoising: DenoisingQueries) -> None:
+        super().__init__(targets)
+        self.denoising = denoising
+
+
+class DinoDecoder(DeformableDetrDecoder):
+    """transformers' Deformable DETR decoder with DINO's decoder-side parts (module docstring).
+
+    Wraps the library's forward without changing its layer loop: ``learned_content`` replaces
+    the content queries (B, Q, d) by a learned (Q, d) embedding (mixed query selection);
+    ``denoising`` (a :class:`DenoisingQueries`, passed by keyword through the library model)
+    prepends its N queries and sets the self-attention mask; ``look_forward_twice`` returns, as
+    ``intermediate_reference_points``, layer i's refined boxes recomputed *with* their gradient
+    (same values: sigmoid(box head_i(h_i) + inverse_sigmoid(detached input reference_i)), so the
+    prediction head of layer i + 1, which adds its offset to them, trains box head i as well
+    (DINO Fig. 6); the loop itself keeps feeding detached references to the next layer.
+    """
+
+    def __init__(self, config: DeformableDetrConfig, learned_content: bool = False,
+                 look_forward_twice: bool = False) -> None:
+        super().__init__(config)
+        self.look_forward_twice = bool(look_forward_twice)
+        self.content_queries = (nn.Embedding(config.num_queries, config.d_model)
+                                if learned_content else None)
+
+    def forward(self, inputs_embeds: torch.Tensor | None = None,
+                object_queries_position_embeddings: torch.Tensor | None = None,
+                reference_points: torch.Tensor | None = None,
+                denoising: DenoisingQueries | None = None, **kwargs: Any
+                ) -> DeformableDetrDecoderOutput:
+        """The library decoder's arguments (inputs_embeds: content (B, Q, d); position (B, Q,
+        d); reference_points (B, Q, 4) in [0, 1]) plus ``denoising``."""
+        if self.content_queries is not None:
+            inputs_embeds = self.content_queries.weight.unsqueeze(0).expand(
+                reference_points.shape[0], -1, -1)
+        if denoising is not None:
+            inputs_embeds = torch.cat([denoising.content, inputs_embeds], dim=1)
+            object_queries_position_embeddings = torch.cat(
+                [denoising.position, object_queries_position_embeddings], dim=1)
+            reference_points = torch.cat([denoising.reference, reference_points], dim=1)
+            kwargs["attention_mask"] = denoising.attention_mask
+        out = super().forward(inputs_embeds=inputs_embeds,
+                              object_queries_position_embeddings=object_queries_position_embeddings,
+                              reference_points=reference_points, **kwargs)
+        if self.look_forward_twice and self.bbox_embed is not None:
+            refined = []
+            previous = reference_points
+            for i in range(out.intermediate_hidden_states.shape[1]):
+                delta = self.bbox_embed[i](out.intermediate_hidden_states[:, i])
+                refined.append((delta + inverse_sigmoid(previous)).sigmoid())
+                previous = out.intermediate_reference_points[:, i]  # detached, as the loop's
+            out.intermediate_reference_points = torch.stack(refined, dim=1)
+        return out
+
+
 def deformable_detr_config(
     num_classes: int,
     in_channels: Sequence[int],
-    d_model: int = 128,
-    encoder_layers: int = 1,
-    decoder_layers: int = 2,
-    num_queries: int = 50,
-    ffn_dim: int = 512,
-    heads: int = 4,
-    n_points: int = 4,
-    extra_levels: int = 0,
+    d_model: int,
+    encoder_layers: int,
+    decoder_layers: int,
+    num_queries: int,
+    ffn_dim: int,
+    heads: int,
+    n_points: int,
+    extra_levels: int,
 ) -> DeformableDetrConfig:
     """Deformable DETR config (two-stage, box refinement, auxiliary losses; no dropout and
     matching costs class 2 / L1 5 / GIoU 2 as DINO; no download) for L = len(in_channels)
@@ -235,61 +343,45 @@ def deformable_detr_config(
     )
 
 
-class FeatureLevelsConfig(PretrainedConfig):
-    """Backbone config of :class:`FeatureLevels`: the channels D_l of its L output levels."""
+@dataclass(frozen=True, kw_only=True)
+class QueryDetectorConfig:
+    """Transformer of :class:`QueryDetector`: params.yaml ``retrain.detr.model`` (its input
+    keys, ``backbone``, ``input``, ``train_scales``, ..., are the stage's). Every default equals
+    params.yaml's value (``tests/test_config.py``); DINO's sizes in the comments."""
 
-    model_type = "weaksam_feature_levels"
+    d_model: int = 64  # DINO 256
+    encoder_layers: int = 1  # DINO 6
+    decoder_layers: int = 2  # DINO 6
+    num_queries: int = 30  # Q matching queries; DINO 900
+    ffn_dim: int = 256  # DINO 2048
+    heads: int = 4  # DINO 8
+    n_points: int = 4  # sampling points per head and level
+    extra_levels: int = 0  # stride-2 levels after the backbone's (DINO R-50 4-scale: 1)
+    detections_per_img: int = 100  # top-k (query, class) pairs at inference (DINO R: 300)
+    dn_queries: int = 0  # CDN queries per batch, 0 = off (DINO 100), max(1, n // G_max) groups
+    dn_label_noise: float = 0.5  # CDN label-noise ratio: a label flips w.p. this / 2 (DINO 0.5)
+    dn_box_noise: float = 1.0  # CDN box-noise scale (DINO 1.0)
+    mixed_query_selection: bool = False  # DINO Sec. 3.4
+    look_forward_twice: bool = False  # DINO Sec. 3.5
 
-    def __init__(self, channels: Sequence[int] = (64,), **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.channels = [int(c) for c in channels]
-
-
-class FeatureLevels(PreTrainedModel):
-    """The Deformable DETR model's backbone: ``pixel_values`` -> its L feature levels.
-
-    Without a trunk (cached maps) ``pixel_values`` already is the padded level (B, D_0, h, w)
-    and passes through; with one (:meth:`set_trunk`) ``pixel_values`` are padded normalised
-    images (B, 3, H, W) and the trunk gives the L maps (no gradient when frozen). transformers'
-    wrapper interpolates ``pixel_mask`` to every level (nearest), so the detector passes the
-    mask at level-0 resolution. Parameter-free itself."""
-
-    config_class = FeatureLevelsConfig
-    main_input_name = "pixel_values"
-
-    def __init__(self, config: FeatureLevelsConfig) -> None:
-        super().__init__(config)
-        self.channels = list(config.channels)
-        self.trunk: nn.Module | None = None
-        self.train_trunk = False
-        self.post_init()
-
-    def set_trunk(self, trunk: nn.Module, trainable: bool) -> None:
-        """Compute the levels with ``trunk`` ((B, 3, H, W) -> a map or a list of L maps)."""
-        self.trunk, self.train_trunk = trunk, bool(trainable)
-
-    def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
-        if self.trunk is None:
-            return [pixel_values]
-        with torch.set_grad_enabled(self.train_trunk and torch.is_grad_enabled()):
-            feats = self.trunk(pixel_values)
-        return [feats] if isinstance(feats, torch.Tensor) else list(feats)
-
-
-AutoConfig.register(FeatureLevelsConfig.model_type, FeatureLevelsConfig, exist_ok=True)
-AutoBackbone.register(FeatureLevelsConfig, FeatureLevels, exist_ok=True)
+    def __post_init__(self) -> None:
+        if self.dn_queries < 0 or not 0.0 <= self.dn_label_noise <= 1.0 or self.dn_box_noise < 0:
+            raise ValueError("dn_queries and dn_box_noise must be >= 0 and dn_label_noise in "
+                             f"[0, 1], got {self.dn_queries}, {self.dn_box_noise}, "
+                             f"{self.dn_label_noise}")
 
 
 class QueryDetector(nn.Module):
-    """Deformable DETR on a frozen (or fine-tuned) backbone, with query drop (module docstring).
+    """Deformable DETR on a frozen (or fine-tuned) backbone, with query drop and DINO's parts
+    as options (module docstring).
 
-    num_classes: C; in_channels: D_l of the backbone levels; strides: s_l px; backbone: module
-    mapping normalised (B, 3, H, W) images to a (B, D, h, w) map or a list of L maps (the
-    detector then takes images), or None (it takes cached :class:`FeatureBatch` maps, one level);
-    train_backbone: fine-tune it (paper profile) or keep it frozen in eval mode (default
-    profile); drop_percentile, drop_queries: tau and the query set of Eq. 3;
-    detections_per_image: the top-k (query, class) pairs kept at inference (Deformable DETR's
-    post-processing); the other arguments size the transformer (:func:`deformable_detr_config`).
+    num_classes: C; in_channels: D_l of the backbone levels; strides: s_l px; cfg: the
+    transformer, its inference top-k and DINO's parts (:class:`QueryDetectorConfig`; None: its
+    defaults); backbone: module mapping normalised (B, 3, H, W) images to a (B, D, h, w) map or
+    a list of L maps (the detector then takes images), or None (it takes cached
+    :class:`FeatureBatch` maps, one level); train_backbone: fine-tune it (paper profile) or keep
+    it frozen in eval mode (default profile); drop_percentile, drop_queries: tau and the query
+    set of Eq. 3 (``retrain.detr.drop`` and the row's variant).
     """
 
     def __init__(
@@ -297,34 +389,30 @@ class QueryDetector(nn.Module):
         num_classes: int,
         in_channels: Sequence[int],
         strides: Sequence[int],
+        cfg: QueryDetectorConfig | None = None,
+        *,
         backbone: nn.Module | None = None,
         train_backbone: bool = False,
-        d_model: int = 128,
-        encoder_layers: int = 1,
-        decoder_layers: int = 2,
-        num_queries: int = 50,
-        ffn_dim: int = 512,
-        heads: int = 4,
-        n_points: int = 4,
-        extra_levels: int = 0,
         drop_percentile: float = 90.0,
         drop_queries: str = "things",
-        detections_per_image: int = 100,
     ) -> None:
         super().__init__()
+        cfg = QueryDetectorConfig() if cfg is None else cfg
+        self.cfg = cfg
         if len(in_channels) != len(strides):
             raise ValueError(f"in_channels {list(in_channels)} and strides {list(strides)} "
                              "differ in length")
         self.num_classes = int(num_classes)
         self.strides = [int(x) for x in strides]
-        self.detections_per_image = int(detections_per_image)
+        self.detections_per_image = cfg.detections_per_img
         self.train_backbone = bool(train_backbone)
         if backbone is not None and not train_backbone:
             for p in backbone.parameters():
                 p.requires_grad_(False)
-        self.config = deformable_detr_config(num_classes, in_channels, d_model, encoder_layers,
-                                             decoder_layers, num_queries, ffn_dim, heads,
-                                             n_points, extra_levels)
+        self.config = deformable_detr_config(num_classes, in_channels, cfg.d_model,
+                                             cfg.encoder_layers, cfg.decoder_layers,
+                                             cfg.num_queries, cfg.ffn_dim, cfg.heads,
+                                             cfg.n_points, cfg.extra_levels)
         detector = DeformableDetrForObjectDetection(self.config)
         # the original Deformable DETR's head initialisation (transformers leaves it at zero /
         # default): focal prior 0.01 on every class logit, box deltas start at zero
@@ -342,6 +430,21 @@ class QueryDetector(nn.Module):
         self.criterion = QueryDropLoss(self.config, drop_percentile, drop_queries)
         self.weights = {"loss_ce": 1.0, "loss_bbox": float(self.config.bbox_loss_coefficient),
                         "loss_giou": float(self.config.giou_loss_coefficient)}
+        self.denoising_queries = cfg.dn_queries
+        self.label_noise, self.box_noise = cfg.dn_label_noise, cfg.dn_box_noise
+        # DINO's parts; nothing is built (and no random number drawn) when all are off
+        self.denoising_labels: nn.Embedding | None = None
+        if self.denoising_queries or cfg.mixed_query_selection or cfg.look_forward_twice:
+            old = detector.model.decoder
+            decoder = DinoDecoder(self.config, cfg.mixed_query_selection, cfg.look_forward_twice)
+            decoder.layers, decoder.bbox_embed = old.layers, old.bbox_embed
+            decoder.class_embed = old.class_embed
+            detector.model.decoder = decoder
+        if self.denoising_queries:
+            # label embedding of the CDN content queries, C = padding (DINO's label_enc)
+            self.denoising_labels = nn.Embedding(self.num_classes + 1, self.config.d_model,
+                                                 padding_idx=self.num_classes)
+            detector.model.register_forward_hook(_prepend_denoising_anchors, with_kwargs=True)
 
     @property
     def drop_active(self) -> bool:
@@ -419,12 +522,60 @@ class QueryDetector(nn.Module):
             if bad.any():
                 raise TrainingError(f"query detector: {int(bad.sum())} NaN/inf values in the "
                                     f"decoder's {name} (diverged training or invalid inputs)")
+        denoising = getattr(labels, "denoising", None)
+        dn_terms: dict[str, torch.Tensor] = {}
+        if denoising is not None:  # the first N queries are CDN queries: split them off
+            n = denoising.size
+            dn_terms = self.denoising_losses(outputs_class[:, :, :n], outputs_coord[:, :, :n],
+                                             list(labels), denoising)
+            outputs_class, outputs_coord = outputs_class[:, :, n:], outputs_coord[:, :, n:]
+            logits, pred_boxes, labels = outputs_class[-1], outputs_coord[-1], list(labels)
         outputs: dict[str, Any] = {"logits": logits, "pred_boxes": pred_boxes, ROLE: "final"}
         aux = [{"logits": c, "pred_boxes": b, ROLE: "aux"}
                for c, b in zip(outputs_class[:-1], outputs_coord[:-1], strict=True)]
         outputs["auxiliary_outputs"] = aux
         terms = self.weighted(self.criterion(outputs, labels))
+        terms.update(dn_terms)
         return sum(terms.values()), terms, aux
+
+    def make_denoising(self, labels: Sequence[dict[str, torch.Tensor]]) -> DenoisingQueries | None:
+        """DINO's CDN queries for a batch of transformers targets (class_labels 0..C-1, boxes
+        cxcywh normalised), drawn with torch's global generator by transformers' RT-DETR group
+        builder; None when no image has a box. Positional queries: the matching queries'
+        projection (``pos_trans``) of the sine embedding of the noised anchors."""
+        content, anchors, mask, meta = get_contrastive_denoising_training_group(
+            list(labels), self.num_classes, self.config.num_queries, self.denoising_labels,
+            self.denoising_queries, self.label_noise, self.box_noise)
+        if content is None:
+            return None
+        if self.box_noise <= 0:  # the builder leaves unnoised anchors in [0, 1]
+            anchors = inverse_sigmoid(anchors)
+        model = self.detector.model
+        position = model.pos_trans_norm(model.pos_trans(model.get_proposal_pos_embed(anchors)))
+        return DenoisingQueries(content=content, position=position[..., :self.config.d_model],
+                                reference=anchors.sigmoid(), attention_mask=mask[None, None],
+                                positive=tuple(meta["dn_positive_idx"]),
+                                groups=int(meta["dn_num_group"]))
+
+    def denoising_losses(self, logits: torch.Tensor, boxes: torch.Tensor,
+                         labels: Sequence[dict[str, torch.Tensor]], denoising: DenoisingQueries
+                         ) -> dict[str, torch.Tensor]:
+        """Weighted CDN terms of every decoder layer (``loss_ce_dn``, ``loss_bbox_dn``,
+        ``loss_giou_dn`` for the last, ``*_dn_{i}`` for layer i of the others): logits (L, B, N,
+        C), boxes (L, B, N, 4). Each positive query is paired with its own target, negatives
+        and padding slots are "no object"; the criterion's focal, L1 and GIoU formulas (never
+        query-dropped), divided by the number of target boxes x groups (DINO's normaliser)."""
+        indices = denoising.matches(labels)
+        num_boxes = max(sum(len(t["class_labels"]) for t in labels), 1) * denoising.groups
+        out: dict[str, torch.Tensor] = {}
+        layers = logits.shape[0]
+        for i in range(layers):
+            outputs = {"logits": logits[i], "pred_boxes": boxes[i], ROLE: "dn"}
+            suffix = "_dn" if i == layers - 1 else f"_dn_{i}"
+            raw = {**self.criterion.loss_labels(outputs, labels, indices, num_boxes),
+                   **self.criterion.loss_boxes(outputs, labels, indices, num_boxes)}
+            out.update({k + suffix: v for k, v in self.weighted(raw).items()})
+        return out
 
     def weighted(self, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Unweighted library terms (``loss_ce``, ``loss_bbox_0``, ...) x their weights (1, 5,
@@ -447,7 +598,12 @@ class QueryDetector(nn.Module):
         if len(targets) != len(sizes):
             raise ValueError(f"{len(targets)} targets for {len(sizes)} inputs")
         labels = self.hf_targets(targets, sizes)
-        out = self.detector(pixel_values=pixels, pixel_mask=mask0, labels=labels)
+        denoising = self.make_denoising(labels) if self.denoising_queries else None
+        if denoising is None:
+            out = self.detector(pixel_values=pixels, pixel_mask=mask0, labels=labels)
+        else:
+            out = self.detector(pixel_values=pixels, pixel_mask=mask0,
+                                labels=_DenoisedTargets(labels, denoising), denoising=denoising)
         terms = dict(out.loss_dict)
         # two-stage encoder proposals: every target as class 0 (the original's bin_targets)
         enc = {"logits": out.enc_outputs_class,
@@ -487,6 +643,18 @@ class QueryDetector(nn.Module):
     def reset_drop_counts(self) -> None:
         """Zero the query-drop counts (the training loop calls it at every epoch start)."""
         self.criterion.counts = {k: 0 for k in self.criterion.counts}
+
+
+def _prepend_denoising_anchors(module: nn.Module, args: tuple, kwargs: dict[str, Any],
+                               output: Any) -> Any:
+    """Forward hook of the library model: with CDN queries (keyword ``denoising``), prepend
+    their anchors (B, N, 4) to ``init_reference_points``, from which the prediction head adds
+    layer 0's box offsets (the decoder prepended the queries themselves)."""
+    denoising = kwargs.get("denoising")
+    if denoising is not None:
+        output.init_reference_points = torch.cat(
+            [denoising.reference, output.init_reference_points], dim=1)
+    return output
 
 
 def resnet50_levels(checkpoint: str | Path | None) -> ResNetLevels:

@@ -42,7 +42,7 @@ from tqdm import tqdm
 from weaksam.engine.checkpoint import save_state as write_state
 from weaksam.engine.guard import nonfinite_error
 from weaksam.engine.loop import run_epochs
-from weaksam.engine.optim import make_optimizer, optimizer_step
+from weaksam.engine.optim import lr_factor_groups, make_optimizer, optimizer_step
 from weaksam.engine.schedule import set_lr
 from weaksam.engine.schedule import warmup_multistep_lr as lr_at
 from weaksam.engine.world import any_rank, data_parallel, sum_over_ranks, world
@@ -50,8 +50,8 @@ from weaksam.errors import TrainingError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DetectorTrainConfig", "Source", "image_generator", "lr_at", "save_state", "to_device",
-           "train_detector"]
+__all__ = ["DetectorTrainConfig", "Source", "image_generator", "is_backbone", "lr_at",
+           "save_state", "to_device", "train_detector"]
 
 
 class Source(Protocol):
@@ -95,8 +95,9 @@ def save_state(path: str | Path, model: nn.Module, opt: torch.optim.Optimizer, e
 @dataclass(frozen=True, kw_only=True)
 class DetectorTrainConfig:
     """Schedule of :func:`train_detector`: params.yaml ``retrain.<detector>.schedule`` (its
-    ``prelim_epochs`` is the stage's), ``seed`` from ``params.seed``. No defaults: the two
-    detectors' schedules differ (SGD / AdamW), params.yaml is the one source."""
+    ``prelim_epochs`` is the stage's), ``seed`` from ``params.seed``. No defaults but
+    ``backbone_lr_factor`` (params.yaml's 1.0 for both): the two detectors' schedules differ
+    (SGD / AdamW), params.yaml is the one source."""
 
     epochs: int  # T of the schedule
     batch_size: int  # images per step, all processes
@@ -110,6 +111,13 @@ class DetectorTrainConfig:
     gamma: float
     grad_clip: float  # max global grad norm; 0: off
     seed: int  # epoch permutation and per-image generators (image_generator)
+    backbone_lr_factor: float = 1.0  # lr multiplier of parameters named *backbone* (DINO R: 0.1)
+
+
+def is_backbone(name: str) -> bool:
+    """The parameters of the release's DINO backbone group (mmdet ``paramwise_cfg.custom_keys=
+    {'backbone': dict(lr_mult=0.1)}``, ``dino-base-voc.py``): names containing ``backbone``."""
+    return "backbone" in name
 
 
 def train_detector(
@@ -145,7 +153,8 @@ def train_detector(
         raise TrainingError("no training image has a pseudo ground-truth box")
     stop = epochs if stop_epoch is None else min(int(stop_epoch), epochs)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, c.optimizer, lr, c.momentum, c.weight_decay)
+    groups = lr_factor_groups(model, c.backbone_lr_factor, is_backbone)
+    opt = make_optimizer(groups, c.optimizer, lr, c.momentum, c.weight_decay)
     start, history = 0, []
     if resume is not None:
         model.load_state_dict(resume["model"])

@@ -14,7 +14,8 @@ Devices: training runs wherever ``sam`` is (``sam.to(device)`` by the caller): i
 and targets are drawn on the CPU (numpy generators, so the draws do not depend on the device)
 and moved to ``sam.device`` per step.
 
-Data parallel (``world > 1``, torch.distributed already initialised by the caller): each process
+Data parallel (W > 1 processes of the initialised torch.distributed group, read from
+``weaksam.engine.world.world()``; ``pipeline.launch`` starts them under torchrun): each process
 takes a contiguous block of the step's ``B`` images. Image ``b`` of step ``s`` is corpus sample
 ``s * B + b`` with its own prompt generator ``default_rng([corpus_seed, s, b])``, so the union of
 the blocks is exactly the one-process batch. Every process back-propagates the SUM of its
@@ -45,6 +46,7 @@ from weaksam.engine.guard import check_finite
 from weaksam.engine.optim import make_optimizer
 from weaksam.engine.schedule import warmup_cosine_floor_factor
 from weaksam.engine.world import sum_gradients_flagged
+from weaksam.engine.world import world as process_world
 from weaksam.sam.corpus import RADIUS_RANGE, CorpusSample, generate_sample
 from weaksam.utils.boxes import masks_to_boxes
 
@@ -370,19 +372,19 @@ def pretrain(
     cfg: PretrainConfig,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     log_every: int = 10,
-    rank: int = 0,
-    world: int = 1,
 ) -> dict[str, float]:
     """Train ``sam`` in place for ``cfg.steps`` steps on the on-the-fly corpus.
 
     Step ``s`` uses corpus samples ``s * B .. s * B + B - 1`` of ``cfg.corpus_seed``, image ``b``
     prompted by ``default_rng([corpus_seed, s, b])``: deterministic given the torch seed set by
-    the caller, and the same steps for any ``world`` (data parallel over the initialised process
-    group, see the module docstring; ``world`` must not exceed ``cfg.batch_images``; the
-    parameters of rank 0 are broadcast first). ``on_step(step, {"loss", "loss_mask",
-    "loss_iou", "train_miou", "lr"})`` is called every ``log_every`` steps (pass it on rank 0
-    only). Returns the last logged values plus ``seconds``.
+    the caller, and the same steps for any process count W (data parallel over the initialised
+    process group, ``weaksam.engine.world.world()``, see the module docstring; W must not
+    exceed ``cfg.batch_images``; the parameters of rank 0 are broadcast first).
+    ``on_step(step, {"loss", "loss_mask", "loss_iou", "train_miou", "lr"})`` is called every
+    ``log_every`` steps (pass it on rank 0 only). Returns the last logged values plus
+    ``seconds``.
     """
+    rank, world = process_world()
     if not 1 <= world <= cfg.batch_images:
         raise ValueError(f"{world} processes for {cfg.batch_images} images per step")
     if world > 1:

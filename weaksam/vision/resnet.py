@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 from torch import nn
 from torchvision.models import ResNet, resnet50
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from weaksam.errors import InputError
@@ -52,13 +54,24 @@ def resnet50_trunk(checkpoint: str | Path | None, frozen_bn: bool = True) -> Res
     return net
 
 
-def resnet50_fpn(trunk: ResNet, trainable_layers: int) -> nn.Module:
+def resnet50_fpn(trunk: ResNet, trainable_layers: int) -> BackboneWithFPN:
     """torchvision's ResNet-50 FPN body (``out_channels`` 256; levels "0".."3" at strides 4..32
-    plus "pool") on ``trunk``; the stem and the first ``5 - trainable_layers`` stages get no
-    gradient (torchvision's and detectron2's ``FREEZE_AT``)."""
-    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
-
-    return _resnet_fpn_extractor(trunk, trainable_layers)
+    from C2..C5, plus "pool", torchvision's ``LastLevelMaxPool``) on ``trunk``, built from the
+    public ``BackboneWithFPN``. The stem and the first ``5 - trainable_layers`` stages get no
+    gradient (torchvision's ``trainable_backbone_layers``, detectron2's ``FREEZE_AT``):
+    ``trainable_layers`` in 0..5 trains ``layer4`` .. ``layer1`` then ``conv1`` (and ``bn1``
+    at 5), the rule of torchvision's ``resnet_fpn_backbone``. ValueError outside 0..5."""
+    if not 0 <= trainable_layers <= 5:
+        raise ValueError(f"trainable_layers must be in 0..5, got {trainable_layers}")
+    train = ("layer4", "layer3", "layer2", "layer1", "conv1")[:trainable_layers]
+    if trainable_layers == 5:
+        train += ("bn1",)
+    for name, p in trunk.named_parameters():
+        if not name.startswith(train):
+            p.requires_grad_(False)
+    return BackboneWithFPN(trunk, return_layers={f"layer{n - 1}": str(n - 2) for n in (2, 3, 4, 5)},
+                           in_channels_list=[STAGE_CHANNELS[n] for n in (2, 3, 4, 5)],
+                           out_channels=256, extra_blocks=LastLevelMaxPool())
 
 
 class ResNetLevels(nn.Module):

@@ -119,8 +119,8 @@ def build_views(
     read: Callable[[int], np.ndarray],
     targets: Mapping[int, Targets] | None,
     *,
-    short_side: int,
-    max_size: int,
+    short_side: int | None,
+    max_size: int | None,
     flips: Sequence[bool] = (False,),
     features: Callable[[torch.Tensor], list[torch.Tensor]] | None = None,
     levels: Sequence[int] | None = None,
@@ -131,11 +131,14 @@ def build_views(
     ``features``: the frozen backbone (``(1, 3, h, w) -> [(1, D_l, h_l, w_l)]``); its levels
     ``levels`` (all when None) are computed once here under ``no_grad`` and kept in float16,
     and the image tensor is dropped. Without it the view keeps the image (trainable
-    backbone). ``targets`` None: test views (no instances)."""
+    backbone). ``targets`` None: test views (no instances). ``short_side`` None: the original
+    size (factor 1; views that large-scale jitter rescales at every step, as the release's
+    mapper rescales the image it reads)."""
     views = []
     for iid in tqdm(list(image_ids), desc=desc, disable=None):
         img = to_tensor(read(iid))
-        f = scale_factor(img.shape[1], img.shape[2], short_side, max_size)
+        f = (1.0 if short_side is None
+             else scale_factor(img.shape[1], img.shape[2], short_side, int(max_size)))
         base = rescale(img, f)
         size = (int(base.shape[1]), int(base.shape[2]))
         # the realised factor (rounded size / original), as the boxes must follow the pixels

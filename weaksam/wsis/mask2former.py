@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, ResNetConfig
+from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation
 
+from weaksam.vision.levels import FeatureLevelsConfig
 from weaksam.vision.resnet import ResNetLevels, resnet50_trunk
 from weaksam.wsis.mask_rcnn import Batch
 
@@ -44,9 +46,9 @@ class FeatureMask2Former(nn.Module):
                  extra_channels: int = 0, max_det: int = 100, score_thresh: float = 0.05) -> None:
         super().__init__()
         self.mask_stride = int(config.common_stride)  # input px per cell of the mask logits
+        # its backbone (pixel_level_module.encoder) is a parameter-free FeatureLevels that
+        # only sizes the pixel decoder; the levels come from ``levels`` below
         self.hf = Mask2FormerForUniversalSegmentation(config)
-        # the backbone transformers built only to size the pixel decoder; ours replaces it
-        self.hf.model.pixel_level_module.encoder = nn.Identity()
         self.trunk = trunk
         self.extra = nn.ModuleList()
         if extra_channels:
@@ -123,14 +125,13 @@ class FeatureMask2Former(nn.Module):
 
 def _config(num_classes: int, channels: Sequence[int], stride: int = 4, **kw
             ) -> Mask2FormerConfig:
-    """A Mask2Former config whose (discarded) backbone has the feature ``channels`` of our 4
-    levels (strides ``stride`` x 1, 2, 4, 8), so transformers sizes the pixel decoder for them."""
-    backbone = ResNetConfig(embedding_size=8, hidden_sizes=[int(c) for c in channels],
-                            depths=[1, 1, 1, 1],
-                            out_features=["stage1", "stage2", "stage3", "stage4"])
-    # transformers warns that a ResNet backbone "may not be compatible with Mask2Former" (its
-    # list names Swin only); this config only sizes the pixel decoder, our own trunk or cached
-    # levels replace its backbone, so the warning would mislead: silenced here, nowhere else
+    """A Mask2Former config whose backbone is :class:`~weaksam.vision.levels.FeatureLevels` of
+    our 4 levels' ``channels`` (strides ``stride`` x 1, 2, 4, 8): transformers sizes the pixel
+    decoder by them and builds no network for the backbone."""
+    backbone = FeatureLevelsConfig([int(c) for c in channels])
+    # transformers warns that a backbone other than Swin "may not be compatible with
+    # Mask2Former"; ours is the levels we compute and hand to the pixel decoder, so the
+    # warning would mislead: silenced here, nowhere else
     log = logging.getLogger(Mask2FormerConfig.__module__)
     level = log.level
     log.setLevel(logging.ERROR)
@@ -142,41 +143,49 @@ def _config(num_classes: int, channels: Sequence[int], stride: int = 4, **kw
         log.setLevel(level)
 
 
-def build_mask2former(
-    channels: Sequence[int],
-    num_classes: int,
-    *,
-    stride: int = 4,
-    hidden_dim: int = 64,
-    num_queries: int = 20,
-    decoder_layers: int = 3,
-    encoder_layers: int = 1,
-    heads: int = 4,
-    ffn_dim: int = 256,
-    train_points: int = 1568,
-    max_det: int = 100,
-    score_thresh: float = 0.05,
-) -> FeatureMask2Former:
+@dataclass(frozen=True, kw_only=True)
+class Mask2FormerModelConfig:
+    """Mask2Former of :func:`build_mask2former` / :func:`build_mask2former_resnet50`: params.yaml
+    ``wsis.mask2former`` (its schedule keys are :class:`~weaksam.wsis.train.InstanceTrainConfig`
+    's); ``score_thresh`` and ``max_det`` are set by the stage from ``wsis.score_thresh`` /
+    ``wsis.max_det``. Every default equals params.yaml's value (``tests/test_config.py``). The
+    R50 model takes transformers' default sizes (256-d, 6 + 10 layers, 8 heads, 12544 points)
+    and from ``cfg`` only ``num_queries``, ``score_thresh`` and ``max_det``."""
+
+    hidden_dim: int = 64  # pixel decoder, mask feature and query width
+    num_queries: int = 20
+    decoder_layers: int = 3  # masked-attention decoder layers
+    encoder_layers: int = 1  # pixel-decoder deformable layers
+    heads: int = 4  # attention heads
+    ffn_dim: int = 256  # feed-forward width (decoder and pixel decoder)
+    train_points: int = 1568  # sampled points per mask for the mask losses
+    score_thresh: float = 0.05  # test instances kept above this score
+    max_det: int = 100  # test instances per image
+
+
+def build_mask2former(channels: Sequence[int], num_classes: int, cfg: Mask2FormerModelConfig,
+                      *, stride: int = 4) -> FeatureMask2Former:
     """Small Mask2Former on cached frozen levels of ``channels = [D_s, D_2s]`` (strides
     ``stride`` and 2 ``stride``; the small CNN: 4 and 8), plus two trainable stride-2 levels
-    (default profile)."""
+    (default profile), sized by ``cfg``."""
+    c = cfg
     c4, c8 = (int(c) for c in channels)
-    cfg = _config(num_classes, [c4, c8, c8, c8], stride, hidden_dim=hidden_dim,
-                  feature_size=hidden_dim,
-                  mask_feature_size=hidden_dim, num_queries=num_queries,
-                  decoder_layers=decoder_layers, encoder_layers=encoder_layers,
-                  num_attention_heads=heads, dim_feedforward=ffn_dim,
-                  encoder_feedforward_dim=ffn_dim, train_num_points=train_points)
-    return FeatureMask2Former(cfg, extra_channels=c8, max_det=max_det, score_thresh=score_thresh)
+    cfg = _config(num_classes, [c4, c8, c8, c8], stride, hidden_dim=c.hidden_dim,
+                  feature_size=c.hidden_dim,
+                  mask_feature_size=c.hidden_dim, num_queries=c.num_queries,
+                  decoder_layers=c.decoder_layers, encoder_layers=c.encoder_layers,
+                  num_attention_heads=c.heads, dim_feedforward=c.ffn_dim,
+                  encoder_feedforward_dim=c.ffn_dim, train_num_points=c.train_points)
+    return FeatureMask2Former(cfg, extra_channels=c8, max_det=c.max_det,
+                              score_thresh=c.score_thresh)
 
 
 def build_mask2former_resnet50(num_classes: int, checkpoint: str | Path | None,
-                               num_queries: int = 100, max_det: int = 100,
-                               score_thresh: float = 0.05) -> FeatureMask2Former:
-    """Mask2Former R50 (paper profile): transformers' default sizes, a torchvision ResNet-50
-    trunk (frozen BatchNorm; C2..C5) from the local ImageNet ``checkpoint``
-    (:func:`~weaksam.vision.resnet.resnet50_trunk`; None: random, tests)."""
+                               cfg: Mask2FormerModelConfig) -> FeatureMask2Former:
+    """Mask2Former R50 (paper profile): transformers' default sizes with ``cfg.num_queries``, a
+    torchvision ResNet-50 trunk (frozen BatchNorm; C2..C5) from the local ImageNet
+    ``checkpoint`` (:func:`~weaksam.vision.resnet.resnet50_trunk`; None: random, tests)."""
     trunk = resnet50_trunk(checkpoint)
-    cfg = _config(num_classes, [256, 512, 1024, 2048], num_queries=num_queries)
-    return FeatureMask2Former(cfg, trunk=ResNetLevels(trunk), max_det=max_det,
-                              score_thresh=score_thresh)
+    mcfg = _config(num_classes, [256, 512, 1024, 2048], num_queries=cfg.num_queries)
+    return FeatureMask2Former(mcfg, trunk=ResNetLevels(trunk), max_det=cfg.max_det,
+                              score_thresh=cfg.score_thresh)

@@ -124,60 +124,69 @@ def paste_to_image(det: dict[str, torch.Tensor], factor: float, height: int, wid
     return boxes, masks[:, 0] > threshold
 
 
-def build_small_mask_rcnn(
-    backbone: nn.Module,
-    num_classes: int,
-    *,
-    level: int = -1,
-    anchor_sizes: Sequence[int] = (16, 32, 64, 128),
-    aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
-    rpn_pre_nms_train: int = 600,
-    rpn_post_nms_train: int = 300,
-    rpn_pre_nms_test: int = 300,
-    rpn_post_nms_test: int = 150,
-    rpn_batch_size: int = 128,
-    roi_batch_size: int = 128,
-    representation: int = 256,
-    mask_layers: Sequence[int] = (128, 128),
-    mask_dim: int = 128,
-    roi_sampling: int = 2,
-    score_thresh: float = 0.05,
-    detections_per_img: int = 100,
-) -> FeatureMaskRCNN:
-    """Mask R-CNN on ONE frozen feature level of ``backbone`` (``SmallCNN``: ``out_channels``
-    D, ``stride``), heads sized by the arguments (default profile); ``roi_sampling``: RoIAlign
-    sampling points per bin side (torchvision / detectron2: 2)."""
+@dataclass(frozen=True, kw_only=True)
+class MaskRcnnModelConfig:
+    """Mask R-CNN of :func:`build_small_mask_rcnn` / :func:`build_resnet50_fpn_mask_rcnn`:
+    params.yaml ``wsis.mask_rcnn`` (its schedule keys are
+    :class:`~weaksam.wsis.train.InstanceTrainConfig`'s); ``score_thresh`` and ``max_det`` are
+    set by the stage from ``wsis.score_thresh`` / ``wsis.max_det``. Every default equals
+    params.yaml's value (``tests/test_config.py``); the RPN counts and aspect ratios are not in
+    params. The R50-FPN model uses ``score_thresh`` and ``max_det`` only (torchvision's
+    detectron2-default heads: FPN anchors 32..512, 512 RoIs per image, 4 x conv256 mask head)."""
+
+    anchor_sizes: tuple[int, ...] = (16, 32, 64, 128)  # px, one level (stride 8)
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    rpn_pre_nms_train: int = 600
+    rpn_post_nms_train: int = 300
+    rpn_pre_nms_test: int = 300
+    rpn_post_nms_test: int = 150
+    rpn_batch_size: int = 128  # anchors sampled per image for the RPN loss
+    roi_batch_size: int = 32  # RoIs sampled per image for the box / mask losses
+    representation: int = 256  # box head MLP width
+    mask_layers: tuple[int, ...] = (64,)  # mask head conv widths
+    mask_dim: int = 64  # mask predictor deconv width
+    roi_sampling: int = 2  # RoIAlign sampling points per bin side (torchvision / detectron2: 2)
+    score_thresh: float = 0.05  # test detections kept above this score
+    max_det: int = 100  # test detections per image
+
+
+def build_small_mask_rcnn(backbone: nn.Module, num_classes: int, cfg: MaskRcnnModelConfig, *,
+                          level: int = -1) -> FeatureMaskRCNN:
+    """Mask R-CNN on ONE frozen feature level (``level`` of ``stage_features``) of
+    ``backbone`` (``SmallCNN``: ``out_channels`` D, ``stride``), heads sized by ``cfg``
+    (default profile)."""
+    c = cfg
     d = int(backbone.out_channels)
-    anchors = AnchorGenerator((tuple(int(s) for s in anchor_sizes),),
-                              (tuple(float(r) for r in aspect_ratios),))
-    box_pool = MultiScaleRoIAlign(["0"], output_size=7, sampling_ratio=roi_sampling)
-    mask_pool = MultiScaleRoIAlign(["0"], output_size=14, sampling_ratio=roi_sampling)
+    anchors = AnchorGenerator((tuple(c.anchor_sizes),), (tuple(c.aspect_ratios),))
+    box_pool = MultiScaleRoIAlign(["0"], output_size=7, sampling_ratio=c.roi_sampling)
+    mask_pool = MultiScaleRoIAlign(["0"], output_size=14, sampling_ratio=c.roi_sampling)
     rcnn = MaskRCNN(
         _Levels(backbone, level, d), num_classes=None, min_size=1, max_size=100000,
         image_mean=list(MEAN), image_std=list(STD), rpn_anchor_generator=anchors,
-        rpn_pre_nms_top_n_train=rpn_pre_nms_train, rpn_post_nms_top_n_train=rpn_post_nms_train,
-        rpn_pre_nms_top_n_test=rpn_pre_nms_test, rpn_post_nms_top_n_test=rpn_post_nms_test,
-        rpn_batch_size_per_image=rpn_batch_size, box_roi_pool=box_pool,
-        box_head=TwoMLPHead(d * 7 * 7, representation),
-        box_predictor=FastRCNNPredictor(representation, num_classes + 1),
-        box_score_thresh=score_thresh, box_detections_per_img=detections_per_img,
-        box_batch_size_per_image=roi_batch_size, mask_roi_pool=mask_pool,
-        mask_head=MaskRCNNHeads(d, list(mask_layers), 1),
-        mask_predictor=MaskRCNNPredictor(int(mask_layers[-1]), mask_dim, num_classes + 1),
+        rpn_pre_nms_top_n_train=c.rpn_pre_nms_train,
+        rpn_post_nms_top_n_train=c.rpn_post_nms_train,
+        rpn_pre_nms_top_n_test=c.rpn_pre_nms_test, rpn_post_nms_top_n_test=c.rpn_post_nms_test,
+        rpn_batch_size_per_image=c.rpn_batch_size, box_roi_pool=box_pool,
+        box_head=TwoMLPHead(d * 7 * 7, c.representation),
+        box_predictor=FastRCNNPredictor(c.representation, num_classes + 1),
+        box_score_thresh=c.score_thresh, box_detections_per_img=c.max_det,
+        box_batch_size_per_image=c.roi_batch_size, mask_roi_pool=mask_pool,
+        mask_head=MaskRCNNHeads(d, list(c.mask_layers), 1),
+        mask_predictor=MaskRCNNPredictor(int(c.mask_layers[-1]), c.mask_dim, num_classes + 1),
     )
     return FeatureMaskRCNN(rcnn, stride=int(backbone.stride), frozen_backbone=True)
 
 
 def build_resnet50_fpn_mask_rcnn(num_classes: int, checkpoint: str | Path | None,
-                                 score_thresh: float = 0.05,
-                                 detections_per_img: int = 100) -> FeatureMaskRCNN:
+                                 cfg: MaskRcnnModelConfig = MaskRcnnModelConfig()
+                                 ) -> FeatureMaskRCNN:
     """Mask R-CNN R50-FPN (paper profile) in torchvision's ``maskrcnn_resnet50_fpn`` layout with
     the defaults of a pre-trained trunk: frozen BatchNorm, stem and first stage frozen (3
-    trainable stages), random heads. The ResNet-50 trunk comes from ``checkpoint``, a local
-    torchvision ImageNet ``resnet50`` state dict (:func:`~weaksam.vision.resnet.resnet50_trunk`;
-    None: random, for tests only)."""
+    trainable stages), random heads; from ``cfg`` only ``score_thresh`` and ``max_det``. The
+    ResNet-50 trunk comes from ``checkpoint``, a local torchvision ImageNet ``resnet50`` state
+    dict (:func:`~weaksam.vision.resnet.resnet50_trunk`; None: random, for tests only)."""
     trunk = resnet50_trunk(checkpoint)
     rcnn = MaskRCNN(resnet50_fpn(trunk, 3), num_classes=num_classes + 1,
                     image_mean=list(MEAN), image_std=list(STD),
-                    box_score_thresh=score_thresh, box_detections_per_img=detections_per_img)
+                    box_score_thresh=cfg.score_thresh, box_detections_per_img=cfg.max_det)
     return FeatureMaskRCNN(rcnn, stride=32, frozen_backbone=False)

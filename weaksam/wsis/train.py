@@ -23,6 +23,11 @@ Shorthand: N training views (image, flip), B views per step, E epochs.
   gradients are summed over the ranks (one all-reduce of the flattened gradients), so a step
   follows the one-process step up to the per-batch normalisation inside the models' losses.
   Rank 0 writes the checkpoint; the epoch means are over all views.
+- With ``lsj`` set, every view is large-scale jittered (:mod:`weaksam.wsis.augment`) each time
+  it is drawn: the scale and crop of the view at position p of epoch e's permutation are row p
+  of :func:`~weaksam.wsis.augment.lsj_draws` from a generator seeded ``seed + 7919 e + 1``
+  (independent of the process count; torch's global generator, which the models draw from, is
+  not used). Off (None): the views go to the model as they are and no number is drawn.
 """
 
 from __future__ import annotations
@@ -43,13 +48,14 @@ from weaksam.engine.checkpoint import resume_state
 from weaksam.engine.checkpoint import save_state as write_state
 from weaksam.engine.guard import nonfinite_error
 from weaksam.engine.loop import run_epochs
-from weaksam.engine.optim import make_optimizer, optimizer_step
+from weaksam.engine.optim import autocast, lr_factor_groups, make_optimizer, optimizer_step
 from weaksam.engine.schedule import set_lr
 from weaksam.engine.schedule import warmup_cosine_factor as lr_factor
 from weaksam.engine.world import any_rank, sum_gradients, sum_over_ranks, world
 from weaksam.errors import TrainingError
 from weaksam.eval.mask_ap import encode_mask
 from weaksam.utils.boxes import masks_to_boxes, xyxy_to_xywh
+from weaksam.wsis.augment import LsjConfig, large_scale_jitter, lsj_draws
 from weaksam.wsis.data import View
 from weaksam.wsis.mask_rcnn import Batch
 
@@ -109,6 +115,9 @@ class InstanceTrainConfig:
     iterations: int | None = None  # steps of batch_size views (release: MAX_ITER)
     lr_steps: tuple[int, ...] = ()  # absolute steps, lr x gamma at each; (): cosine
     gamma: float = 0.1  # not in params: detectron2's step factor
+    backbone_lr_factor: float = 1.0  # lr factor of the image trunk (release Mask2Former: 0.1)
+    amp: bool = False  # autocast: fp16 + GradScaler on CUDA, bf16 on the CPU (release: on)
+    lsj: LsjConfig | None = None  # per-step large-scale jitter (release Mask2Former); None: off
 
 
 def train_instance_model(
@@ -128,7 +137,10 @@ def train_instance_model(
     c = cfg
     epochs, batch_size, lr, iterations, seed = c.epochs, c.batch_size, c.lr, c.iterations, c.seed
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, c.optimizer, lr, 0.9, c.weight_decay)
+    groups = lr_factor_groups(model, c.backbone_lr_factor, is_trunk)
+    opt = make_optimizer(groups, c.optimizer, lr, 0.9, c.weight_decay)
+    dev = torch.device(device)
+    scaler = torch.amp.GradScaler("cuda") if c.amp and dev.type == "cuda" else None
     n = len(views)
     if n == 0:
         raise TrainingError("no training image")
@@ -150,12 +162,17 @@ def train_instance_model(
         log.info("resuming after epoch %d from %s", start - 1, checkpoint)
     elif checkpoint is not None and Path(checkpoint).is_file():
         log.info("checkpoint %s is of other params or data: starting fresh", checkpoint)
+    if c.lsj is not None and any(v.image is None for v in views):
+        raise ValueError("lsj needs views with images (a trainable backbone), not cached "
+                         "features")
     rank, size = world()
 
     def train_epoch(epoch: int) -> dict[str, float]:
         model.train()
         torch.manual_seed(seed * 1_000_003 + epoch)
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919 * epoch))
+        draws = None if c.lsj is None else lsj_draws(
+            n, c.lsj, torch.Generator().manual_seed(seed + 7919 * epoch + 1))
         sums: dict[str, float] = {}
         seen = 0
         for s in tqdm(range(0, n, batch_size), desc=f"wsis epoch {epoch}", disable=None):
@@ -164,15 +181,21 @@ def train_instance_model(
                 break
             set_lr(opt, lr * lr_factor(step, total, c.warmup_steps, c.lr_steps, c.gamma))
             idx = perm[s : s + batch_size].tolist()
-            if size > 1:
-                losses, loss = _local_losses(model, views, idx, rank, size, multiple, device)
-            else:
-                losses = model(collate([views[i] for i in idx], multiple, device=device))
-                loss = sum(losses.values())
+            batch = [views[i] for i in idx]
+            if draws is not None:
+                batch = [large_scale_jitter(v, c.lsj, float(d[0]), float(d[1]))
+                         for v, d in zip(batch, draws[s : s + batch_size], strict=True)]
+            with autocast(dev, c.amp):
+                if size > 1:
+                    losses, loss = _local_losses(model, batch, rank, size, multiple, device)
+                else:
+                    losses = model(collate(batch, multiple, device=device))
+                    loss = sum(losses.values())
+            loss = loss.float()
             if not torch.isfinite(loss):
                 raise nonfinite_error(float(loss), stage="wsis", epoch=epoch, step=step,
                                       losses=losses, checkpoint=checkpoint)
-            optimizer_step(opt, loss, params, c.grad_clip,
+            optimizer_step(opt, loss, params, c.grad_clip, scaler=scaler,
                            reduce=(lambda: sum_gradients(params)) if size > 1 else None)
             seen += len(idx)
             for k, v in losses.items():
@@ -194,17 +217,24 @@ def train_instance_model(
             "resumed_after": start - 1 if start else None}
 
 
-def _local_losses(model: nn.Module, views: Sequence[View], idx: list[int], rank: int, world: int,
+def is_trunk(name: str) -> bool:
+    """The image trunk's parameters (Mask2Former's ``trunk``, Mask R-CNN's
+    ``rcnn.backbone.body``: the ResNet-50), detectron2's ``SOLVER.BACKBONE_MULTIPLIER`` group
+    (Mask2Former's ``build_optimizer``)."""
+    return name.startswith(("trunk.", "rcnn.backbone.body."))
+
+
+def _local_losses(model: nn.Module, batch: Sequence[View], rank: int, world: int,
                   multiple: int, device: torch.device | str
                   ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """This rank's share ``idx[rank::world]`` of a global batch: its losses weighted by its
+    """This rank's share ``batch[rank::world]`` of a global batch: its losses weighted by its
     share of the batch (so the sum over ranks of the weighted losses is the batch loss), and
     their sum; a rank without a view this step gives zero losses (its gradients are zeros). A
     non-finite loss on any rank is seen by every rank (no rank waits in an all-reduce)."""
-    mine = idx[rank::world]
-    share = len(mine) / len(idx)
+    mine = batch[rank::world]
+    share = len(mine) / len(batch)
     if mine:
-        raw = model(collate([views[i] for i in mine], multiple, device=device))
+        raw = model(collate(mine, multiple, device=device))
         losses = {k: v * share for k, v in raw.items()}
         loss = sum(losses.values())
     else:

@@ -9,7 +9,8 @@ Shorthand: N images, C classes; images are resized to ``image_size`` x ``image_s
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -88,37 +89,49 @@ def predict(model: ImageClassifier, x: torch.Tensor, batch_size: int = 32) -> to
                       for i in range(0, len(x), batch_size)])
 
 
+@dataclass(frozen=True, kw_only=True)
+class BackbonePretrainConfig:
+    """Params ``backbone_pretrain``: the small CNN (``widths`` of its stages, ``stem`` width,
+    ``convs`` per stage), the classifier's ``pool`` (avg | max), the input side ``image_size``
+    (px), the random resized crop's smallest side fraction ``min_crop``, and AdamW's
+    one-cycle schedule (``epochs``, ``batch_size`` images per step, peak ``lr``,
+    ``weight_decay``). No defaults: every key comes from params."""
+
+    widths: tuple[int, ...]
+    stem: int
+    convs: int
+    pool: str
+    image_size: int
+    min_crop: float
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+
+
 def pretrain_backbone(
     train: WeakView,
+    cfg: BackbonePretrainConfig,
     *,
-    widths: Sequence[int],
-    stem: int,
-    convs: int,
-    pool: str,
-    image_size: int,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
     seed: int,
-    min_crop: float = 1.0,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     device: torch.device | str = "cpu",
 ) -> tuple[ImageClassifier, dict[str, float]]:
     """Train ``SmallCNN + pool + linear`` with BCE on image labels (``weaksam.engine``'s loop,
     optimiser step and non-finite check); AdamW with one-cycle decay, random resized crops
-    (``min_crop``) and flips. Returns the classifier and its final train metrics (``loss``,
+    (``cfg.min_crop``) and flips. Returns the classifier and its final train metrics (``loss``,
     ``train_map`` in %); ``on_epoch(epoch, metrics)`` after each epoch. The model and each
     batch go to ``device``; images stay on the CPU between batches and augmentation draws
     from a CPU generator (same draws on any device)."""
+    batch_size, min_crop, epochs, lr = cfg.batch_size, cfg.min_crop, cfg.epochs, cfg.lr
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = ImageClassifier(SmallCNN(widths=widths, stem=stem, convs=convs), train.num_classes,
-                            pool=pool).to(device)
-    x, y = load_resized(train, image_size)
+    model = ImageClassifier(SmallCNN(widths=cfg.widths, stem=cfg.stem, convs=cfg.convs),
+                            train.num_classes, pool=cfg.pool).to(device)
+    x, y = load_resized(train, cfg.image_size)
     n = len(x)
     steps = max(1, epochs * (-(-n // batch_size)))
-    opt = make_optimizer(list(model.parameters()), "adamw", lr, 0.0, weight_decay)
+    opt = make_optimizer(list(model.parameters()), "adamw", lr, 0.0, cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
                                                 pct_start=0.15)
 

@@ -30,6 +30,11 @@ W processes (``torch.distributed`` world size; 1 without it), C classes.
   ``"same_pass"`` reuses the gradient of the detector's forward (one forward per step).
 - Device: ``device`` takes the model, images, boxes and labels; random draws stay on CPU
   generators, so CPU and GPU runs draw the same numbers.
+- Engine (``weaksam.engine``): the epoch loop (``run_epochs``; after each epoch the log, the
+  checkpoint, then ``on_epoch``), the detector's optimiser step (``optimizer_step``), the DDP
+  wrapper, the non-finite error and the atomic checkpoint. Kept here: the data order and
+  random draws, the parameter groups (:func:`build_optimizer`), the schedulers and the CDB
+  adversary's step. Settings: a frozen :class:`WsodTrainConfig`.
 - A non-finite loss raises :class:`weaksam.errors.TrainingError`; the checkpoint written
   atomically after the last good epoch is left as it was.
 """
@@ -37,7 +42,6 @@ W processes (``torch.distributed`` world size; 1 without it), C classes.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +54,10 @@ from tqdm import tqdm
 
 from weaksam.engine.checkpoint import save_state
 from weaksam.engine.guard import nonfinite_error
+from weaksam.engine.loop import run_epochs
+from weaksam.engine.optim import optimizer_step
 from weaksam.engine.schedule import warmup_multistep_factor as multistep_factor
+from weaksam.engine.world import data_parallel
 from weaksam.engine.world import world as process_world
 from weaksam.errors import TrainingError
 from weaksam.vision.imaging import (
@@ -196,6 +203,10 @@ def build_optimizer(name: str, named: Sequence[tuple[str, nn.Parameter]], *, lr:
       (bias lr / decay rules, refinement multiplier): WeakSAM's release trains MIST with it
       (``baselines/MIST/wetectron/solver/build.py``, per-parameter lr and weight decay) and
       OICR through mmcv's Adam with ``paramwise_cfg`` (``baselines/WSOD2/configs/wsod/base.py``).
+
+    Not the engine's ``make_optimizer``: that takes one flat parameter list (SGD / unfused
+    AdamW), while these need per-group learning-rate factors and decays, a fused AdamW and Adam
+    with L2 decay (other kernels give other last bits, so other weights).
     """
     if name == "sgd":
         return torch.optim.SGD(sgd_param_groups(named, weight_decay, bias_lr_factor,
@@ -225,43 +236,84 @@ def save_checkpoint(path: str | Path, model: nn.Module, epoch: int) -> None:
     save_state(path, {"model": model.state_dict(), "epoch": epoch})
 
 
+
+@dataclass(frozen=True, kw_only=True)
+class WsodTrainConfig:
+    """Schedule, optimiser and augmentation of one WSOD method: the resolved per-method
+    settings of params ``wsod`` (``weaksam.wsod.recipes.method_setting``: recipe, then
+    ``wsod.<method>``, then ``wsod``), built by ``pipeline/wsod.py:train_config``. A default
+    equals the resolved params.yaml value of both methods (OICR has no ``cdb_*`` keys: the
+    defaults are MIST's); keys without one must be given.
+
+    ``train_scales``: short sides (px) drawn per image and epoch; ``max_size``: cap on the long
+    side (px); ``lr_steps``: optimiser steps at which ``multistep`` multiplies the rate by
+    ``lr_gamma``; ``bias_weight_decay`` None: ``weight_decay``. See the module docstring for
+    the schedules, optimisers and the Concrete DropBlock adversary (``cdb_*``)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    optimizer: str
+    train_scales: tuple[int, ...]
+    max_size: int
+    flip: bool
+    schedule: str = "onecycle"
+    iterations: int = 0
+    lr_steps: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
+    warmup_iters: int = 0
+    warmup_factor: float = 1.0 / 3
+    momentum: float = 0.9
+    bias_lr_factor: float = 1.0
+    bias_weight_decay: float | None = None
+    refine_lr_mult: float = 1.0
+    cdb_start_epoch: int = 0
+    cdb_optimizer: str = "sgd"
+    cdb_lr: float = 1e-4
+    cdb_weight_decay: float = 1e-4
+    cdb_adversary_weight: float = 0.01
+    cdb_adversary: str = "same_pass"
+    cdb_lr_gamma: float = 3.0
+    cdb_warmup_iters: int = 500
+
+
+def build_schedulers(cfg: WsodTrainConfig, opt: torch.optim.Optimizer,
+                     cdb_opt: torch.optim.Optimizer | None, total_steps: int
+                     ) -> tuple[torch.optim.lr_scheduler.LRScheduler,
+                                torch.optim.lr_scheduler.LRScheduler | None]:
+    """The detector's scheduler (``onecycle``: OneCycleLR to each group's peak
+    :func:`group_lrs` over ``total_steps``, 10 % warm-up; ``multistep``:
+    :func:`multistep_scheduler`) and the CDB's (``multistep`` only, its own warm-up and
+    gamma; None otherwise)."""
+    if cfg.schedule == "multistep":
+        sched = multistep_scheduler(opt, cfg.lr_steps, cfg.lr_gamma, cfg.warmup_iters,
+                                    cfg.warmup_factor)
+    else:
+        peaks = group_lrs(opt, cfg.lr)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=peaks if len(peaks) > 1 else cfg.lr, total_steps=total_steps,
+            pct_start=0.1)
+    cdb_sched = None
+    if cdb_opt is not None and cfg.schedule == "multistep":
+        cdb_sched = multistep_scheduler(cdb_opt, cfg.lr_steps, cfg.cdb_lr_gamma,
+                                        cfg.cdb_warmup_iters, cfg.warmup_factor)
+    return sched, cdb_sched
+
+
 def train_wsod(
     model: nn.Module,
     items: Sequence[TrainImage],
+    cfg: WsodTrainConfig,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
-    optimizer: str,
-    train_scales: Sequence[int],
-    max_size: int,
-    flip: bool,
     seed: int,
     checkpoint: str | Path | None = None,
-    cdb_start_epoch: int = 0,
     cache: FeatureCache | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-    schedule: str = "onecycle",
-    iterations: int = 0,
-    lr_steps: Sequence[int] = (),
-    lr_gamma: float = 0.1,
-    warmup_iters: int = 0,
-    warmup_factor: float = 1.0 / 3,
-    momentum: float = 0.9,
-    bias_lr_factor: float = 1.0,
-    bias_weight_decay: float | None = None,
-    cdb_lr: float = 1e-4,
-    cdb_weight_decay: float = 1e-4,
-    cdb_adversary_weight: float = 0.01,
-    cdb_adversary: str = "same_pass",
-    cdb_lr_gamma: float = 3.0,
-    cdb_warmup_iters: int = 500,
-    cdb_optimizer: str = "sgd",
-    refine_lr_mult: float = 1.0,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    """Train ``model`` (an OICR or MIST network) on ``items``.
+    """Train ``model`` (an OICR or MIST network) on ``items`` as ``cfg`` says, on the engine's
+    epoch loop (:func:`weaksam.engine.loop.run_epochs`) and optimiser step.
 
     ``schedule="onecycle"`` runs ``epochs`` passes; ``"multistep"`` runs ``iterations`` steps
     of ``batch_size`` images (the last pass cut short), with SGD (the OICR / MIST releases),
@@ -269,8 +321,9 @@ def train_wsod(
     with it). See the module docstring for the schedules, the optimisers and the Concrete
     DropBlock adversary.
 
-    Returns timing figures: ``train_seconds``, ``seconds_per_epoch`` (wall) and
-    ``train_cpu_seconds`` (this process). ``on_epoch(epoch, losses)`` receives the mean of each
+    Returns timing figures: ``train_seconds``, ``seconds_per_epoch`` (wall), ``steps`` and
+    ``train_cpu_seconds`` (this process). After each epoch, in order: the epoch is logged, the
+    checkpoint written (rank 0) and ``on_epoch(epoch, losses)`` called with the mean of each
     named loss over the epoch's images (all processes). ``cache``: a FeatureCache to fill
     (frozen backbone), so inference on the training split can reuse it. Works unchanged under
     ``torchrun`` / an initialised process group (DDP over the trainable parameters)."""
@@ -279,58 +332,56 @@ def train_wsod(
     items = usable(items)
     if not items:
         raise TrainingError("no training image has proposals")
-    if schedule not in ("onecycle", "multistep"):
-        raise ValueError(f"schedule must be onecycle or multistep, got {schedule!r}")
-    if cdb_adversary not in ("same_pass", "second_pass"):
-        raise ValueError(f"cdb_adversary must be same_pass or second_pass, got {cdb_adversary!r}")
+    if cfg.schedule not in ("onecycle", "multistep"):
+        raise ValueError(f"schedule must be onecycle or multistep, got {cfg.schedule!r}")
+    if cfg.cdb_adversary not in ("same_pass", "second_pass"):
+        raise ValueError("cdb_adversary must be same_pass or second_pass, got "
+                         f"{cfg.cdb_adversary!r}")
+    batch_size, scales, max_size = cfg.batch_size, cfg.train_scales, cfg.max_size
     core = model.to(device)
-    net: nn.Module = model
-    if world > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(model, device_ids=ids,
-                                                  find_unused_parameters=True)
+    net = data_parallel(model, device)
     cdb = getattr(core, "cdb", None)
     cdb_ids = {id(p) for p in cdb.parameters()} if cdb is not None else set()
     named = [(k, p) for k, p in model.named_parameters()
              if p.requires_grad and id(p) not in cdb_ids]
     n = len(items)
     steps_per_epoch = -(-n // batch_size)
-    if schedule == "multistep":
-        total_steps = int(iterations)
+    if cfg.schedule == "multistep":
+        total_steps = int(cfg.iterations)
         epochs = -(-total_steps // steps_per_epoch)
     else:
-        total_steps = max(1, epochs * steps_per_epoch)
-    opt = build_optimizer(optimizer, named, lr=lr, weight_decay=weight_decay,
-                          momentum=momentum, bias_lr_factor=bias_lr_factor,
-                          bias_weight_decay=bias_weight_decay, refine_lr_mult=refine_lr_mult)
-    if schedule == "multistep":
-        sched = multistep_scheduler(opt, lr_steps, lr_gamma, warmup_iters, warmup_factor)
-    else:
-        peaks = group_lrs(opt, lr)
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=peaks if len(peaks) > 1 else lr, total_steps=total_steps,
-            pct_start=0.1)
-    cdb_opt = cdb_sched = None
+        total_steps = max(1, cfg.epochs * steps_per_epoch)
+        epochs = cfg.epochs
+    opt = build_optimizer(cfg.optimizer, named, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                          momentum=cfg.momentum, bias_lr_factor=cfg.bias_lr_factor,
+                          bias_weight_decay=cfg.bias_weight_decay,
+                          refine_lr_mult=cfg.refine_lr_mult)
+    cdb_opt = None
     if cdb is not None:
-        cdb_opt = build_optimizer(cdb_optimizer, list(cdb.named_parameters()), lr=cdb_lr,
-                                  weight_decay=cdb_weight_decay, momentum=momentum,
-                                  bias_lr_factor=bias_lr_factor,
-                                  bias_weight_decay=bias_weight_decay)
-        if schedule == "multistep":
-            cdb_sched = multistep_scheduler(cdb_opt, lr_steps, cdb_lr_gamma, cdb_warmup_iters,
-                                            warmup_factor)
+        cdb_opt = build_optimizer(cfg.cdb_optimizer, list(cdb.named_parameters()),
+                                  lr=cfg.cdb_lr, weight_decay=cfg.cdb_weight_decay,
+                                  momentum=cfg.momentum, bias_lr_factor=cfg.bias_lr_factor,
+                                  bias_weight_decay=cfg.bias_weight_decay)
+    sched, cdb_sched = build_schedulers(cfg, opt, cdb_opt, total_steps)
     frozen = bool(getattr(core, "freeze_backbone", False))
     if cache is None or not frozen:
         cache = FeatureCache(core.backbone, enabled=frozen)
     tensors = [to_tensor(it.pixels) for it in items]  # CPU; each step moves its images
     box_t = [torch.tensor(it.boxes, dtype=torch.float32) for it in items]
     label_t = [torch.tensor(it.labels, dtype=torch.float32) for it in items]
-    t_start, cpu_start = time.time(), time.process_time()
     step = 0
-    for epoch in range(epochs):
+    w_adv = cfg.cdb_adversary_weight
+
+    def scale_cdb_grads() -> None:  # same_pass: -w x the gradient just computed
+        for p in cdb.parameters():
+            if p.grad is not None:
+                p.grad.mul_(-w_adv)
+
+    def train_epoch(epoch: int) -> dict[str, float]:
+        nonlocal step
         model.train()
         if hasattr(core, "cdb_active"):
-            core.cdb_active = core.cdb is not None and epoch >= cdb_start_epoch
+            core.cdb_active = core.cdb is not None and epoch >= cfg.cdb_start_epoch
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919 * epoch))
         sums: dict[str, float] = {}
         seen = 0
@@ -345,18 +396,18 @@ def train_wsod(
             inputs, boxes, labels, gens = [], [], [], []
             for i in local or batch[:1]:
                 g = torch.Generator().manual_seed(seed * 1_000_003 + epoch * 100_003 + i)
-                si = int(torch.randint(len(train_scales), (1,), generator=g))
-                fl = bool(flip and torch.rand(1, generator=g) < 0.5)
+                si = int(torch.randint(len(scales), (1,), generator=g))
+                fl = bool(cfg.flip and torch.rand(1, generator=g) < 0.5)
                 img = tensors[i]
-                f = scale_factor(img.shape[1], img.shape[2], train_scales[si], max_size)
+                f = scale_factor(img.shape[1], img.shape[2], scales[si], max_size)
                 width = scaled_size(img.shape[1], img.shape[2], f)[1]
                 b = transform_boxes(box_t[i], f, fl, width)
                 if cache.enabled:  # the image is rescaled only when its features are missing
-                    x = cache.get((items[i].image_id, int(train_scales[si]), fl),
+                    x = cache.get((items[i].image_id, int(scales[si]), fl),
                                   lambda img=img, si=si, fl=fl: train_view(
-                                      img, train_scales[si], max_size, fl))
+                                      img, scales[si], max_size, fl))
                 else:
-                    x = train_view(img.to(device), train_scales[si], max_size, fl)
+                    x = train_view(img.to(device), scales[si], max_size, fl)
                 inputs.append(x)
                 boxes.append(b.to(device))
                 labels.append(label_t[i].to(device))
@@ -381,21 +432,17 @@ def train_wsod(
                 raise nonfinite_error(total, stage="wsod", epoch=epoch, step=s // batch_size,
                                       losses=dict(zip(names, vec.tolist(), strict=True)),
                                       checkpoint=checkpoint)
-            model.zero_grad(set_to_none=True)
-            loss.backward()
             adversary = cdb_opt is not None and getattr(core, "cdb_active", False)
-            if adversary and cdb_adversary == "same_pass":  # -w x the gradient just computed
-                for p in cdb.parameters():
-                    if p.grad is not None:
-                        p.grad.mul_(-cdb_adversary_weight)
-            opt.step()
-            if adversary and cdb_adversary == "second_pass":  # wetectron's do_train_cdb
+            same_pass = adversary and cfg.cdb_adversary == "same_pass"
+            model.zero_grad(set_to_none=True)  # the CDB's gradients too (not in ``opt``)
+            optimizer_step(opt, loss, reduce=scale_cdb_grads if same_pass else None)
+            if adversary and cfg.cdb_adversary == "second_pass":  # wetectron's do_train_cdb
                 model.zero_grad(set_to_none=True)
                 again = net(inputs, boxes, labels, gens, precomputed=cache.enabled)
                 adv = sum(v.sum() for v in again.values()) * world / len(batch)
                 if not local:
                     adv = adv * 0.0
-                (-cdb_adversary_weight * adv).backward()
+                (-w_adv * adv).backward()
             if adversary:
                 cdb_opt.step()
             if cdb_sched is not None:
@@ -406,12 +453,14 @@ def train_wsod(
                 sums[k] = sums.get(k, 0.0) + v
         means = {k: v / max(seen, 1) for k, v in sums.items()}
         means["loss"] = sum(means.values())
+        return means
+
+    def record(epoch: int, means: dict[str, float]) -> None:
         log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in means.items()})
         if checkpoint is not None and rank == 0:
             save_checkpoint(checkpoint, core, epoch)
-        if on_epoch is not None:
-            on_epoch(epoch, means)
-    train_seconds = time.time() - t_start
-    return {"train_seconds": train_seconds, "seconds_per_epoch": train_seconds / max(epochs, 1),
-            "steps": step,
-            "train_cpu_seconds": time.process_time() - cpu_start}
+
+    timing = run_epochs(range(epochs), train_epoch, hooks=(record, on_epoch))
+    return {"train_seconds": timing.seconds,
+            "seconds_per_epoch": timing.seconds / max(epochs, 1), "steps": step,
+            "train_cpu_seconds": timing.cpu_seconds}
