@@ -11,7 +11,10 @@ runtime.nproc.wsod=4`` trains WSOD on four GPUs (or four CPU processes) without 
   (``torch.distributed.run``); each process joins the group with the backend of its device
   (gloo on the CPU, NCCL on CUDA: ``weaksam.utils.device.ddp_backend``), rank 0 writes.
   Only stages that declare ``TORCHRUN = True`` at module level run this way; any other stage
-  with ``N > 1`` is an error naming the param, before a process starts.
+  with ``N > 1`` is an error naming the param, before a process starts. So is a CUDA device
+  with fewer visible GPUs than ``N`` (or a named ``cuda:K`` with ``N > 1``): one rank per
+  GPU. The device is ``runtime.device``, or the first set key of the stage's module-level
+  ``DEVICE_PARAMS`` (for example ``("sam.device", "runtime.device")``).
 - ``N = auto``: the visible GPUs when ``runtime.device`` is CUDA, else the CPU cores this
   process may use (``os.sched_getaffinity``). Outputs depend on the process count (the order of
   float additions in the gradient all-reduce, the split of the images), so ``auto`` trades
@@ -36,9 +39,9 @@ import yaml
 USAGE = "usage: python -m pipeline.launch N|auto -m pipeline.<stage> [stage args...]"
 
 
-def supports_torchrun(module: str) -> bool:
-    """Whether ``module`` (a ``pipeline.<stage>`` name) assigns ``TORCHRUN = True`` at module
-    level (read from its source, without running it)."""
+def _module_constant(module: str, name: str) -> object:
+    """The literal a ``pipeline.<stage>`` module assigns to ``name`` at module level (read from
+    its source, without running it); None when it assigns none or not a literal."""
     try:
         spec = importlib.util.find_spec(module)
     except ModuleNotFoundError:
@@ -49,21 +52,37 @@ def supports_torchrun(module: str) -> bool:
     tree = ast.parse(path.read_text(), filename=str(path))
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == "TORCHRUN" for t in node.targets):
-            return isinstance(node.value, ast.Constant) and node.value.value is True
-    return False
+                isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            try:
+                return ast.literal_eval(node.value)
+            except ValueError:
+                return None
+    return None
 
 
-def _device_name(stage_args: list[str]) -> str:
-    """``runtime.device`` of the params file the stage reads (``--params``, default
-    params.yaml); ``cpu`` when the file or key is missing (the stage reports those itself)."""
+def supports_torchrun(module: str) -> bool:
+    """Whether ``module`` (a ``pipeline.<stage>`` name) assigns ``TORCHRUN = True`` at module
+    level (read from its source, without running it)."""
+    return _module_constant(module, "TORCHRUN") is True
+
+
+def _device_name(stage_args: list[str], keys: tuple[str, ...] = ("runtime.device",)) -> str:
+    """The stage's device in the params file it reads (``--params``, default params.yaml): the
+    first of ``keys`` (dotted, e.g. ``sam.device``) set to a non-empty value; ``cpu`` when the
+    file or every key is missing (the stage reports those itself)."""
     path = Path(stage_args[stage_args.index("--params") + 1]
                 if "--params" in stage_args[:-1] else "params.yaml")
     try:
         params = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError):
         return "cpu"
-    return str((params.get("runtime") or {}).get("device") or "cpu")
+    for key in keys:
+        value: object = params
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value:
+            return str(value)
+    return "cpu"
 
 
 def cpu_count() -> int:
@@ -116,13 +135,22 @@ def main(argv: list[str] | None = None) -> None:
     if len(argv) < 3 or argv[1] != "-m":
         raise SystemExit(USAGE)
     value, module, stage_args = argv[0], argv[2], argv[3:]
+    device = _device_name(stage_args, _module_constant(module, "DEVICE_PARAMS")
+                          or ("runtime.device",))
     try:
-        nproc = resolve_nproc(value, _device_name(stage_args))
+        nproc = resolve_nproc(value, device)
     except ValueError as e:
         raise SystemExit(f"launch {module}: {e}") from None
     if nproc > 1 and not supports_torchrun(module):
         raise SystemExit(f"launch: {module} does not run under torchrun (no TORCHRUN = True): "
                          f"set its runtime.nproc entry to 1 (asked for {value!r} -> {nproc})")
+    if nproc > 1:  # one GPU per rank, checked before any rank starts
+        from weaksam.utils.device import data_parallel_devices
+
+        try:
+            data_parallel_devices(device, nproc, f"runtime.nproc ({value!r}) of {module}")
+        except ValueError as e:
+            raise SystemExit(f"launch {module}: {e}") from None
     os.environ["WEAKSAM_NPROC_PARAM"] = str(value)
     if nproc == 1:
         sys.argv = [module, *stage_args]

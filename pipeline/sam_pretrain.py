@@ -47,6 +47,7 @@ from weaksam.utils.seed import seed_everything
 
 TORCHRUN = True  # pipeline.launch may start it under torchrun (runtime.nproc.sam_pretrain)
 NPROC_PARAM = "runtime.nproc.sam_pretrain"
+DEVICE_PARAMS = ("sam.device", "runtime.device")  # its device, as pipeline.launch checks it
 
 
 def threads_per_process(params: dict[str, Any], processes: int) -> int:

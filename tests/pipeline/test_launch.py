@@ -127,3 +127,38 @@ def test_every_launched_stage_of_the_dag_runs_under_torchrun():
     assert {"pipeline.clues_train", "pipeline.wsod", "pipeline.retrain",
             "pipeline.wsis"} <= launched
     assert all(supports_torchrun(m) for m in launched), launched
+
+
+def _params(tmp_path: Path, runtime: str, sam: str | None = None) -> str:
+    path = tmp_path / "params.yaml"
+    path.write_text(json.dumps({"runtime": {"device": runtime}, "sam": {"device": sam}}))
+    return str(path)
+
+
+@pytest.mark.parametrize(("module", "runtime", "sam"), [
+    ("pipeline.wsod", "cuda", None),
+    ("pipeline.wsod", "cuda:0", None),
+    ("pipeline.sam_pretrain", "cpu", "cuda"),  # DEVICE_PARAMS: sam.device first
+])
+def test_more_ranks_than_gpus_is_refused_before_any_rank_starts(tmp_path, monkeypatch, module,
+                                                                  runtime, sam):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
+    started = []
+    monkeypatch.setattr("torch.distributed.run.main", lambda *a, **k: started.append(a))
+    with pytest.raises(SystemExit, match=r"runtime\.nproc \('2'\).*one process per GPU"):
+        main(["2", "-m", module, "--params", _params(tmp_path, runtime, sam)])
+    assert not started
+
+
+def test_ranks_within_the_visible_gpus_start(tmp_path, monkeypatch):
+    for name in ("OMP_NUM_THREADS", "WEAKSAM_NPROC_PARAM"):  # main sets them: restored after
+        monkeypatch.setenv(name, "1")
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
+    started = []
+    monkeypatch.setattr("torch.distributed.run.main", lambda args: started.append(args))
+    main(["2", "-m", "pipeline.wsod", "--params", _params(tmp_path, "cuda")])
+    # the SAM stage reads sam.device (CPU here) before runtime.device
+    main(["2", "-m", "pipeline.sam_pretrain", "--params", _params(tmp_path, "cuda:1", "cpu")])
+    assert [a[1] for a in started] == ["--nproc_per_node=2"] * 2
