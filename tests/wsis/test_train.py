@@ -191,7 +191,7 @@ def _bytes(seen: list) -> list[tuple]:
 def test_lsj_in_training_is_per_step_and_seeded(monkeypatch) -> None:
     from weaksam.wsis.augment import LsjConfig
 
-    lsj = LsjConfig(image_size=10, min_scale=0.3, max_scale=2.0)
+    lsj = LsjConfig(image_size=10, min_scale=0.3, max_scale=2.0, pad_pixel=None)
     views = _masked_views()
     before = _bytes(views)
     a = _run_lsj(monkeypatch, views, lsj)
@@ -230,7 +230,7 @@ def test_lsj_refuses_cached_features() -> None:
                    masks=w.masks) for w in v]
     with pytest.raises(ValueError, match="lsj needs views with images"):
         train_instance_model(_Record(), cached, schedule(
-            lsj=LsjConfig(image_size=8, min_scale=0.1, max_scale=2.0)))
+            lsj=LsjConfig(image_size=8, min_scale=0.1, max_scale=2.0, pad_pixel=None)))
 
 
 def test_paper_wsis_profile_sets_the_release_lsj() -> None:
@@ -244,7 +244,7 @@ def test_paper_wsis_profile_sets_the_release_lsj() -> None:
     merged = deep_merge(base, resolve_profile("paper_voc12_wsis", root / "configs"))
     cfg = from_section(InstanceTrainConfig, merged["wsis"]["mask2former"], "paper_voc12_wsis",
                        ignore=MODEL_KEYS["mask2former"], seed=0)
-    assert cfg.lsj == LsjConfig(image_size=1024, min_scale=0.1, max_scale=2.0)
+    assert cfg.lsj == LsjConfig(image_size=1024, min_scale=0.1, max_scale=2.0, pad_pixel=128.0)
     assert merged["wsis"]["backbone"] == "resnet50"  # image views: LSJ applies
     assert base["wsis"]["mask2former"]["lsj"] is None
 
@@ -255,7 +255,7 @@ def test_lsj_of_a_view_does_not_depend_on_the_process_count(monkeypatch) -> None
     the epoch's permutation."""
     from weaksam.wsis.augment import LsjConfig
 
-    lsj = LsjConfig(image_size=10, min_scale=0.3, max_scale=2.0)
+    lsj = LsjConfig(image_size=10, min_scale=0.3, max_scale=2.0, pad_pixel=None)
     views = _masked_views()
     one = _run_lsj(monkeypatch, views, lsj)
     monkeypatch.setattr(train_mod, "sum_gradients", lambda params: None)

@@ -15,8 +15,9 @@ scale drawn uniformly in [``min_scale``, ``max_scale``], u the crop position dra
   the instance masks by nearest neighbour.
 - Crop / pad (``FixedSizeCrop``): a T x T window at offset round(u (h' - T), u (w' - T)) (one
   u for both axes, 0 on an axis shorter than T); where the resized view is smaller than T the
-  window runs past its bottom / right edge and is zero-padded (the image's zero is the mean
-  colour after normalisation; masks 0).
+  window runs past its bottom / right edge and is padded: the image with the grey value
+  ``pad_pixel`` (0-255, the release's 128, normalised as the image was), or with 0 after
+  normalisation (the mean colour) when ``pad_pixel`` is None; masks with 0.
 - Targets: boxes ``(G', 4)`` xyxy px are the masks' extents after the crop (the release
   recomputes ``gt_boxes`` from the masks, so a cropped box is the cropped mask's tight box);
   instances whose mask is empty after the crop are dropped (``filter_empty_instances``).
@@ -35,6 +36,7 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from weaksam.utils.boxes import masks_to_boxes
+from weaksam.vision.backbones import MEAN, STD
 from weaksam.vision.imaging import rescale, scaled_size
 from weaksam.wsis.data import View
 
@@ -48,11 +50,15 @@ class LsjConfig:
     image_size: int  # px, side T of the square output (INPUT.IMAGE_SIZE)
     min_scale: float  # smallest s: the long side becomes T s (INPUT.MIN_SCALE)
     max_scale: float  # largest s (INPUT.MAX_SCALE)
+    pad_pixel: float | None  # grey value 0-255 of the image padding (FixedSizeCrop: 128);
+    #                          None: 0 after normalisation (the mean colour)
 
     def __post_init__(self) -> None:
         if self.image_size < 1 or not 0.0 < self.min_scale <= self.max_scale:
             raise ValueError("lsj needs image_size >= 1 and 0 < min_scale <= max_scale, got "
                              f"{self.image_size}, {self.min_scale}, {self.max_scale}")
+        if self.pad_pixel is not None and not 0.0 <= self.pad_pixel <= 255.0:
+            raise ValueError(f"lsj pad_pixel {self.pad_pixel} is not a grey value in [0, 255]")
 
 
 def lsj_draws(n: int, cfg: LsjConfig, generator: torch.Generator) -> torch.Tensor:
@@ -83,7 +89,13 @@ def large_scale_jitter(view: View, cfg: LsjConfig, scale: float, crop: float) ->
         masks = torch.zeros((0, nh, nw), dtype=torch.uint8)
     top = round(max(0, nh - t) * crop)
     left = round(max(0, nw - t) * crop)
-    image = TF.crop(image, top, left, t, t)
+    image = TF.crop(image, top, left, t, t)  # zero-padded past the bottom / right edge
+    if cfg.pad_pixel is not None and (nh - top < t or nw - left < t):
+        fill = torch.tensor([(cfg.pad_pixel / 255.0 - m) / d for m, d in zip(MEAN, STD,
+                                                                               strict=True)])
+        valid = torch.zeros(t, t, dtype=torch.bool)
+        valid[: nh - top, : nw - left] = True
+        image = torch.where(valid, image, fill.to(image.dtype).view(3, 1, 1))
     masks = TF.crop(masks, top, left, t, t)
     boxes, keep = masks_to_boxes(masks.numpy().astype(bool))
     keep_t = torch.from_numpy(keep)
