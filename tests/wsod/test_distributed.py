@@ -120,3 +120,36 @@ def test_a_process_without_an_image_in_a_step_still_steps(tmp_path):
         for k in ea:
             assert eb[k] == pytest.approx(ea[k], rel=1e-4, abs=1e-6), k
     assert b["w"] == pytest.approx(a["w"], rel=1e-3, abs=1e-5)
+
+
+def _resume_run(folder: str, stop_after: int | None, resume: bool) -> dict | None:
+    """A 3-epoch MIST run with dropout (each rank's own RNG stream) writing its training state to
+    ``<folder>/state.pt``; ``resume``: continue from that state. Rank 0: curve and weights."""
+    from pathlib import Path
+
+    from weaksam.wsod.train import resumable
+
+    torch.set_num_threads(1)
+    torch.manual_seed(5 if resume else 0)  # a resumed process's RNG is replaced by the saved one
+    model = MIST(tiny_backbone(), 3, roi_size=3, hidden=16, dropout=0.5, cdb_net="light")
+    state = Path(folder) / "state.pt"
+    curve: list = []
+    run_wsod(model, tiny_items(9), on_epoch=lambda e, m: curve.append((e, m)), state_file=state,
+             fingerprint="fp", stop_after=stop_after,
+             resume=resumable(state, "fp") if resume else None, **KW)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return {"curve": curve, "state": model.state_dict()} if rank == 0 else None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_two_processes_stopped_and_resumed_equal_an_unbroken_two_process_run(tmp_path):
+    """Each rank's dropout stream is saved (gathered to rank 0) and restored to its rank."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    full = run_gloo(_resume_run, str(tmp_path / "a"), None, False, tmp=tmp_path)[0]
+    part = run_gloo(_resume_run, str(tmp_path / "b"), 0, False, tmp=tmp_path)[0]
+    rest = run_gloo(_resume_run, str(tmp_path / "b"), None, True, tmp=tmp_path)[0]
+    assert len(part["curve"]) == 1 and part["curve"] + rest["curve"] == full["curve"]
+    for k, v in full["state"].items():
+        assert torch.equal(v, rest["state"][k]), k
