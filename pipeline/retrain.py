@@ -48,11 +48,11 @@ from pipeline.retrain_common import (
     uses_features,
     variant_cfg,
 )
-from pipeline.retrain_prelim import init_distributed
 from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
 from weaksam.engine.checkpoint import fingerprint, resume_state
 from weaksam.engine.live import LiveHook
+from weaksam.engine.world import join_process_group
 from weaksam.errors import InputError, TrainingError
 from weaksam.eval.coco import coco_ap
 from weaksam.eval.voc import evaluate_voc
@@ -79,7 +79,7 @@ def main() -> None:
     set_threads(params)
     seed_everything(training_seed(params))
     device = resolve_device(params["runtime"].get("device", "cpu"))
-    rank = dist.get_rank() if dist.is_initialized() else 0
+    rank = join_process_group(device)
     variant = variant_cfg(args.detector, args.variant, params)
 
     targets, source, view = load_train_data(args.detector, args.pgt, params)
@@ -179,7 +179,6 @@ def _mean(rows: list[dict[str, float]], key: str) -> float | None:
 
 
 if __name__ == "__main__":
-    init_distributed()
     try:
         main()
     except (InputError, TrainingError) as e:

@@ -43,10 +43,10 @@ from pipeline.retrain_common import (
     tta_options,
     uses_features,
 )
-from pipeline.retrain_prelim import init_distributed
 from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
 from weaksam.engine.checkpoint import fingerprint, resume_state
+from weaksam.engine.world import join_process_group
 from weaksam.errors import InputError, TrainingError
 from weaksam.eval.coco import coco_ap
 from weaksam.eval.voc import evaluate_voc
@@ -126,7 +126,7 @@ def main() -> None:
     require_weights(params, f"retrain.{args.detector}.model.resnet50_checkpoint")
     seed_everything(training_seed(params))
     device = resolve_device(params["runtime"].get("device", "cpu"))
-    rank = dist.get_rank() if dist.is_initialized() else 0
+    rank = join_process_group(device)
     train_path = oracle_pgt_path(args.kind)
     if not read_json(train_path, "oracle training set", want_object=True).get("annotations"):
         # e.g. a PGT without any true positive (tiny runs): nothing to train, AP50 undefined
@@ -184,7 +184,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    init_distributed()
     try:
         main()
     except (InputError, TrainingError) as e:

@@ -23,7 +23,6 @@ a killed run resume when its params and inputs are unchanged. ``torchrun`` train
 
 from __future__ import annotations
 
-import os
 import resource
 import shutil
 import sys
@@ -47,10 +46,11 @@ from pipeline.retrain_common import (
 )
 from weaksam.engine.checkpoint import fingerprint, resume_state
 from weaksam.engine.live import LiveHook
+from weaksam.engine.world import join_process_group
 from weaksam.errors import InputError, TrainingError
 from weaksam.retrain.train import train_detector
 from weaksam.utils.atomic import atomic_path, write_json
-from weaksam.utils.device import ddp_backend, resolve_device
+from weaksam.utils.device import resolve_device
 from weaksam.utils.seed import seed_everything
 from weaksam.weights import require_weights
 
@@ -71,7 +71,7 @@ def main() -> None:
     seed = training_seed(params)
     seed_everything(seed)
     device = resolve_device(params["runtime"].get("device", "cpu"))
-    rank = dist.get_rank() if dist.is_initialized() else 0
+    rank = join_process_group(device)
 
     # the PGT is read (and an empty one rejected) before anything trains
     targets, source, view = load_train_data(args.detector, args.pgt, params)
@@ -135,21 +135,7 @@ def main() -> None:
                                    if isinstance(v, (int, float))})
 
 
-def init_distributed() -> None:
-    """Under ``torchrun`` (WORLD_SIZE > 1) join the process group of the stage's device."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        params = load_params(_params_arg())
-        dist.init_process_group(ddp_backend(resolve_device(params["runtime"].get("device",
-                                                                                 "cpu"))))
-
-
-def _params_arg() -> str:
-    argv = sys.argv[1:]
-    return argv[argv.index("--params") + 1] if "--params" in argv else "params.yaml"
-
-
 if __name__ == "__main__":
-    init_distributed()
     try:
         main()
     except (InputError, TrainingError) as e:

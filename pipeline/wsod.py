@@ -14,12 +14,18 @@ Outputs (docs/contracts.md, "wsod"):
 - ``metrics/wsod_{method}_{source}.json``: ap50 (VOC07 11-point, test), ap50_area (VOC area
   AP, test), corloc (trainval), coco {AP, AP50, AP75} (test), per-class AP and CorLoc,
   train_seconds, seconds_per_epoch, peak_rss_mib, peak_gpu_mib, plus the proposal counts;
-- ``dvclive/wsod_{method}_{source}/``: per-epoch loss curves.
+- ``dvclive/wsod_{method}_{source}/``: per-epoch loss curves (DVCLive step = epoch);
+- ``checkpoints/wsod_{method}_{source}/last.pt`` (DVC ``persist``): the training state after
+  every epoch (``weaksam.wsod.train``), keyed by a fingerprint of the params ``wsod``,
+  ``backbone_pretrain``, the seed, the process count and the files of :func:`state_inputs`: a
+  killed run resumes after its last epoch, its curves continuing, and ends with the bytes of an
+  unbroken run; a finished or stale state is ignored. ``--stop-after E`` stops after epoch E
+  (tests) without writing detections or metrics.
 Device: ``wsod.device`` if set, else ``runtime.device`` (``weaksam.utils.device``); model,
 images, boxes and labels go there. Distributed: ``torchrun --nproc_per_node N -m pipeline.wsod
-...`` trains with DDP (backend ``ddp_backend(device)``: NCCL on CUDA, gloo on the CPU), each
-process on its shard of every global batch (the method's batch size over all processes); rank 0
-then runs inference and writes every output.
+...`` trains with DDP (``weaksam.engine.world.join_process_group``: NCCL on CUDA, gloo on the
+CPU), each process on its shard of every global batch (the method's batch size over all
+processes); rank 0 then runs inference and writes every output.
 Per-method settings: ``wsod.<method>.<key>`` for the schedule and optimiser keys (schedule,
 epochs, iterations, lr_steps, lr_gamma, warmup_iters, warmup_factor, batch_size, optimizer, lr,
 weight_decay, bias_lr_factor, bias_weight_decay, refine_lr_mult, train_scales, test_scales);
@@ -34,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import resource
 import sys
 import time
@@ -50,7 +55,9 @@ from pipeline.launch import processes_metrics
 from weaksam.config import from_section
 from weaksam.data.index import load_index
 from weaksam.data.weak import WeakView
+from weaksam.engine.checkpoint import fingerprint
 from weaksam.engine.live import LiveHook
+from weaksam.engine.world import join_process_group, world
 from weaksam.errors import InputError
 from weaksam.eval.coco import coco_ap
 from weaksam.eval.corloc import corloc
@@ -59,7 +66,7 @@ from weaksam.proposals.sources import TABLE4_VARIANTS
 from weaksam.proposals.store import ProposalSet, load_proposals
 from weaksam.utils.atomic import write_json
 from weaksam.utils.boxes import clip_boxes
-from weaksam.utils.device import ddp_backend, resolve_device
+from weaksam.utils.device import resolve_device
 from weaksam.utils.seed import seed_everything
 from weaksam.vision.backbones import build_backbone, load_vgg16_fc
 from weaksam.weights import require_weights
@@ -67,7 +74,13 @@ from weaksam.wsod.infer import detect_split_distributed
 from weaksam.wsod.mist import MIST
 from weaksam.wsod.oicr import OICR
 from weaksam.wsod.recipes import method_setting
-from weaksam.wsod.train import FeatureCache, TrainImage, WsodTrainConfig, train_wsod
+from weaksam.wsod.train import (
+    FeatureCache,
+    TrainImage,
+    WsodTrainConfig,
+    resumable,
+    train_wsod,
+)
 
 TORCHRUN = True  # pipeline.launch may start it under torchrun (runtime.nproc.wsod)
 METHODS = ("oicr", "mist")
@@ -189,7 +202,9 @@ def train_config(w: dict[str, Any], method: str, where: str) -> WsodTrainConfig:
 
 def main() -> None:
     args = stage_args(__doc__, [("--method", {"choices": METHODS, "required": True}),
-                                ("--source", {"choices": SOURCES, "required": True})])
+                                ("--source", {"choices": SOURCES, "required": True}),
+                                ("--stop-after", {"type": int, "default": None,
+                                                  "help": "stop after this epoch (testing)"})])
     params = load_params(args.params)
     log = setup_logging(f"wsod.{args.method}_{args.source}")
     set_threads(params)
@@ -199,7 +214,7 @@ def main() -> None:
                     args.source)
     w = params["wsod"]
     device = stage_device(params)
-    init_distributed(device)
+    rank = join_process_group(device)
     seed = training_seed(params)
     seed_everything(seed)
     name = f"{args.method}_{args.source}"
@@ -226,13 +241,25 @@ def main() -> None:
     def setting(key: str) -> Any:
         return method_setting(w, args.method, key)
 
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    live = LiveHook(f"dvclive/wsod_{name}", step_offset=None, rank=rank)
     cfg = train_config(w, args.method, f"{args.params} wsod.{args.method}")
+    state_file = Path("checkpoints") / f"wsod_{name}" / "last.pt"
+    fp = fingerprint({"name": name, "seed": seed, "wsod": w, "processes": world()[1],
+                      "backbone": params["backbone_pretrain"]},
+                     files=state_inputs(args.source, w["backbone"]))
+    resume = resumable(state_file, fp)
+    if resume is None and state_file.is_file():
+        log.info("%s: finished, or of other params or inputs: training from the start",
+                 state_file)
+    # DVCLive step = epoch: a resumed run's curves continue those of the epochs before
+    live = LiveHook(f"dvclive/wsod_{name}", resume=resume is not None, rank=rank)
     timing = train_wsod(model, items, cfg, seed=seed, checkpoint=out_dir / "model.pt",
-                        on_epoch=live, cache=cache, device=device)
+                        state_file=state_file, fingerprint=fp, resume=resume,
+                        stop_after=args.stop_after, on_epoch=live, cache=cache, device=device)
     live.close()
-    del items
+    del items, resume
+    if args.stop_after is not None and args.stop_after < timing["epochs"] - 1:
+        log.info("stopped after epoch %d as asked (no detections written)", args.stop_after)
+        return
     # torchrun: every rank detects its share of the images, rank 0 evaluates and writes
     t0, c0 = time.time(), time.process_time()
     test_flip = setting("test_flip")  # null: test-time flips as in training (wsod.flip)
@@ -283,17 +310,14 @@ def main() -> None:
     write_json(Path("metrics") / f"wsod_{name}.json", metrics)
 
 
-def init_distributed(device: torch.device) -> str | None:
-    """Under ``torchrun`` (WORLD_SIZE > 1) join the process group with the backend of the
-    stage's device (``ddp_backend``: gloo for the CPU even where CUDA exists, NCCL for CUDA);
-    returns the backend, None outside torchrun."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return None
-    backend = ddp_backend(device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist.init_process_group(backend)
-    return backend
+def state_inputs(source: str, backbone: str) -> list[Path]:
+    """The files a WSOD run's training state is keyed by (besides its params): the trainval
+    annotations, the proposals of ``source`` and, for the small CNN, its pre-trained weights."""
+    files = [Path("data/annotations/trainval.json"),
+             Path("proposals") / ("ss" if source == "ss" else "weaksam") / "trainval.npz"]
+    if backbone == "small_cnn":
+        files.append(Path("backbone/model.pt"))
+    return files
 
 
 if __name__ == "__main__":

@@ -16,15 +16,14 @@ the checkpoint.
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from tests.clues.test_train import TINY, _data
+from tests.distributed import run_gloo
 from weaksam.clues.model import CluesViT
 from weaksam.clues.train import CluesTrainConfig, fit
 
@@ -33,7 +32,8 @@ CFG = CluesTrainConfig(epochs=2, batch_size=4, lr=1e-3, weight_decay=0.05, warmu
 
 
 def _run(out: Path, ckpt: Path) -> None:
-    """Train; each rank is given its own checkpoint path ``<ckpt>.<rank>``."""
+    """Train; each rank is given its own checkpoint path ``<ckpt>.<rank>`` and writes its model
+    and history to ``<out>.<rank>.pt``."""
     torch.set_num_threads(1)
     torch.manual_seed(0)
     model = CluesViT(num_classes=3, **TINY)
@@ -45,19 +45,8 @@ def _run(out: Path, ckpt: Path) -> None:
                                                         "history": hist}))
 
 
-def _worker(rank: int, world: int, init_file: str, out: str, ckpt: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
-                            world_size=world)
-    try:
-        _run(Path(out), Path(ckpt))
-    finally:
-        dist.destroy_process_group()
-
-
 def _spawn(tmp_path: Path, tag: str) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    mp.spawn(_worker, args=(2, str(tmp_path / f"init{tag}"), str(tmp_path / tag),
-                            str(tmp_path / f"{tag}.ckpt")), nprocs=2, join=True)
+    run_gloo(_run, tmp_path / tag, tmp_path / f"{tag}.ckpt", tmp=tmp_path)
 
 
 def _load(path: Path) -> dict:

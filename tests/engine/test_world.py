@@ -6,6 +6,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from tests.distributed import gloo_group
 from weaksam.engine.world import (
     any_rank,
     data_parallel,
@@ -33,12 +34,8 @@ def test_one_process_collectives_are_identities():
 def test_sum_gradients_flagged_keeps_missing_gradients_none(tmp_path):
     a, b = nn.Parameter(torch.zeros(2, 2)), nn.Parameter(torch.zeros(3))
     a.grad = torch.arange(4.0).view(2, 2)
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0,
-                            world_size=1)
-    try:
+    with gloo_group(tmp_path / "init"):
         grads, extra = sum_gradients_flagged([a, b], torch.tensor([5.0, 7.0]))
-    finally:
-        dist.destroy_process_group()
     assert torch.equal(grads[0], a.grad) and grads[1] is None
     assert extra.tolist() == [5.0, 7.0]
     assert b.grad is None  # the sums are returned, not written

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import yaml
 
+from tests.distributed import run_gloo
 from tests.sam.tiny import TINY_SAM
 from weaksam.sam.model import build_small_sam
 from weaksam.sam.train import PretrainConfig, batch_losses, pretrain, shard, step_batch
@@ -56,21 +56,15 @@ def _run(rank: int, world: int) -> dict | None:
     return {"step0": vals, "grads": grads, "curve": curve, "state": sam.state_dict()}
 
 
-def _worker(rank: int, world: int, init_file: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
-                            world_size=world)
-    try:
-        res = _run(rank, world)
-        if res is not None:
-            torch.save(res, out)
-    finally:
-        dist.destroy_process_group()
+def _ranked() -> dict | None:
+    """:func:`_run` on this process of the gloo group."""
+    return _run(dist.get_rank(), dist.get_world_size())
 
 
-def _two(tmp_path: Path, name: str) -> dict:
-    out = tmp_path / f"{name}.pt"
-    mp.spawn(_worker, args=(2, str(tmp_path / f"{name}.init"), str(out)), nprocs=2, join=True)
-    return torch.load(out)
+def _two(tmp_path: Path) -> dict:
+    first, other = run_gloo(_ranked, tmp=tmp_path)
+    assert other is None
+    return first
 
 
 def test_shards_cover_the_step_once():
@@ -108,8 +102,7 @@ def test_step_gradients_one_process_equal_batch_losses():
 @pytest.mark.slow
 def test_two_gloo_processes_match_one(tmp_path):
     one = _run(0, 1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    two = _two(tmp_path, "two")
+    two = _two(tmp_path)
     for k in ("loss", "loss_mask", "loss_iou", "train_miou", "prompts"):
         assert two["step0"][k] == pytest.approx(one["step0"][k], rel=1e-5, abs=1e-7), k
     assert one["grads"].keys() == two["grads"].keys()

@@ -11,14 +11,13 @@ them); a given process count repeats bit for bit.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from tests.distributed import run_gloo
 from tests.wsis.conftest import schedule
 from tests.wsis.test_models import _mask_rcnn, _views, make_toy
 from weaksam.wsis.train import train_instance_model
@@ -39,19 +38,8 @@ def _run(out: Path, ckpt: Path) -> None:
     out.with_suffix(f".{rank}.json").write_text(json.dumps({"curve": curve, "w": w}))
 
 
-def _worker(rank: int, world: int, init_file: str, out: str, ckpt: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
-                            world_size=world)
-    try:
-        _run(Path(out), Path(ckpt))
-    finally:
-        dist.destroy_process_group()
-
-
 def _spawn(tmp_path: Path, tag: str) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    mp.spawn(_worker, args=(2, str(tmp_path / f"init{tag}"), str(tmp_path / tag),
-                            str(tmp_path / f"{tag}.pt")), nprocs=2, join=True)
+    run_gloo(_run, tmp_path / tag, tmp_path / f"{tag}.pt", tmp=tmp_path)
 
 
 @pytest.mark.slow

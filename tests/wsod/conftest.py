@@ -11,7 +11,9 @@ import torch
 from weaksam.vision.backbones import SmallCNN
 from weaksam.wsod.train import TrainImage, WsodTrainConfig, train_wsod
 
-RUN_KEYS = ("seed", "checkpoint", "cache", "on_epoch", "device")  # train_wsod's, not the config's
+# train_wsod's keyword arguments, not the config's
+RUN_KEYS = ("seed", "checkpoint", "state_file", "fingerprint", "resume", "stop_after", "cache",
+            "on_epoch", "device")
 
 
 def run_wsod(model: torch.nn.Module, items: list[TrainImage], **kw: Any) -> dict[str, float]:

@@ -53,13 +53,14 @@ def test_ddp_backend_follows_the_stage_device_not_the_machine(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
     monkeypatch.setattr(dist, "init_process_group", lambda backend: calls.append(backend))
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # CUDA present ...
-    assert stage.init_distributed(torch.device("cpu")) == "gloo"  # ... CPU tensors: gloo
-    monkeypatch.setattr(torch.cuda, "set_device", lambda d: None)
-    assert stage.init_distributed(torch.device("cuda", 1)) == "nccl"
-    assert calls == ["gloo", "nccl"]
+    assert stage.join_process_group(torch.device("cpu")) == 1  # ... CPU tensors: gloo
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append(str(d)))
+    assert stage.join_process_group(torch.device("cuda", 1)) == 1
+    assert calls == ["gloo", "cuda:1", "nccl"]
     monkeypatch.setenv("WORLD_SIZE", "1")
-    assert stage.init_distributed(torch.device("cpu")) is None and len(calls) == 2
+    assert stage.join_process_group(torch.device("cpu")) == 0 and len(calls) == 3
 
 
 def test_no_wsod_tensor_leaves_the_named_device(tmp_path):

@@ -1,13 +1,24 @@
-"""Stage helpers of pipeline/wsod.py: proposal sources (Table 4 filters) and per-image prep."""
+"""Stage helpers of pipeline/wsod.py: proposal sources (Table 4 filters), per-image prep, and a
+stopped stage resumed."""
 
 from __future__ import annotations
 
+import csv
+import importlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
 from pipeline.wsod import load_source, prepare_boxes
 from weaksam.errors import InputError
 from weaksam.proposals.store import ImageProposals, ProposalSet, save_proposals
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _props() -> ProposalSet:
@@ -79,3 +90,56 @@ def test_paper_profile_proposals_per_method_follow_the_release():
             method_setting(p["wsod"], "mist", "min_proposal_size")) == ("wetectron", 20)
     assert (method_setting(p["wsod"], "oicr", "proposal_style"),
             method_setting(p["wsod"], "oicr", "min_proposal_size")) == ("plain", 0)
+
+
+def _stage(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run a stage's ``main()`` in-process in ``cwd`` (as DVC would, minus the interpreter)."""
+    mod = importlib.import_module(args[0])
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [args[0], *args[1:]])
+    mod.main()
+
+
+@pytest.mark.slow
+def test_stage_stopped_and_rerun_ends_as_an_unbroken_run(tmp_path, monkeypatch):
+    """``wsod --stop-after 0`` then a rerun (resumed after epoch 0 from
+    ``checkpoints/wsod_oicr_ss/last.pt``) gives the model, detections and DVCLive files of an
+    unbroken run, byte for byte; each epoch is logged once."""
+    from pipeline.common import deep_merge, load_params
+
+    params = deep_merge(load_params(ROOT / "params.yaml"),
+                        yaml.safe_load((ROOT / "configs/tiny.yaml").read_text()))
+    params["data"].update(num_trainval=6, num_test=2)
+    params["wsod"]["oicr"]["epochs"] = 3
+    params["wsod"]["batch_size"] = 2
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    (a / "params.yaml").write_text(yaml.safe_dump(params))
+    _stage(["pipeline.data"], a, monkeypatch)
+    _stage(["pipeline.backbone_pretrain"], a, monkeypatch)
+    rng = np.random.default_rng(0)
+    for split in ("trainval", "test"):
+        ps = ProposalSet(["ss"])
+        for im in json.loads((a / f"data/annotations/{split}.json").read_text())["images"]:
+            xy = rng.random((12, 2)) * [im["width"] / 2, im["height"] / 2]
+            wh = 8 + rng.random((12, 2)) * [im["width"] / 2, im["height"] / 2]
+            ps.images[im["id"]] = ImageProposals(np.hstack([xy, xy + wh]).astype(np.float32),
+                                                 rng.random(12).astype(np.float32),
+                                                 np.zeros(12, np.uint8))
+        save_proposals(a / f"proposals/ss/{split}.npz", ps)
+    shutil.copytree(a, b)
+    run = ["pipeline.wsod", "--method", "oicr", "--source", "ss"]
+    _stage([*run, "--stop-after", "0"], a, monkeypatch)  # "killed" after epoch 0
+    assert (a / "checkpoints/wsod_oicr_ss/last.pt").is_file()
+    assert not (a / "wsod/oicr_ss/detections_test.json").exists()
+    _stage(run, a, monkeypatch)  # resumes at epoch 1
+    _stage(run, b, monkeypatch)  # unbroken
+    for f in ("wsod/oicr_ss/model.pt", "wsod/oicr_ss/detections_test.json",
+              "wsod/oicr_ss/detections_trainval.json"):
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    live = sorted(p.relative_to(b) for p in (b / "dvclive/wsod_oicr_ss").rglob("*.*"))
+    assert len(live) > 3
+    for f in live:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    with open(a / "dvclive/wsod_oicr_ss/plots/metrics/train/loss.tsv") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f, delimiter="\t")] == [0, 1, 2]

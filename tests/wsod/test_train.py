@@ -1,5 +1,6 @@
 """Training loop: skipping images without proposals, NaN guard with an intact checkpoint,
-determinism, learning on a tiny hand-built task, and inference on an empty proposal list."""
+determinism, resume after a stop, learning on a tiny hand-built task, and inference on an empty
+proposal list."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from weaksam.wsod.train import (
     FeatureCache,
     TrainImage,
     multistep_factor,
+    resumable,
     sgd_param_groups,
     train_view,
 )
@@ -199,3 +201,62 @@ def test_duplicate_proposals_give_one_detection_per_class_after_nms():
     assert sorted(lab.tolist()) == [0, 1, 2]  # one per class (3 classes), copies suppressed
     assert np.allclose(b, boxes[0])  # OICR does not regress: detections are proposals
     assert np.all((s > 0) & (s < 1))
+
+
+def _same(a, b) -> bool:
+    """Equal nested states: same keys in order, types, and tensors of equal dtype and bits
+    (their files' bytes may differ in pickle references shared within the file)."""
+    if isinstance(a, dict):
+        return (isinstance(b, dict) and list(a) == list(b)
+                and all(_same(a[k], b[k]) for k in a))
+    if isinstance(a, (list, tuple)):
+        return (type(a) is type(b) and len(a) == len(b)
+                and all(_same(x, y) for x, y in zip(a, b, strict=True)))
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    return type(a) is type(b) and a == b
+
+
+RESUME_CASES = {
+    # dropout draws from the global RNG, which carries over between epochs
+    "oicr": (lambda: _oicr(dropout=0.5), dict(epochs=3)),
+    # BatchNorm in the CDB scorer, both optimisers and schedulers, the second-pass adversary
+    "mist": (lambda: MIST(tiny_backbone(), 3, roi_size=3, hidden=16, dropout=0.5,
+                          cdb_net="released", cdb_block=2),
+             dict(epochs=0, schedule="multistep", iterations=5, lr_steps=(3,), warmup_iters=2,
+                  optimizer="sgd", cdb_start_epoch=1, cdb_lr=0.1, cdb_warmup_iters=2,
+                  cdb_adversary="second_pass")),
+}
+
+
+@pytest.mark.parametrize("name", RESUME_CASES)
+def test_a_stopped_run_resumed_ends_with_the_bytes_of_an_unbroken_one(name, tmp_path):
+    make, kw = RESUME_CASES[name]
+    kw = {**KW, **kw}
+    items = tiny_items(4)  # batches of 2: 2 steps per epoch, 3 epochs
+    runs = {}
+    for tag in ("unbroken", "stopped"):
+        model, curve = make(), []
+        run_wsod(model, items, state_file=tmp_path / f"{tag}.pt", fingerprint="fp",
+                 stop_after=0 if tag == "stopped" else None,
+                 on_epoch=lambda e, m, c=curve: c.append((e, m)), **kw)
+        runs[tag] = model, curve
+    state = resumable(tmp_path / "stopped.pt", "fp")
+    assert state is not None and state["epoch"] == 0 and state["epochs"] == 3
+    assert resumable(tmp_path / "stopped.pt", "other settings") is None
+    torch.manual_seed(123)  # another process: its own RNG, replaced by the saved one
+    model, curve = make(), []
+    t = run_wsod(model, items, state_file=tmp_path / "stopped.pt", fingerprint="fp",
+                 resume=state, on_epoch=lambda e, m: curve.append((e, m)), **kw)
+    full, full_curve = runs["unbroken"]
+    assert t["steps"] == 5 if name == "mist" else 6
+    assert runs["stopped"][1] + curve == full_curve  # epochs 0 | 1, 2: the same losses
+    assert full.state_dict().keys() == model.state_dict().keys()
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, model.state_dict()[k]), k
+    assert _same(*(torch.load(tmp_path / f"{t}.pt", weights_only=False)
+                   for t in ("stopped", "unbroken")))  # optimisers, schedulers, RNG too
+    args = ([it.image_id for it in items], lambda i: items[i].pixels,
+            {it.image_id: it.boxes for it in items}, [1, 2, 3])
+    assert detect_split(model, *args, **DET) == detect_split(full, *args, **DET)
+    assert resumable(tmp_path / "stopped.pt", "fp") is None  # finished: not resumed again

@@ -31,10 +31,15 @@ W processes (``torch.distributed`` world size; 1 without it), C classes.
 - Device: ``device`` takes the model, images, boxes and labels; random draws stay on CPU
   generators, so CPU and GPU runs draw the same numbers.
 - Engine (``weaksam.engine``): the epoch loop (``run_epochs``; after each epoch the log, the
-  checkpoint, then ``on_epoch``), the detector's optimiser step (``optimizer_step``), the DDP
-  wrapper, the non-finite error and the atomic checkpoint. Kept here: the data order and
-  random draws, the parameter groups (:func:`build_optimizer`), the schedulers and the CDB
-  adversary's step. Settings: a frozen :class:`WsodTrainConfig`.
+  checkpoints, then ``on_epoch``), the detector's optimiser step (``optimizer_step``), the DDP
+  wrapper, the non-finite error and the atomic, fingerprinted checkpoint. Kept here: the data
+  order and random draws, the parameter groups (:func:`build_optimizer`), the schedulers and
+  the CDB adversary's step. Settings: a frozen :class:`WsodTrainConfig`.
+- Resume: with ``state_file`` every epoch also writes the training state (model, both
+  optimisers, both schedulers, epoch, optimiser step and each process's global torch RNG state:
+  dropout draws from it and it carries over between epochs; every other draw is seeded per
+  epoch). A run given that state (:func:`resumable`) continues after its epoch and ends with
+  the bytes of an unbroken run.
 - A non-finite loss raises :class:`weaksam.errors.TrainingError`; the checkpoint written
   atomically after the last good epoch is left as it was.
 """
@@ -45,6 +50,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,7 +58,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from weaksam.engine.checkpoint import save_state
+from weaksam.engine.checkpoint import resume_state, save_state
 from weaksam.engine.guard import nonfinite_error
 from weaksam.engine.loop import run_epochs
 from weaksam.engine.optim import optimizer_step
@@ -236,6 +242,25 @@ def save_checkpoint(path: str | Path, model: nn.Module, epoch: int) -> None:
     save_state(path, {"model": model.state_dict(), "epoch": epoch})
 
 
+def resumable(path: str | Path, fingerprint: str) -> dict[str, Any] | None:
+    """The training state at ``path`` to resume: written by :func:`train_wsod` with
+    ``fingerprint`` and unfinished. None when there is none, it is of other settings or inputs,
+    or its run finished (a finished run trains again: the code may have changed since)."""
+    state = resume_state(path, fingerprint, "WSOD training state")
+    return state if state is not None and state["epoch"] < state["epochs"] - 1 else None
+
+
+def rng_states(device: torch.device) -> list[dict[str, torch.Tensor | None]]:
+    """Every process's global torch RNG state (CPU, and the CUDA device's when ``device`` is
+    one), in rank order (gathered: every process must call it)."""
+    own = {"cpu": torch.get_rng_state(),
+           "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+    size = process_world()[1]
+    if size == 1:
+        return [own]
+    out: list[Any] = [None] * size
+    dist.all_gather_object(out, own)
+    return out
 
 @dataclass(frozen=True, kw_only=True)
 class WsodTrainConfig:
@@ -308,6 +333,10 @@ def train_wsod(
     *,
     seed: int,
     checkpoint: str | Path | None = None,
+    state_file: str | Path | None = None,
+    fingerprint: str = "",
+    resume: dict[str, Any] | None = None,
+    stop_after: int | None = None,
     cache: FeatureCache | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     device: torch.device | str = "cpu",
@@ -321,12 +350,17 @@ def train_wsod(
     with it). See the module docstring for the schedules, the optimisers and the Concrete
     DropBlock adversary.
 
-    Returns timing figures: ``train_seconds``, ``seconds_per_epoch`` (wall), ``steps`` and
-    ``train_cpu_seconds`` (this process). After each epoch, in order: the epoch is logged, the
-    checkpoint written (rank 0) and ``on_epoch(epoch, losses)`` called with the mean of each
-    named loss over the epoch's images (all processes). ``cache``: a FeatureCache to fill
-    (frozen backbone), so inference on the training split can reuse it. Works unchanged under
-    ``torchrun`` / an initialised process group (DDP over the trainable parameters)."""
+    Returns timing figures: ``train_seconds``, ``seconds_per_epoch`` (wall, over the epochs
+    run), ``steps``, ``train_cpu_seconds`` (this process) and the schedule's ``epochs``. After
+    each epoch, in order: the epoch is logged, ``checkpoint`` (``{"model", "epoch"}``) and
+    ``state_file`` (the training state, tagged ``fingerprint``: module docstring) written by
+    rank 0, and ``on_epoch(epoch, losses)`` called with the mean of each named loss over the
+    epoch's images (all processes).
+    ``resume``: a state read from ``state_file`` (:func:`resumable`), training continues after
+    its epoch; ``stop_after``: the last epoch to run (a stopped run, for tests). ``cache``: a
+    FeatureCache to fill (frozen backbone), so inference on the training split can reuse it.
+    Works unchanged under ``torchrun`` / an initialised process group (DDP over the trainable
+    parameters; a resumed run needs the process count of the run that wrote the state)."""
     rank, world = process_world()
     device = torch.device(device)
     items = usable(items)
@@ -339,6 +373,8 @@ def train_wsod(
                          f"{cfg.cdb_adversary!r}")
     batch_size, scales, max_size = cfg.batch_size, cfg.train_scales, cfg.max_size
     core = model.to(device)
+    if resume is not None:  # before DDP: its construction broadcasts rank 0's weights
+        core.load_state_dict(resume["model"])
     net = data_parallel(model, device)
     cdb = getattr(core, "cdb", None)
     cdb_ids = {id(p) for p in cdb.parameters()} if cdb is not None else set()
@@ -363,13 +399,26 @@ def train_wsod(
                                   momentum=cfg.momentum, bias_lr_factor=cfg.bias_lr_factor,
                                   bias_weight_decay=cfg.bias_weight_decay)
     sched, cdb_sched = build_schedulers(cfg, opt, cdb_opt, total_steps)
+    start, step = 0, 0
+    if resume is not None:
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        if cdb_opt is not None:
+            cdb_opt.load_state_dict(resume["cdb_optimizer"])
+        if cdb_sched is not None:
+            cdb_sched.load_state_dict(resume["cdb_scheduler"])
+        rng = resume["rng"][rank]
+        torch.set_rng_state(rng["cpu"])
+        if rng["cuda"] is not None:
+            torch.cuda.set_rng_state(rng["cuda"], device)
+        start, step = int(resume["epoch"]) + 1, int(resume["step"])
+        log.info("resuming after epoch %d (step %d)", start - 1, step)
     frozen = bool(getattr(core, "freeze_backbone", False))
     if cache is None or not frozen:
         cache = FeatureCache(core.backbone, enabled=frozen)
     tensors = [to_tensor(it.pixels) for it in items]  # CPU; each step moves its images
     box_t = [torch.tensor(it.boxes, dtype=torch.float32) for it in items]
     label_t = [torch.tensor(it.labels, dtype=torch.float32) for it in items]
-    step = 0
     w_adv = cfg.cdb_adversary_weight
 
     def scale_cdb_grads() -> None:  # same_pass: -w x the gradient just computed
@@ -459,8 +508,19 @@ def train_wsod(
         log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in means.items()})
         if checkpoint is not None and rank == 0:
             save_checkpoint(checkpoint, core, epoch)
+        if state_file is not None:
+            rng = rng_states(device)
+            if rank == 0:
+                save_state(state_file, {
+                    "model": core.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "cdb_optimizer": cdb_opt.state_dict() if cdb_opt is not None else None,
+                    "cdb_scheduler": cdb_sched.state_dict() if cdb_sched is not None else None,
+                    "epoch": epoch, "epochs": epochs, "step": step, "rng": rng,
+                    "fingerprint": fingerprint})
 
-    timing = run_epochs(range(epochs), train_epoch, hooks=(record, on_epoch))
+    timing = run_epochs(range(start, epochs), train_epoch, hooks=(record, on_epoch),
+                        stop=lambda e: stop_after is not None and e >= stop_after)
     return {"train_seconds": timing.seconds,
-            "seconds_per_epoch": timing.seconds / max(epochs, 1), "steps": step,
-            "train_cpu_seconds": timing.cpu_seconds}
+            "seconds_per_epoch": timing.seconds / max(timing.epochs_run, 1), "steps": step,
+            "train_cpu_seconds": timing.cpu_seconds, "epochs": epochs}
