@@ -6,13 +6,14 @@ for a point prompt and a box prompt, steps, seconds, parameters) and DVCLive cur
 ``dvclive/sam_pretrain``; the training checkpoint ``checkpoints/sam_pretrain/last.pt`` (DVC
 ``persist``) every ``sam_pretrain.checkpoint_every`` steps: a killed run resumes from it when its
 fingerprint (model, training settings, ``log_every``, process count, device kind) matches, and
-ends with the model, metrics and curves of an unbroken run. The paper profile skips this stage's output and points ``sam.model`` /
-``sam.checkpoint`` at an official checkpoint instead. Runs on ``sam.device`` when set, else
-``runtime.device`` (the same rule as the proposals stage).
+ends with the model, metrics and curves of an unbroken run. The paper profile skips this stage's
+output and points ``sam.model`` / ``sam.checkpoint`` at an official checkpoint instead. Runs on
+``sam.device`` when set, else ``runtime.device`` (the same rule as the proposals stage).
 
 Processes: ``runtime.nproc.sam_pretrain`` (``pipeline.launch`` in dvc.yaml's command; 1 runs
 here, N > 1 under torchrun). The ranks join one process group
-(``weaksam.engine.world.join_process_group``: gloo on the CPU) and train data-parallel (``weaksam.sam.train``, module docstring), each with
+(``weaksam.engine.world.join_process_group``: gloo on the CPU) and train data-parallel
+(``weaksam.sam.train``, module docstring), each with
 ``runtime.threads // N`` intra-op threads (at least 1). The small SAM's step gains little from a
 second thread, two one-thread processes each doing half of the step's images gain more
 (docs/small_sam.md). Rank 0 evaluates and writes every output; the others only train. On CUDA
