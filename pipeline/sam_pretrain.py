@@ -3,13 +3,17 @@ corpus (the analogue of SAM's SA-1B training, DESIGN.md "Models in the default p
 
 Writes the checkpoint ``models/sam_small.pt``, ``metrics/sam_pretrain.json`` (held-out mask IoU
 for a point prompt and a box prompt, steps, seconds, parameters) and DVCLive curves under
-``dvclive/sam_pretrain``. The paper profile skips this stage's output and points ``sam.model`` /
-``sam.checkpoint`` at an official checkpoint instead. Runs on ``sam.device`` when set, else
-``runtime.device`` (the same rule as the proposals stage).
+``dvclive/sam_pretrain``; the training checkpoint ``checkpoints/sam_pretrain/last.pt`` (DVC
+``persist``) every ``sam_pretrain.checkpoint_every`` steps: a killed run resumes from it when its
+fingerprint (model, training settings, ``log_every``, process count, device kind) matches, and
+ends with the model, metrics and curves of an unbroken run. The paper profile skips this stage's
+output and points ``sam.model`` / ``sam.checkpoint`` at an official checkpoint instead. Runs on
+``sam.device`` when set, else ``runtime.device`` (the same rule as the proposals stage).
 
 Processes: ``runtime.nproc.sam_pretrain`` (``pipeline.launch`` in dvc.yaml's command; 1 runs
-here, N > 1 under torchrun). The ranks join one process group (``ddp_backend``: gloo on the
-CPU) and train data-parallel (``weaksam.sam.train``, module docstring), each with
+here, N > 1 under torchrun). The ranks join one process group
+(``weaksam.engine.world.join_process_group``: gloo on the CPU) and train data-parallel
+(``weaksam.sam.train``, module docstring), each with
 ``runtime.threads // N`` intra-op threads (at least 1). The small SAM's step gains little from a
 second thread, two one-thread processes each doing half of the step's images gain more
 (docs/small_sam.md). Rank 0 evaluates and writes every output; the others only train. On CUDA
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,22 +37,20 @@ import torch.distributed as dist
 from pipeline.common import load_params, set_threads, setup_logging, stage_args
 from pipeline.launch import cpu_count, processes_metrics
 from weaksam.config import from_section
+from weaksam.engine.checkpoint import fingerprint
 from weaksam.engine.live import LiveHook
+from weaksam.engine.world import join_process_group, world
 from weaksam.sam.checkpoint import save_small_sam
 from weaksam.sam.model import SmallSamConfig, build_small_sam, count_parameters
 from weaksam.sam.train import PretrainConfig, evaluate, pretrain
 from weaksam.utils.atomic import write_json
-from weaksam.utils.device import (
-    data_parallel_devices,
-    ddp_backend,
-    resolve_device,
-    sam_device,
-)
+from weaksam.utils.device import data_parallel_devices, resolve_device, sam_device
 from weaksam.utils.seed import seed_everything
 
 TORCHRUN = True  # pipeline.launch may start it under torchrun (runtime.nproc.sam_pretrain)
 NPROC_PARAM = "runtime.nproc.sam_pretrain"
 DEVICE_PARAMS = ("sam.device", "runtime.device")  # its device, as pipeline.launch checks it
+CKPT = Path("checkpoints/sam_pretrain/last.pt")
 
 
 def threads_per_process(params: dict[str, Any], processes: int) -> int:
@@ -62,51 +65,53 @@ def device_name(params: dict[str, Any]) -> str:
     return sam_device(params["sam"].get("device"), params["runtime"]["device"])
 
 
-def init_distributed(params: dict[str, Any], params_path: str) -> tuple[int, int]:
-    """``(rank, W)`` of this process: ``(0, 1)`` outside torchrun; under torchrun (WORLD_SIZE
-    > 1) every rank's device is checked (one GPU per rank, ``data_parallel_devices``; SystemExit
-    naming ``runtime.nproc.sam_pretrain`` otherwise) before this one joins the group."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+def join(params: dict[str, Any], params_path: str) -> tuple[int, int]:
+    """``(rank, W)`` of this process: every rank's device is checked first (one GPU per rank,
+    ``data_parallel_devices``; SystemExit naming ``runtime.nproc.sam_pretrain`` otherwise),
+    then under torchrun it joins the process group (``join_process_group``)."""
     try:
-        data_parallel_devices(device_name(params), world, NPROC_PARAM)
+        data_parallel_devices(device_name(params), int(os.environ.get("WORLD_SIZE", "1")),
+                              NPROC_PARAM)
     except ValueError as e:
         raise SystemExit(f"{params_path}: {e}") from None
-    if world <= 1:
-        return 0, 1
-    device = resolve_device(device_name(params))
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist.init_process_group(ddp_backend(device))
-    return dist.get_rank(), world
+    join_process_group(resolve_device(device_name(params)))
+    return world()
 
 
 def main() -> None:
     args = stage_args(__doc__.splitlines()[0])
     params = load_params(args.params)
     log = setup_logging("sam_pretrain")
-    rank, world = init_distributed(params, args.params)
+    rank, nproc = join(params, args.params)
     p = params["sam_pretrain"]
-    if world > 1:
-        torch.set_num_threads(threads_per_process(params, world))
+    if nproc > 1:
+        torch.set_num_threads(threads_per_process(params, nproc))
     else:
         set_threads(params)
     seed = int(params["seed"])
     seed_everything(seed)
-    arch = SmallSamConfig(**p["model"])
+    arch = from_section(SmallSamConfig, p["model"], "params.yaml sam_pretrain.model")
     cfg = from_section(PretrainConfig, p["train"], "params.yaml sam_pretrain.train",
                        corpus_seed=seed)
     device = resolve_device(device_name(params))
     sam = build_small_sam(arch).to(device)
+    log_every = int(p["log_every"])
+    # the run's settings: what it trains and logs, on how many processes of which device kind
+    fp = fingerprint({"model": asdict(arch), "train": asdict(cfg), "log_every": log_every,
+                      "processes": nproc, "device": device.type})
+    resume = {"checkpoint": CKPT, "fingerprint": fp,
+              "checkpoint_every": int(p["checkpoint_every"])}
     if rank != 0:
-        pretrain(sam, cfg)
+        pretrain(sam, cfg, log_every=log_every, **resume)
         return
     n_params = count_parameters(sam)
     log.info("small SAM: %d parameters, %d steps, %d process(es) x %d thread(s)", n_params,
-             cfg.steps, world, torch.get_num_threads())
+             cfg.steps, nproc, torch.get_num_threads())
     t0 = time.perf_counter()
-    # curves only: the summary keeps just the step (held-out metrics go to metrics/)
+    # curves only: the summary keeps just the step (held-out metrics go to metrics/); a
+    # resumed run rewrites the curves from its checkpoint (pretrain), so the folder starts empty
     with LiveHook(p["live_dir"], next_step=False, summary=False, rank=0) as live:
-        last = pretrain(sam, cfg, on_step=live, log_every=int(p["log_every"]))
+        last = pretrain(sam, cfg, on_step=live, log_every=log_every, **resume)
         train_seconds = time.perf_counter() - t0
         # held-out corpus: a seed stream training never draws from
         ev = evaluate(sam, seed=seed + int(p["eval_seed_offset"]),

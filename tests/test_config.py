@@ -27,6 +27,7 @@ from weaksam.retrain.frcnn import FrcnnConfig
 from weaksam.retrain.query_detector import QueryDetectorConfig
 from weaksam.retrain.roi_drop import RoiDropConfig
 from weaksam.retrain.train import DetectorTrainConfig
+from weaksam.sam.model import SmallSamConfig
 from weaksam.sam.train import PretrainConfig
 from weaksam.wsis.mask2former import Mask2FormerModelConfig
 from weaksam.wsis.mask_rcnn import MaskRcnnModelConfig
@@ -39,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # (dataclass, params path, keys of the section that the stage reads itself, stage-set fields)
 CONFIGS: list[tuple[type, tuple[str, ...], tuple[str, ...], dict[str, Any]]] = [
     (PretrainConfig, ("sam_pretrain", "train"), (), {"corpus_seed": 0}),
+    (SmallSamConfig, ("sam_pretrain", "model"), (), {}),
     (FrcnnConfig, ("retrain", "frcnn", "model"),
      ("backbone", "input", "resnet50_checkpoint", "trainable_layers", "train_scales",
       "test_scale", "max_size", "flip"), {}),

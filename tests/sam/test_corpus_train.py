@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -220,3 +221,63 @@ def test_texture_on_a_mask_equals_the_full_frame_texture_there():
         probe.uniform(0, 255, 3), probe.uniform(0, 255, 3)
         kinds.add(int(probe.integers(5)))
     assert kinds == {0, 1, 2, 3, 4}  # solid, stripes, checker, noise, ramp all covered
+
+
+class _Kill(Exception):
+    """Stands for a killed run."""
+
+
+def _run_logged(tmp_path, name, cfg, kill_at=None, fingerprint="f"):
+    """A tiny pre-training logged to ``<tmp>/<name>`` (DVCLive, as the stage logs) with its
+    training checkpoint every 2 steps in ``<tmp>/ck.pt`` (shared by the runs), stopped by an
+    exception after logging step ``kill_at``; returns the final model file's bytes."""
+    from weaksam.engine.live import LiveHook
+    from weaksam.sam.checkpoint import save_small_sam
+
+    torch.manual_seed(0)
+    sam = build_small_sam(TINY)
+    with LiveHook(tmp_path / name, next_step=False, summary=False, rank=0) as live:
+        def on_step(step, values):
+            live(step, values)
+            if step == kill_at:
+                raise _Kill
+        pretrain(sam, cfg, on_step=on_step, log_every=1, checkpoint=tmp_path / "ck.pt",
+                 fingerprint=fingerprint, checkpoint_every=2)
+    save_small_sam(tmp_path / f"{name}.pt", sam, TINY)
+    return (tmp_path / f"{name}.pt").read_bytes()
+
+
+def _curves(folder):
+    return {f.name: f.read_bytes() for f in sorted(folder.rglob("*.tsv"))}
+
+
+def test_resumed_run_gives_the_bytes_of_an_unbroken_run(tmp_path, monkeypatch):
+    from weaksam.sam import train as train_mod
+
+    trained: list[int] = []  # the steps each run computes
+    step_loss = train_mod.step_loss
+    monkeypatch.setattr(train_mod, "step_loss",
+                        lambda sam, cfg, step, *a: (trained.append(step),
+                                                    step_loss(sam, cfg, step, *a))[1])
+    cfg = PretrainConfig(steps=5, batch_images=2, prompts_per_image=3, warmup_steps=2,
+                         corpus_seed=3)
+    unbroken = _run_logged(tmp_path / "u", "run", cfg)
+    # killed after logging step 3: the checkpoint holds step 2, the curves already step 3
+    with pytest.raises(_Kill):
+        _run_logged(tmp_path / "k", "run", cfg, kill_at=3)
+    state = torch.load(tmp_path / "k/ck.pt", weights_only=True)
+    assert state["step"] == 2 and [s for s, _ in state["curves"]] == [1, 2]
+    assert len((tmp_path / "k/run/plots/metrics/train/loss.tsv").read_text().splitlines()) == 4
+    trained.clear()
+    resumed = _run_logged(tmp_path / "k", "run", cfg)
+    assert trained == [2, 3, 4]  # continued after the checkpoint's step 2
+    assert resumed == unbroken
+    assert _curves(tmp_path / "k/run") == _curves(tmp_path / "u/run")
+    assert (len(_curves(tmp_path / "u/run")) == 5
+            and (tmp_path / "u/run/plots/metrics/train/loss.tsv").read_text().count("\n") == 6)
+    # the checkpoint of other settings (another fingerprint) is not resumed: a fresh run
+    with pytest.raises(_Kill):
+        _run_logged(tmp_path / "o", "run", replace(cfg, lr=0.1), kill_at=3, fingerprint="lr")
+    trained.clear()
+    assert _run_logged(tmp_path / "o", "run", cfg) == unbroken
+    assert trained == [0, 1, 2, 3, 4]

@@ -11,7 +11,7 @@ from segment_anything import sam_model_registry
 from tests.sam.tiny import TINY_SAM_DEPTH2
 from weaksam.errors import InputError
 from weaksam.sam.checkpoint import load_sam, save_small_sam
-from weaksam.sam.model import SmallSamConfig, build_small_sam, count_parameters
+from weaksam.sam.model import build_small_sam, count_parameters
 
 TINY = TINY_SAM_DEPTH2
 
@@ -30,11 +30,11 @@ def test_small_sam_shapes():
 
 def test_small_sam_rejects_bad_sizes():
     with pytest.raises(ValueError):
-        build_small_sam(SmallSamConfig(img_size=100, patch_size=8))
+        build_small_sam(replace(TINY, img_size=100, patch_size=8))
     with pytest.raises(ValueError):
-        build_small_sam(SmallSamConfig(prompt_dim=60))
+        build_small_sam(replace(TINY, prompt_dim=60))
     with pytest.raises(ValueError, match="stem"):
-        build_small_sam(SmallSamConfig(stem="resnet"))
+        build_small_sam(replace(TINY, stem="resnet"))
 
 
 def test_conv_stem_same_tokens_and_roundtrip(tmp_path):
@@ -58,6 +58,17 @@ def test_small_checkpoint_roundtrip(tmp_path):
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert count_parameters(back) == count_parameters(sam)
+
+
+def test_small_checkpoint_config_must_name_every_field(tmp_path):
+    # the architecture has no defaults: a stored config without a field names the file
+    sam = build_small_sam(TINY)
+    save_small_sam(tmp_path / "s.pt", sam, TINY)
+    obj = torch.load(tmp_path / "s.pt")
+    del obj["config"]["stem"]
+    torch.save(obj, tmp_path / "old.pt")
+    with pytest.raises(InputError, match="old.pt.*stem"):
+        load_sam("small", tmp_path / "old.pt")
 
 
 def test_official_layout_loads_through_registry(tmp_path):

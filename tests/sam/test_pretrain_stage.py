@@ -63,8 +63,9 @@ def test_each_rank_takes_its_local_rank_card_when_visible(tmp_path, monkeypatch)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     calls = _cuda_params(tmp_path, monkeypatch, 1)
+    monkeypatch.setattr(stage, "world", lambda: (1, 2))  # the faked group's rank and size
     params = stage.load_params("params.yaml")
-    assert stage.init_distributed(params, "params.yaml") == (1, 2)
+    assert stage.join(params, "params.yaml") == (1, 2)
     assert calls == [torch.device("cuda", 1), "nccl"]
 
 

@@ -51,7 +51,11 @@ def load_sam(model: str, checkpoint: str | Path, device: str | torch.device = "c
     if model == "small":
         if not isinstance(obj, dict) or obj.get("format") != SMALL_FORMAT:
             raise InputError(path, f"not a small-SAM checkpoint (format {SMALL_FORMAT!r})")
-        sam = build_small_sam(SmallSamConfig(**obj["config"]))
+        try:
+            cfg = SmallSamConfig(**obj["config"])
+        except TypeError as e:  # a missing or unknown architecture field
+            raise InputError(path, f"small-SAM config does not fit SmallSamConfig ({e})") from e
+        sam = build_small_sam(cfg)
         state = obj["state_dict"]
     elif model in OFFICIAL_MODELS:
         if isinstance(obj, dict) and "state_dict" in obj and "format" in obj:

@@ -33,20 +33,22 @@ from weaksam.utils.stems import conv_stem
 
 @dataclass(frozen=True)
 class SmallSamConfig:
-    """Architecture of the small SAM (saved in its checkpoint, so loading needs no params)."""
+    """Architecture of the small SAM (saved in its checkpoint, so loading needs no params):
+    params.yaml ``sam_pretrain.model`` through :func:`weaksam.config.from_section`. No field
+    has a default (params.yaml is the one source, ``tests/test_config.py``)."""
 
-    img_size: int = 128
-    patch_size: int = 8
-    encoder_width: int = 128
-    encoder_depth: int = 4
-    encoder_heads: int = 4
-    encoder_window: int = 0  # 0: global attention in every block (few tokens)
-    prompt_dim: int = 64  # decoder / prompt embedding width (official: 256); divisible by 8
-    decoder_depth: int = 2
-    decoder_heads: int = 4
-    decoder_mlp_dim: int = 256
-    iou_head_hidden: int = 64
-    stem: str = "patch"  # patch: SAM's linear patch projection; conv: 3x3 stride-2 conv stem
+    img_size: int
+    patch_size: int
+    encoder_width: int
+    encoder_depth: int
+    encoder_heads: int
+    encoder_window: int  # 0: global attention in every block (few tokens)
+    prompt_dim: int  # decoder / prompt embedding width (official: 256); divisible by 8
+    decoder_depth: int
+    decoder_heads: int
+    decoder_mlp_dim: int
+    iou_head_hidden: int
+    stem: str  # patch: SAM's linear patch projection; conv: 3x3 stride-2 conv stem
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

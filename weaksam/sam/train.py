@@ -7,8 +7,13 @@ best of the 3 masks is back-propagated, which is how SAM learns part / whole amb
 segment's box with noise (single-mask output). Mask loss: ``focal_weight * focal + dice``
 (SAM: 20 : 1), on the LOW-RESOLUTION logits (``(B*P, 4E, 4E)``) against the ground truth
 area-downsampled to that size (soft targets). IoU head: MSE between predicted and actual IoU of
-every output mask. AdamW with linear warm-up and cosine decay (optimiser, lr rule, gradient
-all-reduce and non-finite check from ``weaksam.engine``).
+every output mask. AdamW with linear warm-up and cosine decay per step; the optimiser, lr rule,
+optimiser step (gradient clipping), gradient all-reduce, non-finite check, loop and
+fingerprinted checkpoint come from ``weaksam.engine``.
+
+Resumable: a step draws only from its own generators (below; never from torch's), and its rate
+is a function of the step, so a run continued from a checkpoint (weights, AdamW state, the step
+and the curves logged so far) gives the bytes of an unbroken run (:func:`pretrain`).
 
 Devices: training runs wherever ``sam`` is (``sam.to(device)`` by the caller): images, prompts
 and targets are drawn on the CPU (numpy generators, so the draws do not depend on the device)
@@ -30,9 +35,9 @@ Shapes: ``images (B, 3, S, S)`` padded frame, ``gt (P, 4E, 4E)`` soft masks in [
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,9 +47,11 @@ from segment_anything.modeling import Sam
 from torchvision.ops import sigmoid_focal_loss
 from tqdm import tqdm
 
+from weaksam.engine.checkpoint import resume_state, save_state
 from weaksam.engine.guard import check_finite
-from weaksam.engine.optim import make_optimizer
-from weaksam.engine.schedule import warmup_cosine_floor_factor
+from weaksam.engine.loop import run_epochs
+from weaksam.engine.optim import make_optimizer, optimizer_step
+from weaksam.engine.schedule import set_lr, warmup_cosine_floor_factor
 from weaksam.engine.world import sum_gradients_flagged
 from weaksam.engine.world import world as process_world
 from weaksam.sam.corpus import RADIUS_RANGE, CorpusSample, generate_sample
@@ -330,32 +337,34 @@ def step_batch(cfg: PretrainConfig, step: int, frame: int, rank: int = 0, world:
     return samples, [np.random.default_rng([cfg.corpus_seed, step, b]) for b in bs]
 
 
-def step_gradients(sam: Sam, cfg: PretrainConfig, step: int, rank: int = 0, world: int = 1
-                   ) -> dict[str, float]:
-    """Forward and backward pass of step ``step`` (this process's block of images), leaving in
-    every ``p.grad`` the gradient of the step's loss (mean over ALL prompts of the step, every
-    process's; ``world > 1`` all-reduces over the initialised process group).
-
-    Loss: ``mean_prompts(mask) + iou_weight * mean_prompts(iou)`` as :func:`batch_losses`. A
-    parameter gets ``grad None`` when no process produced a gradient for it (as a one-process
-    ``backward`` leaves it). Returns the step's ``{"loss", "loss_mask", "loss_iou",
-    "train_miou", "prompts"}`` (means over all prompts; identical in every process).
-    """
+def step_loss(sam: Sam, cfg: PretrainConfig, step: int, rank: int = 0, world: int = 1
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward pass of step ``step`` on this process's block of images: the SUM of its
+    per-prompt losses ``mask + iou_weight * iou`` (a graph that reaches the encoder even with
+    no prompt) and its statistics ``(4,)``: sums of mask loss, IoU loss and best-mask IoU, and
+    the prompt count (:func:`mean_gradients` turns both into the step's mean)."""
     samples, rngs = step_batch(cfg, step, sam.image_encoder.img_size, rank, world)
     emb, batches = _draw(sam, samples, rngs, cfg)
     total = emb.sum() * 0.0  # the encoder always has a (zero) gradient, even with no prompt
-    stats = torch.zeros(4, device=emb.device)  # sum mask, sum iou, sum miou, prompts
+    stats = torch.zeros(4, device=emb.device)
     if any(len(pb.point_gt) + len(pb.box_gt) for pb in batches):
         out = prompt_losses(sam, emb, batches, cfg)
         total = total + out["mask"].sum() + cfg.iou_weight * out["iou"].sum()
         stats = torch.stack([out["mask"].detach().sum(), out["iou"].detach().sum(),
                              out["miou"].sum(), torch.tensor(float(len(out["mask"])),
                                                              device=emb.device)])
-    for p in sam.parameters():
-        p.grad = None
-    total.backward()
-    params = [p for p in sam.parameters() if p.requires_grad]
-    if world > 1:  # one all-reduce of gradients, has-gradient flags and statistics
+    return total, stats
+
+
+def mean_gradients(params: Sequence[torch.nn.Parameter], stats: torch.Tensor, iou_weight: float,
+                   world: int = 1) -> dict[str, float]:
+    """After every process's ``backward`` of its :func:`step_loss` sum: each ``p.grad`` of
+    ``params`` becomes the gradient of the step's mean over ALL prompts (``world > 1``: one
+    all-reduce of gradients, has-gradient flags and ``stats`` over the process group; a
+    parameter no process has a gradient for keeps ``None``, as a one-process ``backward``
+    leaves it). Returns the step's ``{"loss", "loss_mask", "loss_iou", "train_miou",
+    "prompts"}`` (means over all prompts; identical in every process)."""
+    if world > 1:
         grads, stats = sum_gradients_flagged(params, stats)
     else:
         grads = [p.grad for p in params]
@@ -363,8 +372,22 @@ def step_gradients(sam: Sam, cfg: PretrainConfig, step: int, rank: int = 0, worl
     s_mask, s_iou, s_miou = (float(v) / max(n_prompts, 1.0) for v in stats[:3])
     for p, g in zip(params, grads, strict=True):
         p.grad = None if g is None else g / max(n_prompts, 1.0)
-    return {"loss": s_mask + cfg.iou_weight * s_iou, "loss_mask": s_mask, "loss_iou": s_iou,
+    return {"loss": s_mask + iou_weight * s_iou, "loss_mask": s_mask, "loss_iou": s_iou,
             "train_miou": s_miou, "prompts": n_prompts}
+
+
+def step_gradients(sam: Sam, cfg: PretrainConfig, step: int, rank: int = 0, world: int = 1
+                   ) -> dict[str, float]:
+    """Forward and backward pass of step ``step`` (:func:`step_loss` then
+    :func:`mean_gradients`): every ``p.grad`` holds the gradient of the step's loss, the mean
+    over ALL prompts of the step (every process's), as :func:`batch_losses`' ``loss``. Returns
+    :func:`mean_gradients`' values."""
+    total, stats = step_loss(sam, cfg, step, rank, world)
+    for p in sam.parameters():
+        p.grad = None
+    total.backward()
+    params = [p for p in sam.parameters() if p.requires_grad]
+    return mean_gradients(params, stats, cfg.iou_weight, world)
 
 
 def pretrain(
@@ -372,17 +395,28 @@ def pretrain(
     cfg: PretrainConfig,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     log_every: int = 10,
+    checkpoint: str | Path | None = None,
+    fingerprint: str = "",
+    checkpoint_every: int = 0,
 ) -> dict[str, float]:
     """Train ``sam`` in place for ``cfg.steps`` steps on the on-the-fly corpus.
 
     Step ``s`` uses corpus samples ``s * B .. s * B + B - 1`` of ``cfg.corpus_seed``, image ``b``
-    prompted by ``default_rng([corpus_seed, s, b])``: deterministic given the torch seed set by
-    the caller, and the same steps for any process count W (data parallel over the initialised
-    process group, ``weaksam.engine.world.world()``, see the module docstring; W must not
-    exceed ``cfg.batch_images``; the parameters of rank 0 are broadcast first).
-    ``on_step(step, {"loss", "loss_mask", "loss_iou", "train_miou", "lr"})`` is called every
-    ``log_every`` steps (pass it on rank 0 only). Returns the last logged values plus
-    ``seconds``.
+    prompted by ``default_rng([corpus_seed, s, b])`` (no draw from torch's generators), at the
+    rate ``lr * warmup_cosine_floor_factor(s)``: the same steps for any process count W (data
+    parallel over the initialised process group, ``weaksam.engine.world.world()``, see the
+    module docstring; W must not exceed ``cfg.batch_images``; the parameters of rank 0 are
+    broadcast first). The engine's loop (:func:`weaksam.engine.loop.run_epochs`) runs windows
+    of ``log_every`` steps (the last one shorter); after each, ``on_step(end, {"loss",
+    "loss_mask", "loss_iou", "train_miou", "lr"})`` gets the window's means and the rate of
+    step ``end`` (pass it on rank 0 only).
+
+    ``checkpoint`` (``checkpoint_every`` > 0): rank 0 writes ``{"model", "optimizer", "step",
+    "curves", "fingerprint"}`` there after the window that reaches each multiple of
+    ``checkpoint_every`` steps; a run finding one with ``fingerprint`` (every process reads it)
+    continues after its step and first replays its curves (every ``(end, values)`` logged so
+    far) through ``on_step``, so weights and curves are those of an unbroken run. Returns the
+    last logged values plus ``seconds``.
     """
     rank, world = process_world()
     if not 1 <= world <= cfg.batch_images:
@@ -390,31 +424,71 @@ def pretrain(
     if world > 1:
         for t in sam.state_dict().values():
             dist.broadcast(t, 0)
-    opt = make_optimizer(list(sam.parameters()), "adamw", cfg.lr, 0.0, cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: warmup_cosine_floor_factor(
-        step, cfg.steps, cfg.warmup_steps))
-    sam.train()
-    t0 = time.perf_counter()
-    last: dict[str, float] = {}
-    acc: dict[str, list[float]] = {}
-    for step in tqdm(range(cfg.steps), desc="sam_pretrain", disable=None if rank == 0 else True):
-        vals = step_gradients(sam, cfg, step, rank, world)
-        vals.pop("prompts")
-        # the same value in every process: all raise
-        check_finite(vals["loss"], stage="sam_pretrain", epoch=0, step=step, losses=vals)
-        torch.nn.utils.clip_grad_norm_(sam.parameters(), cfg.grad_clip)
-        opt.step()
-        sched.step()
-        for k, v in vals.items():
-            acc.setdefault(k, []).append(v)
-        if (step + 1) % log_every == 0 or step + 1 == cfg.steps:
-            last = {k: float(np.mean(v)) for k, v in acc.items()}
-            last["lr"] = float(sched.get_last_lr()[0])
-            acc = {}
+    params = [p for p in sam.parameters() if p.requires_grad]
+    opt = make_optimizer(params, "adamw", cfg.lr, 0.0, cfg.weight_decay)
+    curves: list[tuple[int, dict[str, float]]] = []
+    state = (resume_state(checkpoint, fingerprint, "small SAM training checkpoint")
+             if checkpoint is not None and checkpoint_every > 0 else None)
+    if state is not None:
+        sam.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        curves = list(state["curves"])
+        for end, values in curves:
             if on_step is not None:
-                on_step(step + 1, last)
+                on_step(end, values)
+    start = 0 if state is None else int(state["step"])
+    del state
+    sam.train()
+    bar = tqdm(total=cfg.steps, initial=start, desc="sam_pretrain",
+               disable=None if rank == 0 else True)
+
+    def window(w: int) -> range:  # steps of window w
+        return range(w * log_every, min((w + 1) * log_every, cfg.steps))
+
+    def train_step(step: int) -> dict[str, float]:
+        set_lr(opt, cfg.lr * warmup_cosine_floor_factor(step, cfg.steps, cfg.warmup_steps))
+        total, stats = step_loss(sam, cfg, step, rank, world)
+        vals: dict[str, float] = {}
+
+        def reduce() -> None:  # the step's mean gradients, checked before the update
+            vals.update(mean_gradients(params, stats, cfg.iou_weight, world))
+            vals.pop("prompts")
+            check_finite(vals["loss"], stage="sam_pretrain", epoch=0, step=step, losses=vals,
+                         checkpoint=checkpoint if checkpoint_every > 0 else None)
+
+        optimizer_step(opt, total, params, cfg.grad_clip, reduce=reduce)
+        bar.update()
+        return vals
+
+    def train_window(w: int) -> dict[str, float]:
+        acc: dict[str, list[float]] = {}
+        for step in window(w):
+            for k, v in train_step(step).items():
+                acc.setdefault(k, []).append(v)
+        end = window(w).stop  # the logged rate is the next step's (LambdaLR's last rate)
+        return {**{k: float(np.mean(v)) for k, v in acc.items()},
+                "lr": cfg.lr * warmup_cosine_floor_factor(end, cfg.steps, cfg.warmup_steps)}
+
+    def log(w: int, means: dict[str, float]) -> None:
+        curves.append((window(w).stop, means))
+        if on_step is not None:
+            on_step(window(w).stop, means)
+
+    def save(w: int, _: dict[str, float]) -> None:
+        steps = window(w)
+        if (rank != 0 or checkpoint is None or checkpoint_every <= 0
+                or steps.stop // checkpoint_every == steps.start // checkpoint_every):
+            return
+        save_state(checkpoint, {"model": sam.state_dict(), "optimizer": opt.state_dict(),
+                                "step": steps.stop, "curves": curves,
+                                "fingerprint": fingerprint})
+
+    timing = run_epochs(range(-(-start // log_every), -(-cfg.steps // log_every)), train_window,
+                        [log, save])
+    bar.close()
     sam.eval()
-    return {**last, "seconds": time.perf_counter() - t0}  # a copy: on_step may keep ``last``
+    last = curves[-1][1] if curves else {}
+    return {**last, "seconds": timing.seconds}  # a copy: on_step may keep the logged dict
 
 
 @torch.no_grad()
