@@ -155,50 +155,45 @@ class _Stop(Exception):
     """Stands for a killed run."""
 
 
-def _resume_worker(rank: int, world: int, init_file: str, folder: str, kill_at: int) -> None:
+def _resume_worker(folder: str, kill_at: int) -> dict | None:
     """A 5-step run with a checkpoint every 2 steps in ``folder``, stopped on every rank after
-    logging step ``kill_at`` (0: never); rank 0 of a finished run saves its curves and weights."""
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
-                            world_size=world)
+    logging step ``kill_at`` (0: never); a finished run returns its curve, weights and the
+    steps it computed (None when stopped)."""
+    from weaksam.sam import train as train_mod
+
+    torch.set_num_threads(1)
+    sam = _fresh_sam()
+    curve: list = []
+    trained: list[int] = []  # the steps this run computes
+    step_loss = train_mod.step_loss
+    train_mod.step_loss = lambda s, c, step, *a: (trained.append(step),
+                                                  step_loss(s, c, step, *a))[1]
+
+    def on_step(step: int, values: dict) -> None:
+        curve.append((step, values))
+        if step == kill_at:
+            raise _Stop
+
     try:
-        from weaksam.sam import train as train_mod
-
-        torch.set_num_threads(1)
-        sam = _fresh_sam()
-        curve: list = []
-        trained: list[int] = []  # the steps this run computes
-        step_loss = train_mod.step_loss
-        train_mod.step_loss = lambda s, c, step, *a: (trained.append(step),
-                                                      step_loss(s, c, step, *a))[1]
-
-        def on_step(step: int, values: dict) -> None:
-            curve.append((step, values))
-            if step == kill_at:
-                raise _Stop
-
-        try:
-            pretrain(sam, replace(CFG, steps=5), on_step=on_step, log_every=1,
-                     checkpoint=Path(folder) / "ck.pt", fingerprint="f", checkpoint_every=2)
-        except _Stop:
-            return
-        if rank == 0:
-            torch.save({"curve": curve, "state": sam.state_dict(), "trained": trained},
-                       Path(folder) / "out.pt")
-    finally:
-        dist.destroy_process_group()
+        pretrain(sam, replace(CFG, steps=5), on_step=on_step, log_every=1,
+                 checkpoint=Path(folder) / "ck.pt", fingerprint="f", checkpoint_every=2)
+    except _Stop:
+        return None
+    return {"curve": curve, "state": sam.state_dict(), "trained": trained}
 
 
 @pytest.mark.slow
 def test_two_processes_resumed_equal_unbroken(tmp_path):
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    out = {}
     for name, kill_at in (("u", 0), ("k", 3), ("k", 0)):  # unbroken; killed, then resumed
         (tmp_path / name).mkdir(exist_ok=True)
-        mp.spawn(_resume_worker, args=(2, str(tmp_path / f"{name}{kill_at}.init"),
-                                       str(tmp_path / name), kill_at), nprocs=2, join=True)
+        ranks = run_gloo(_resume_worker, str(tmp_path / name), kill_at, tmp=tmp_path)
         if kill_at:
             assert torch.load(tmp_path / "k/ck.pt")["step"] == 2
-            assert not (tmp_path / "k/out.pt").exists()
-    u, k = torch.load(tmp_path / "u/out.pt"), torch.load(tmp_path / "k/out.pt")
+            assert ranks == [None, None]
+        else:
+            out[name] = ranks[0]
+    u, k = out["u"], out["k"]
     assert [s for s, _ in k["curve"]] == [1, 2, 3, 4, 5]  # steps 1, 2 replayed from ck.pt
     assert k["trained"] == [2, 3, 4] and u["trained"] == [0, 1, 2, 3, 4]
     assert k["curve"] == u["curve"]
