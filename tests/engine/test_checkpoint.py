@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from weaksam.engine.checkpoint import fingerprint, load_state, resume_state, save_state
+from weaksam.engine import checkpoint
+from weaksam.engine.checkpoint import (
+    fingerprint,
+    load_state,
+    resume_state,
+    save_state,
+    source_digest,
+)
 from weaksam.errors import InputError
 
 
@@ -52,3 +61,29 @@ def test_a_checkpoint_that_is_not_a_dict_is_an_input_error(tmp_path):
     torch.save([1, 2], path)
     with pytest.raises(InputError, match=r"x\.pt: not a training checkpoint \(a dict\)"):
         load_state(path)
+
+
+def test_source_digest_covers_every_module_of_the_project(tmp_path):
+    def tree(name: str, files: dict[str, str]) -> Path:
+        root = tmp_path / name
+        for rel, text in files.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text(text)
+        return root
+
+    base = {"weaksam/a.py": "x = 1\n", "weaksam/sub/b.py": "", "pipeline/s.py": "y = 2\n"}
+    ref = source_digest(tree("ref", base))
+    assert ref == source_digest(tree("same", base))  # paths relative to the root
+    assert ref == source_digest(tree("cache", {**base, "weaksam/__pycache__/a.pyc": "z"}))
+    assert ref != source_digest(tree("edit", {**base, "weaksam/sub/b.py": "# edit\n"}))
+    assert ref != source_digest(tree("new", {**base, "pipeline/t.py": ""}))
+    assert ref != source_digest(tree("move", {"weaksam/a2.py": "x = 1\n", "weaksam/sub/b.py": "",
+                                              "pipeline/s.py": "y = 2\n"}))
+    assert len(source_digest()) == 64  # the project this test runs in
+
+
+def test_fingerprint_changes_with_the_code(monkeypatch):
+    """A checkpoint of other code is not resumed: an edit reruns the stage from the start."""
+    before = fingerprint({"lr": 0.1})
+    monkeypatch.setattr(checkpoint, "source_digest", lambda: "0" * 64)
+    assert fingerprint({"lr": 0.1}) != before

@@ -3,13 +3,17 @@ fingerprint.
 
 A checkpoint is a dict written by ``torch.save`` (its keys are each trainer's: at least
 ``model``, ``optimizer``, ``epoch`` and ``fingerprint``). The fingerprint is the sha256 of the
-run's settings and inputs, so a run resumes only what the same settings and inputs produced; any
-other checkpoint is ignored and training starts fresh. A file that cannot be read (truncated,
-not a checkpoint) is an :class:`~weaksam.errors.InputError` naming it.
+run's settings and inputs and of the project's code (:func:`source_digest`), so a run resumes
+only what the same settings, inputs and code produced: after an edit of any module, ``dvc
+repro`` reruns the stage and its old checkpoint, finished or not, is ignored (training starts
+fresh), never continued or reused by the new code. Any other checkpoint is ignored the same
+way. A file that cannot be read (truncated, not a checkpoint) is an
+:class:`~weaksam.errors.InputError` naming it.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -22,11 +26,29 @@ from weaksam.errors import InputError
 from weaksam.utils.atomic import atomic_path
 from weaksam.utils.checkpoint import read_checkpoint
 
+SOURCE_PACKAGES = ("weaksam", "pipeline")  # the project's code, beside each other
+
+
+@functools.cache
+def source_digest(root: Path | None = None) -> str:
+    """sha256 (hex) of every ``*.py`` file of :data:`SOURCE_PACKAGES` (relative path and bytes,
+    in sorted path order) under ``root`` (default: the project root this module is imported
+    from): the code every stage runs (a superset of any stage's code deps). Computed once per
+    process and root."""
+    root = Path(__file__).resolve().parents[2] if root is None else Path(root)
+    h = hashlib.sha256()
+    for pkg in SOURCE_PACKAGES:
+        for path in sorted((root / pkg).rglob("*.py")):
+            h.update(path.relative_to(root).as_posix().encode() + b"\0")
+            h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()
+
 
 def fingerprint(obj: Any, files: Sequence[str | Path] = ()) -> str:
-    """sha256 (hex) of the JSON of ``obj`` (sorted keys; non-JSON values by ``str``), then of the
-    bytes of each of ``files`` in order."""
-    h = hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode())
+    """sha256 (hex) of :func:`source_digest`, the JSON of ``obj`` (sorted keys; non-JSON values
+    by ``str``), then the bytes of each of ``files`` in order."""
+    h = hashlib.sha256(source_digest().encode())
+    h.update(json.dumps(obj, sort_keys=True, default=str).encode())
     for f in files:
         h.update(Path(f).read_bytes())
     return h.hexdigest()
