@@ -9,8 +9,9 @@ same stand-in (trainval ground-truth boxes as PGT, cached frozen ``backbone_pret
 d_model 64, 1 + 2 layers, 30 queries, batch 8, AdamW 5e-4, 1 thread): after ~32 s of CPU
 training, test AP50 21.2 for Deformable DETR (6 epochs) against 12.7 for RT-DETR (4 epochs), so
 Deformable DETR is the one built here, from a config (no download). DINO's three additions
-(Zhang et al. 2022, Sec. 3.3-3.5) are options on top of it, all off by default (the default
-profile's stand-in) and on in the paper profiles:
+(Zhang et al. 2022, Sec. 3.3-3.5) and the two parts it inherits beyond two-stage Deformable DETR
+are options on top of it, all off by default (the default profile's stand-in) and on in the
+paper profiles:
 
 - contrastive denoising training (``denoising_queries`` > 0, :class:`DenoisingQueries`, Sec.
   3.3): the ground-truth boxes and labels, noised, enter the decoder as extra queries in groups of
@@ -25,17 +26,27 @@ profile's stand-in) and on in the paper profiles:
 - look-forward-twice (``look_forward_twice``, Sec. 3.5, Fig. 6): layer i+1's box prediction adds
   its offset to layer i's refined box *with* its gradient, so layer i+1's box loss also trains
   layer i's box head; the next layer's reference points stay detached as in Deformable DETR.
+- per-layer positional queries (``refined_query_pos``, Sec. 3 and Fig. 2, from DAB-DETR): every
+  decoder layer's positional query is an MLP (2d -> d -> d) of the sine embedding of the box
+  entering that layer (cx, cy, w, h, scaled by the valid ratios; d / 2 frequencies each),
+  instead of the library's one projection of the *initial* anchor's embedding for all layers.
+- class-ranked query selection (``class_query_selection``, DINO's two-stage recipe; release:
+  mmdet ``DINO.pre_decoder``, ``DINOHead.loss_by_feat``): the top-k encoder tokens are those with
+  the highest *best class* logit (:class:`BestClassLogit` puts it in channel 0, the one the
+  library's top-k reads), and the encoder head is trained on the selected proposals with the
+  targets' own classes.
 
-All three sit in :class:`DinoDecoder` (a subclass of transformers' decoder that wraps its
-forward, no copy of it) plus a forward hook on the model that prepends the denoising anchors to
-its ``init_reference_points``. Still different from DINO: the positional query of every layer is
-the library's projection of the sine embedding of the *initial* anchor (DINO recomputes it from
-each layer's refined box), and the top-k encoder proposals are ranked by one class logit trained
-as objectness (the original two-stage recipe), not by the best class score.
+The decoder-side parts sit in :class:`DinoDecoder` (a subclass of transformers' decoder calling
+the library's layers and box heads; its own layer loop only with ``refined_query_pos``) plus a
+forward hook on the model that prepends the denoising anchors to its ``init_reference_points``.
+Still different from DINO: DINO's decoder applies a final LayerNorm to every layer's output
+before the heads (transformers' Deformable DETR decoder has none).
 transformers' ``DeformableDetrForObjectDetectionLoss`` has no loss on the two-stage encoder
 proposals; the original Deformable DETR (and DINO) supervise them, so :class:`QueryDetector`
-adds that term (``*_enc``): the library's loss on the proposals with every target relabelled to
-class 0 (the original's ``bin_targets``), matched over all encoder tokens.
+adds that term (``*_enc``, :meth:`QueryDetector.encoder_outputs`): by default the library's loss
+on all encoder tokens with every target relabelled to class 0 (the original two-stage Deformable
+DETR's ``bin_targets``); with ``class_query_selection``, DINO's: the selected top-k proposals
+with the targets' classes.
 
 Shorthand: B images, Q queries, T encoder tokens, C classes (labels 1..C outside, 0..C-1 inside
 transformers), L feature levels, D_l channels, s_l strides (px per cell). Boxes outside:
