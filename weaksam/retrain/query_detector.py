@@ -350,9 +350,10 @@ class DinoDecoder(DeformableDetrDecoder):
                        level_start_index: torch.Tensor, **kwargs: Any
                        ) -> DeformableDetrDecoderOutput:
         """DINO's decoder loop: hidden (B, Q, d) content queries, boxes (B, Q, 4) initial
-        anchors in [0, 1] (of the padded frame), valid_ratios (B, L, 2); the rest as the
+        anchors in [0, 1] of each image's valid area, valid_ratios (B, L, 2); the rest as the
         library's decoder layers take them. Per layer i: input box b_i scaled by the valid
-        ratios, positional query from it (:meth:`query_position`), layer i, refined box
+        ratios (to the padded frame of each level), positional query from its level-0 copy
+        (:meth:`query_position`, as DINO), layer i, refined box
         b_{i+1} = sigmoid(box head_i(h_i) + inverse_sigmoid(b_i)), fed on detached."""
         if self.bbox_embed is None:
             raise ValueError("refined_query_pos needs box refinement (the decoder's bbox_embed)")
