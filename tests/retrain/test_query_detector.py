@@ -228,7 +228,8 @@ def test_resnet50_levels_paper_profile() -> None:
 # look-forward-twice -------------------------------------------------------------------------
 
 def dino(**kw: object) -> QueryDetector:
-    args = dict(dn_queries=12, mixed_query_selection=True, look_forward_twice=True)
+    args = dict(dn_queries=12, mixed_query_selection=True, look_forward_twice=True,
+                refined_query_pos=True, class_query_selection=True)
     args.update(kw)
     return tiny(**args)
 
@@ -237,7 +238,9 @@ def test_dino_parts_are_off_by_default() -> None:
     model = tiny()
     assert model.denoising_labels is None
     assert type(model.detector.model.decoder).__name__ == "DeformableDetrDecoder"
-    assert not any("content_queries" in k or "denoising" in k for k in model.state_dict())
+    assert not any(w in k for k in model.state_dict()
+                   for w in ("content_queries", "denoising", "query_pos_head", "head.head"))
+    assert isinstance(model.detector.model.decoder.class_embed[-1], torch.nn.Linear)
 
 
 def test_denoising_attention_mask_blocks() -> None:
@@ -396,3 +399,145 @@ def test_dino_trains_on_a_crop_without_boxes() -> None:
         loss = sum(losses.values())
         assert torch.isfinite(loss)
         loss.backward()
+
+
+def sine_embedding(boxes: torch.Tensor, d: int) -> torch.Tensor:
+    """DINO's (DAB-DETR's) sine embedding of boxes (..., 4) (cx, cy, w, h) in [0, 1], written
+    from its definition: per coordinate in the order (cy, cx, w, h), d / 2 channels, channel j
+    = sin (j even) or cos (j odd) of 2 pi v / 10000^(2 floor(j / 2) / (d / 2))."""
+    n = d // 2
+    j = torch.arange(n)
+    freq = 10000.0 ** (2 * (j // 2) / n)
+    parts = []
+    for c in (1, 0, 2, 3):
+        a = boxes[..., c, None] * 2 * torch.pi / freq
+        parts.append(torch.where(j % 2 == 0, a.sin(), a.cos()))
+    return torch.cat(parts, dim=-1)
+
+
+def layer_inputs(model: QueryDetector, feats: FeatureBatch) -> list[dict[str, torch.Tensor]]:
+    """The positional query and reference points each decoder layer receives."""
+    seen: list[dict[str, torch.Tensor]] = []
+
+    def keep(mod, args, kwargs):  # noqa: ANN001, ANN202
+        pos = kwargs.get("object_queries_position_embeddings", args[1] if len(args) > 1 else None)
+        ref = kwargs.get("reference_points", args[2] if len(args) > 2 else None)
+        seen.append({"pos": pos.detach().clone(), "ref": ref.detach().clone()})
+
+    hooks = [layer.register_forward_pre_hook(keep, with_kwargs=True)
+             for layer in model.detector.model.decoder.layers]
+    with torch.no_grad():
+        out = model.detector(pixel_values=model.pixel_inputs(feats)[0],
+                             pixel_mask=model.pixel_inputs(feats)[1])
+    for h in hooks:
+        h.remove()
+    seen.append({"out": out})
+    return seen
+
+
+def test_refined_query_pos_is_the_mlp_of_each_layer_s_input_box() -> None:
+    model = dino(dn_queries=0, decoder_layers=3).eval()
+    with torch.no_grad():  # trained-like box heads (their last layer starts at zero)
+        for head in model.detector.model.decoder.bbox_embed:
+            head.layers[-1].weight.normal_(0.0, 0.1)
+    feats, _ = batch()
+    *layers, last = layer_inputs(model, feats)
+    out = last["out"]
+    decoder = model.detector.model.decoder
+    w1, w2 = decoder.query_pos_head.layers
+    boxes = [out.init_reference_points] + list(out.intermediate_reference_points.unbind(1))
+    assert len(layers) == 3
+    for i, seen in enumerate(layers):
+        # layer i's reference points: the box entering it (initial anchor, then layer i-1's
+        # refined box) times the valid ratios of each level
+        ratios = model.detector.model.get_valid_ratio(model.pixel_inputs(feats)[1].bool())
+        torch.testing.assert_close(seen["ref"][:, :, 0], boxes[i] * ratios.repeat(1, 2)[:, None])
+        sine = sine_embedding(seen["ref"][:, :, 0], 32)  # (B, Q, 2d)
+        expected = torch.relu(sine @ w1.weight.T + w1.bias) @ w2.weight.T + w2.bias
+        torch.testing.assert_close(seen["pos"], expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(layers[0]["pos"], layers[1]["pos"])  # follows the refined box
+    assert not torch.allclose(layers[1]["pos"], layers[2]["pos"])
+
+
+def test_without_refined_query_pos_every_layer_gets_the_initial_anchor_s_query() -> None:
+    model = dino(dn_queries=0, decoder_layers=3, refined_query_pos=False).eval()
+    with torch.no_grad():
+        for head in model.detector.model.decoder.bbox_embed:
+            head.layers[-1].weight.normal_(0.0, 0.1)
+    feats, _ = batch()
+    *layers, _ = layer_inputs(model, feats)
+    assert model.detector.model.decoder.query_pos_head is None
+    for seen in layers[1:]:
+        torch.testing.assert_close(seen["pos"], layers[0]["pos"], rtol=0, atol=0)
+
+
+def test_refined_query_pos_gradient_reaches_its_mlp_and_denoising_queries_use_it() -> None:
+    model = dino().train()
+    feats, targets = batch()
+    torch.manual_seed(3)
+    terms = model(feats, targets)
+    sum(v for k, v in terms.items() if "_dn" in k).backward()  # denoising terms alone
+    head = model.detector.model.decoder.query_pos_head
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+    # content and positions both replaced: the two-stage projection is out of training
+    assert not any(p.requires_grad for p in model.detector.model.pos_trans.parameters())
+
+
+def encoder_run(model: QueryDetector, feats: FeatureBatch) -> tuple[object, torch.Tensor]:
+    """(library output, encoder class-head input (B, T, d)) of one forward."""
+    seen: list[torch.Tensor] = []
+    head = model.detector.model.decoder.class_embed[-1]
+    hook = head.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach()))
+    with torch.no_grad():
+        out = model.detector(pixel_values=model.pixel_inputs(feats)[0],
+                             pixel_mask=model.pixel_inputs(feats)[1])
+    hook.remove()
+    return out, seen[0]
+
+
+@pytest.mark.parametrize("by_class", [True, False])
+def test_query_selection_ranks_proposals_by_the_best_class_logit(by_class: bool) -> None:
+    model = dino(dn_queries=0, class_query_selection=by_class).eval()
+    linear = model.detector.model.decoder.class_embed[-1]
+    linear = linear.head if by_class else linear
+    with torch.no_grad():  # constructed: class 0 (objectness channel) and the best class disagree
+        g = torch.Generator().manual_seed(5)
+        linear.weight.copy_(torch.randn(linear.weight.shape, generator=g))
+        linear.bias.copy_(torch.tensor([0.0, 1.0, -1.0]))
+    feats, _ = batch()
+    out, x = encoder_run(model, feats)
+    logits = x @ linear.weight.T + linear.bias  # (B, T, C)
+    by_max = logits.max(-1).values.topk(12, dim=1).indices
+    by_first = logits[..., 0].topk(12, dim=1).indices
+    assert all(set(a.tolist()) != set(b.tolist()) for a, b in zip(by_max, by_first, strict=True))
+    expected = by_max if by_class else by_first
+    anchors = out.enc_outputs_coord_logits.gather(1, expected[..., None].expand(-1, -1, 4))
+    torch.testing.assert_close(out.init_reference_points, anchors.sigmoid())
+    if by_class:
+        torch.testing.assert_close(out.enc_outputs_class[..., 1:], logits, rtol=1e-5, atol=1e-5)
+
+
+def test_class_query_selection_trains_the_encoder_head_on_the_classes() -> None:
+    model = dino(dn_queries=0).train()
+    feats, targets = batch()
+    out = {}
+    handle = model.detector.register_forward_hook(
+        lambda mod, args, kwargs, output: out.setdefault("o", output), with_kwargs=True)
+    ours = model(feats, targets)
+    handle.remove()
+    o = out["o"]
+    labels = model.hf_targets(targets, SIZES)
+    # DINO: the Q proposals selected by their best class logit, their C logits, true classes
+    top = o.enc_outputs_class[..., 1:].max(-1).values.topk(12, dim=1).indices
+    enc = {"logits": o.enc_outputs_class[..., 1:].gather(1, top[..., None].expand(-1, -1, 3)),
+           "pred_boxes": o.enc_outputs_coord_logits.sigmoid().gather(
+               1, top[..., None].expand(-1, -1, 4))}
+    lib = model.criterion(enc, labels)
+    torch.testing.assert_close(ours["loss_ce_enc"], lib["loss_ce"])
+    torch.testing.assert_close(ours["loss_bbox_enc"], 5 * lib["loss_bbox"])
+    torch.testing.assert_close(ours["loss_giou_enc"], 2 * lib["loss_giou"])
+    swapped = [{**t, "labels": 4 - t["labels"]} for t in targets]  # 1 <-> 3: other classes
+    assert not torch.allclose(model(feats, swapped)["loss_ce_enc"], ours["loss_ce_enc"])
+    ours["loss_ce_enc"].backward()
+    head = model.detector.model.decoder.class_embed[-1].head
+    assert (head.weight.grad.abs().sum(1) > 0).all()  # every class row

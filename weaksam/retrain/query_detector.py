@@ -9,8 +9,9 @@ same stand-in (trainval ground-truth boxes as PGT, cached frozen ``backbone_pret
 d_model 64, 1 + 2 layers, 30 queries, batch 8, AdamW 5e-4, 1 thread): after ~32 s of CPU
 training, test AP50 21.2 for Deformable DETR (6 epochs) against 12.7 for RT-DETR (4 epochs), so
 Deformable DETR is the one built here, from a config (no download). DINO's three additions
-(Zhang et al. 2022, Sec. 3.3-3.5) are options on top of it, all off by default (the default
-profile's stand-in) and on in the paper profiles:
+(Zhang et al. 2022, Sec. 3.3-3.5) and the two parts it inherits beyond two-stage Deformable DETR
+are options on top of it, all off by default (the default profile's stand-in) and on in the
+paper profiles:
 
 - contrastive denoising training (``denoising_queries`` > 0, :class:`DenoisingQueries`, Sec.
   3.3): the ground-truth boxes and labels, noised, enter the decoder as extra queries in groups of
@@ -25,17 +26,27 @@ profile's stand-in) and on in the paper profiles:
 - look-forward-twice (``look_forward_twice``, Sec. 3.5, Fig. 6): layer i+1's box prediction adds
   its offset to layer i's refined box *with* its gradient, so layer i+1's box loss also trains
   layer i's box head; the next layer's reference points stay detached as in Deformable DETR.
+- per-layer positional queries (``refined_query_pos``, Sec. 3 and Fig. 2, from DAB-DETR): every
+  decoder layer's positional query is an MLP (2d -> d -> d) of the sine embedding of the box
+  entering that layer (cx, cy, w, h, scaled by the valid ratios; d / 2 frequencies each),
+  instead of the library's one projection of the *initial* anchor's embedding for all layers.
+- class-ranked query selection (``class_query_selection``, DINO's two-stage recipe; release:
+  mmdet ``DINO.pre_decoder``, ``DINOHead.loss_by_feat``): the top-k encoder tokens are those with
+  the highest *best class* logit (:class:`BestClassLogit` puts it in channel 0, the one the
+  library's top-k reads), and the encoder head is trained on the selected proposals with the
+  targets' own classes.
 
-All three sit in :class:`DinoDecoder` (a subclass of transformers' decoder that wraps its
-forward, no copy of it) plus a forward hook on the model that prepends the denoising anchors to
-its ``init_reference_points``. Still different from DINO: the positional query of every layer is
-the library's projection of the sine embedding of the *initial* anchor (DINO recomputes it from
-each layer's refined box), and the top-k encoder proposals are ranked by one class logit trained
-as objectness (the original two-stage recipe), not by the best class score.
+The decoder-side parts sit in :class:`DinoDecoder` (a subclass of transformers' decoder calling
+the library's layers and box heads; its own layer loop only with ``refined_query_pos``) plus a
+forward hook on the model that prepends the denoising anchors to its ``init_reference_points``.
+Still different from DINO: DINO's decoder applies a final LayerNorm to every layer's output
+before the heads (transformers' Deformable DETR decoder has none).
 transformers' ``DeformableDetrForObjectDetectionLoss`` has no loss on the two-stage encoder
 proposals; the original Deformable DETR (and DINO) supervise them, so :class:`QueryDetector`
-adds that term (``*_enc``): the library's loss on the proposals with every target relabelled to
-class 0 (the original's ``bin_targets``), matched over all encoder tokens.
+adds that term (``*_enc``, :meth:`QueryDetector.encoder_outputs`): by default the library's loss
+on all encoder tokens with every target relabelled to class 0 (the original two-stage Deformable
+DETR's ``bin_targets``); with ``class_query_selection``, DINO's: the selected top-k proposals
+with the targets' classes.
 
 Shorthand: B images, Q queries, T encoder tokens, C classes (labels 1..C outside, 0..C-1 inside
 transformers), L feature levels, D_l channels, s_l strides (px per cell). Boxes outside:
@@ -78,7 +89,11 @@ from transformers.loss.loss_rt_detr import RTDetrLoss
 from transformers.models.deformable_detr.modeling_deformable_detr import (
     DeformableDetrDecoder,
     DeformableDetrDecoderOutput,
+    DeformableDetrMLPPredictionHead,
     inverse_sigmoid,
+)
+from transformers.models.grounding_dino.modeling_grounding_dino import (
+    encode_sinusoidal_position_embedding,
 )
 from transformers.models.rt_detr.modeling_rt_detr import get_contrastive_denoising_training_group
 
@@ -263,22 +278,32 @@ class _DenoisedTargets(list):
 class DinoDecoder(DeformableDetrDecoder):
     """transformers' Deformable DETR decoder with DINO's decoder-side parts (module docstring).
 
-    Wraps the library's forward without changing its layer loop: ``learned_content`` replaces
-    the content queries (B, Q, d) by a learned (Q, d) embedding (mixed query selection);
-    ``denoising`` (a :class:`DenoisingQueries`, passed by keyword through the library model)
-    prepends its N queries and sets the self-attention mask; ``look_forward_twice`` returns, as
-    ``intermediate_reference_points``, layer i's refined boxes recomputed *with* their gradient
-    (same values: sigmoid(box head_i(h_i) + inverse_sigmoid(detached input reference_i)), so the
-    prediction head of layer i + 1, which adds its offset to them, trains box head i as well
-    (DINO Fig. 6); the loop itself keeps feeding detached references to the next layer.
+    ``learned_content`` replaces the content queries (B, Q, d) by a learned (Q, d) embedding
+    (mixed query selection); ``denoising`` (a :class:`DenoisingQueries`, passed by keyword
+    through the library model) prepends its N queries and sets the self-attention mask;
+    ``look_forward_twice`` returns, as ``intermediate_reference_points``, layer i's refined
+    boxes *with* their gradient (same values: sigmoid(box head_i(h_i) + inverse_sigmoid(detached
+    input reference_i))), so the prediction head of layer i + 1, which adds its offset to them,
+    trains box head i as well (DINO Fig. 6); the next layer still gets them detached.
+
+    ``refined_query_pos`` (DINO Sec. 3 and Fig. 2, from DAB-DETR): every layer's positional
+    query is ``query_pos_head`` (a 2-layer MLP, 2d -> d -> d, DINO's ``ref_point_head``) of the
+    sine embedding (d / 2 frequencies per coordinate, DINO's ``coordinate_to_encoding``, here
+    transformers' Grounding DINO helper) of that layer's input box (cx, cy, w, h), scaled by the
+    level-0 valid ratios; the decoder then runs a layer loop of its own over the library's
+    layers and box heads (same layer inputs as the library's loop). Without it the library's
+    forward runs unchanged (the positional query of the initial anchor for every layer).
     """
 
     def __init__(self, config: DeformableDetrConfig, learned_content: bool = False,
-                 look_forward_twice: bool = False) -> None:
+                 look_forward_twice: bool = False, refined_query_pos: bool = False) -> None:
         super().__init__(config)
         self.look_forward_twice = bool(look_forward_twice)
         self.content_queries = (nn.Embedding(config.num_queries, config.d_model)
                                 if learned_content else None)
+        self.query_pos_head = (DeformableDetrMLPPredictionHead(
+            2 * config.d_model, config.d_model, config.d_model, num_layers=2)
+            if refined_query_pos else None)
 
     def forward(self, inputs_embeds: torch.Tensor | None = None,
                 object_queries_position_embeddings: torch.Tensor | None = None,
@@ -286,7 +311,8 @@ class DinoDecoder(DeformableDetrDecoder):
                 denoising: DenoisingQueries | None = None, **kwargs: Any
                 ) -> DeformableDetrDecoderOutput:
         """The library decoder's arguments (inputs_embeds: content (B, Q, d); position (B, Q,
-        d); reference_points (B, Q, 4) in [0, 1]) plus ``denoising``."""
+        d), unused with ``refined_query_pos``; reference_points (B, Q, 4) in [0, 1]) plus
+        ``denoising``."""
         if self.content_queries is not None:
             inputs_embeds = self.content_queries.weight.unsqueeze(0).expand(
                 reference_points.shape[0], -1, -1)
@@ -296,6 +322,8 @@ class DinoDecoder(DeformableDetrDecoder):
                 [denoising.position, object_queries_position_embeddings], dim=1)
             reference_points = torch.cat([denoising.reference, reference_points], dim=1)
             kwargs["attention_mask"] = denoising.attention_mask
+        if self.query_pos_head is not None:
+            return self.refined_layers(inputs_embeds, reference_points, **kwargs)
         out = super().forward(inputs_embeds=inputs_embeds,
                               object_queries_position_embeddings=object_queries_position_embeddings,
                               reference_points=reference_points, **kwargs)
@@ -308,6 +336,60 @@ class DinoDecoder(DeformableDetrDecoder):
                 previous = out.intermediate_reference_points[:, i]  # detached, as the loop's
             out.intermediate_reference_points = torch.stack(refined, dim=1)
         return out
+
+    def query_position(self, boxes: torch.Tensor) -> torch.Tensor:
+        """DINO's positional query of boxes (B, Q, 4) (cx, cy, w, h) in [0, 1] -> (B, Q, d):
+        ``query_pos_head`` of their sine embedding (2d channels: y, x, w, h, d / 2 each)."""
+        sine = encode_sinusoidal_position_embedding(boxes, num_pos_feats=self.config.d_model // 2)
+        return self.query_pos_head(sine)
+
+    def refined_layers(self, hidden: torch.Tensor, boxes: torch.Tensor, *,
+                       valid_ratios: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                       encoder_attention_mask: torch.Tensor, spatial_shapes: torch.Tensor,
+                       spatial_shapes_list: list[tuple[int, int]],
+                       level_start_index: torch.Tensor, **kwargs: Any
+                       ) -> DeformableDetrDecoderOutput:
+        """DINO's decoder loop: hidden (B, Q, d) content queries, boxes (B, Q, 4) initial
+        anchors in [0, 1] of each image's valid area, valid_ratios (B, L, 2); the rest as the
+        library's decoder layers take them. Per layer i: input box b_i scaled by the valid
+        ratios (to the padded frame of each level), positional query from its level-0 copy
+        (:meth:`query_position`, as DINO), layer i, refined box
+        b_{i+1} = sigmoid(box head_i(h_i) + inverse_sigmoid(b_i)), fed on detached."""
+        if self.bbox_embed is None:
+            raise ValueError("refined_query_pos needs box refinement (the decoder's bbox_embed)")
+        scale = torch.cat([valid_ratios, valid_ratios], dim=-1)[:, None]  # (B, 1, L, 4)
+        states, references = [], []
+        for i, layer in enumerate(self.layers):
+            scaled = boxes[:, :, None] * scale  # (B, Q, L, 4)
+            hidden = layer(hidden, object_queries_position_embeddings=self.query_position(
+                               scaled[:, :, 0]),
+                           reference_points=scaled, spatial_shapes=spatial_shapes,
+                           spatial_shapes_list=spatial_shapes_list,
+                           level_start_index=level_start_index,
+                           encoder_hidden_states=encoder_hidden_states,
+                           encoder_attention_mask=encoder_attention_mask, **kwargs)
+            refined = (self.bbox_embed[i](hidden) + inverse_sigmoid(boxes)).sigmoid()
+            boxes = refined.detach()
+            states.append(hidden)
+            references.append(refined if self.look_forward_twice else boxes)
+        return DeformableDetrDecoderOutput(
+            last_hidden_state=hidden, intermediate_hidden_states=torch.stack(states, dim=1),
+            intermediate_reference_points=torch.stack(references, dim=1))
+
+
+class BestClassLogit(nn.Module):
+    """DINO's query selection through the library's two-stage top-k (which ranks encoder
+    tokens by channel 0 of the encoder head's output): the wrapped class head's C logits
+    (B, T, C) -> (B, T, 1 + C), channel 0 their maximum (DINO's ranking score, mmdet DINO
+    ``pre_decoder``: ``topk(enc_outputs_class.max(-1)[0])``), channels 1..C the logits."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.head(x)
+        return torch.cat([logits.max(dim=-1, keepdim=True).values, logits], dim=-1)
 
 
 def deformable_detr_config(
@@ -363,6 +445,8 @@ class QueryDetectorConfig:
     dn_box_noise: float = 1.0  # CDN box-noise scale (DINO 1.0)
     mixed_query_selection: bool = False  # DINO Sec. 3.4
     look_forward_twice: bool = False  # DINO Sec. 3.5
+    refined_query_pos: bool = False  # DINO Sec. 3 / Fig. 2: positional query from each layer's box
+    class_query_selection: bool = False  # DINO: top-k proposals by best class, class-trained head
 
     def __post_init__(self) -> None:
         if self.dn_queries < 0 or not 0.0 <= self.dn_label_noise <= 1.0 or self.dn_box_noise < 0:
@@ -434,12 +518,24 @@ class QueryDetector(nn.Module):
         self.label_noise, self.box_noise = cfg.dn_label_noise, cfg.dn_box_noise
         # DINO's parts; nothing is built (and no random number drawn) when all are off
         self.denoising_labels: nn.Embedding | None = None
-        if self.denoising_queries or cfg.mixed_query_selection or cfg.look_forward_twice:
+        if (self.denoising_queries or cfg.mixed_query_selection or cfg.look_forward_twice
+                or cfg.refined_query_pos):
             old = detector.model.decoder
-            decoder = DinoDecoder(self.config, cfg.mixed_query_selection, cfg.look_forward_twice)
+            decoder = DinoDecoder(self.config, cfg.mixed_query_selection, cfg.look_forward_twice,
+                                  cfg.refined_query_pos)
             decoder.layers, decoder.bbox_embed = old.layers, old.bbox_embed
             decoder.class_embed = old.class_embed
             detector.model.decoder = decoder
+        if cfg.mixed_query_selection and cfg.refined_query_pos:
+            # the two-stage projection's content and positional halves are both replaced
+            for p in [*detector.model.pos_trans.parameters(),
+                      *detector.model.pos_trans_norm.parameters()]:
+                p.requires_grad_(False)
+        self.class_query_selection = cfg.class_query_selection
+        if self.class_query_selection:
+            # two-stage: the decoder's last class head (index decoder_layers) scores the tokens
+            heads = detector.model.decoder.class_embed
+            heads[-1] = BestClassLogit(heads[-1])
         if self.denoising_queries:
             # label embedding of the CDN content queries, C = padding (DINO's label_enc)
             self.denoising_labels = nn.Embedding(self.num_classes + 1, self.config.d_model,
@@ -605,13 +701,31 @@ class QueryDetector(nn.Module):
             out = self.detector(pixel_values=pixels, pixel_mask=mask0,
                                 labels=_DenoisedTargets(labels, denoising), denoising=denoising)
         terms = dict(out.loss_dict)
-        # two-stage encoder proposals: every target as class 0 (the original's bin_targets)
-        enc = {"logits": out.enc_outputs_class,
-               "pred_boxes": out.enc_outputs_coord_logits.sigmoid(), ROLE: "enc"}
-        binary = [{"class_labels": torch.zeros_like(t["class_labels"]), "boxes": t["boxes"]}
-                  for t in labels]
-        terms.update({k + "_enc": v for k, v in self.weighted(self.criterion(enc, binary)).items()})
+        enc, enc_labels = self.encoder_outputs(out.enc_outputs_class,
+                                               out.enc_outputs_coord_logits, labels)
+        terms.update({k + "_enc": v
+                      for k, v in self.weighted(self.criterion(enc, enc_labels)).items()})
         return terms
+
+    def encoder_outputs(self, scores: torch.Tensor, coord_logits: torch.Tensor,
+                        labels: Sequence[dict[str, torch.Tensor]]
+                        ) -> tuple[dict[str, Any], list[dict[str, torch.Tensor]]]:
+        """The two-stage encoder terms' inputs: scores (B, T, C) (or (B, T, 1 + C) with
+        ``class_query_selection``), coord_logits (B, T, 4) -> (outputs, targets) for the
+        criterion. Default (two-stage Deformable DETR): every token, every target relabelled to
+        class 0 (the original's ``bin_targets``). ``class_query_selection`` (DINO, mmdet DINO
+        ``pre_decoder`` / ``DINOHead.loss_by_feat``): the Q selected tokens (top-k of channel 0,
+        the best class logit, as the library selects them) with their C class logits, the
+        targets' own classes."""
+        if not self.class_query_selection:
+            binary = [{"class_labels": torch.zeros_like(t["class_labels"]), "boxes": t["boxes"]}
+                      for t in labels]
+            return ({"logits": scores, "pred_boxes": coord_logits.sigmoid(), ROLE: "enc"},
+                    binary)
+        top = scores[..., 0].topk(self.config.two_stage_num_proposals, dim=1).indices  # (B, Q)
+        logits = scores[..., 1:].gather(1, top[..., None].expand(-1, -1, self.num_classes))
+        boxes = coord_logits.gather(1, top[..., None].expand(-1, -1, 4)).sigmoid()
+        return {"logits": logits, "pred_boxes": boxes, ROLE: "enc"}, list(labels)
 
     @torch.no_grad()
     def postprocess(self, logits: torch.Tensor, boxes: torch.Tensor,
