@@ -33,7 +33,6 @@ from weaksam.wsis.mask2former import Mask2FormerModelConfig
 from weaksam.wsis.mask_rcnn import MaskRcnnModelConfig
 from weaksam.wsis.train import InstanceTrainConfig
 from weaksam.wsod.pretrain import BackbonePretrainConfig
-from weaksam.wsod.train import WsodTrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,17 +69,23 @@ def params() -> dict[str, Any]:
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
+def _assert_defaults_equal(cfg: object, section: dict, where: str) -> None:
+    """Every field of ``cfg`` (built from ``section``) with a default and a value in ``section``
+    holds its default: a dataclass default equals the params value or does not exist. Values
+    are compared as the stage coerces them ([0.5, 1.0] in YAML is the tuple default)."""
+    for f in dataclasses.fields(cfg):
+        if f.default is dataclasses.MISSING or f.name not in section:
+            continue
+        assert getattr(cfg, f.name) == f.default, (
+            f"{type(cfg).__name__}.{f.name} defaults to {f.default!r}, {where}.{f.name} is "
+            f"{section[f.name]!r}")
+
+
 @pytest.mark.parametrize(("cls", "path", "ignore", "extra"), CONFIGS, ids=IDS)
 def test_defaults_equal_params_yaml(params, cls, path, ignore, extra):
     section = _section(params, path)
     cfg = from_section(cls, section, "params.yaml " + ".".join(path), ignore, **extra)
-    for f in dataclasses.fields(cls):
-        if f.default is dataclasses.MISSING or f.name not in section:
-            continue
-        # coerced as the stage coerces it: [0.5, 1.0] in YAML is the tuple default (0.5, 1.0)
-        assert getattr(cfg, f.name) == f.default, (
-            f"{cls.__name__}.{f.name} defaults to {f.default!r}, params.yaml "
-            f"{'.'.join(path)}.{f.name} is {section[f.name]!r}")
+    _assert_defaults_equal(cfg, section, "params.yaml " + ".".join(path))
 
 
 @pytest.mark.parametrize("profile", list_profiles(ROOT / "configs"))
@@ -110,12 +115,7 @@ def test_wsod_defaults_equal_the_resolved_params_yaml(params, method):
     section = train_settings(params["wsod"], method)
     cfg = train_config(params["wsod"], method, f"params.yaml wsod.{method}")
     assert {"epochs", "lr", "momentum", "max_size"} <= set(section)
-    for f in dataclasses.fields(WsodTrainConfig):
-        if f.default is dataclasses.MISSING or f.name not in section:
-            continue
-        assert getattr(cfg, f.name) == f.default, (
-            f"WsodTrainConfig.{f.name} defaults to {f.default!r}, params.yaml resolves "
-            f"wsod.{method}.{f.name} to {section[f.name]!r}")
+    _assert_defaults_equal(cfg, section, f"params.yaml (resolved) wsod.{method}")
 
 
 @pytest.mark.parametrize("profile", list_profiles(ROOT / "configs"))

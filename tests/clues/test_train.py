@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from tests.stage_main import run_stage
 from weaksam.clues.model import CluesViT
 from weaksam.clues.train import (
     CluesTrainConfig,
@@ -161,16 +161,6 @@ def test_fit_with_weaktr_augmentations_and_amp_on_cpu(tmp_path):
         assert not torch.is_autocast_enabled("cpu")
 
 
-def _run(args, cwd, monkeypatch):
-    """Run a stage's ``main()`` in-process in ``cwd`` (as DVC would, minus the interpreter)."""
-    import importlib
-
-    mod = importlib.import_module(args[0])
-    monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", [args[0], *args[1:]])
-    mod.main()
-
-
 @pytest.mark.slow
 def test_stage_resumes_after_interruption(tmp_path, monkeypatch):
     """The clues_train stage stopped after epoch 1 and rerun equals an uninterrupted run,
@@ -185,13 +175,13 @@ def test_stage_resumes_after_interruption(tmp_path, monkeypatch):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     (a / "params.yaml").write_text(yaml.safe_dump(params))
-    _run(["pipeline.data"], a, monkeypatch)
+    run_stage(["pipeline.data"], a, monkeypatch)
     shutil.copytree(a, b)
-    _run(["pipeline.clues_train", "--stop-after", "1"], a, monkeypatch)  # "killed" after epoch 1
+    run_stage(["pipeline.clues_train", "--stop-after", "1"], a, monkeypatch)  # "killed": epoch 1
     assert (a / "checkpoints/clues_train/last.pt").is_file()
     assert not (a / "models/clues/model.pt").exists()
-    _run(["pipeline.clues_train"], a, monkeypatch)  # resumes at epoch 2
-    _run(["pipeline.clues_train"], b, monkeypatch)  # uninterrupted
+    run_stage(["pipeline.clues_train"], a, monkeypatch)  # resumes at epoch 2
+    run_stage(["pipeline.clues_train"], b, monkeypatch)  # uninterrupted
     sa = torch.load(a / "models/clues/model.pt", weights_only=False)["model"]
     sb = torch.load(b / "models/clues/model.pt", weights_only=False)["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)

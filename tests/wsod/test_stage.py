@@ -4,10 +4,8 @@ stopped stage resumed."""
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ import pytest
 import yaml
 
 from pipeline.wsod import load_source, prepare_boxes
+from tests.stage_main import run_stage
 from weaksam.errors import InputError
 from weaksam.proposals.store import ImageProposals, ProposalSet, save_proposals
 
@@ -92,14 +91,6 @@ def test_paper_profile_proposals_per_method_follow_the_release():
             method_setting(p["wsod"], "oicr", "min_proposal_size")) == ("plain", 0)
 
 
-def _stage(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run a stage's ``main()`` in-process in ``cwd`` (as DVC would, minus the interpreter)."""
-    mod = importlib.import_module(args[0])
-    monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", [args[0], *args[1:]])
-    mod.main()
-
-
 @pytest.mark.slow
 def test_stage_stopped_and_rerun_ends_as_an_unbroken_run(tmp_path, monkeypatch):
     """``wsod --stop-after 0`` then a rerun (resumed after epoch 0 from
@@ -115,8 +106,8 @@ def test_stage_stopped_and_rerun_ends_as_an_unbroken_run(tmp_path, monkeypatch):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     (a / "params.yaml").write_text(yaml.safe_dump(params))
-    _stage(["pipeline.data"], a, monkeypatch)
-    _stage(["pipeline.backbone_pretrain"], a, monkeypatch)
+    run_stage(["pipeline.data"], a, monkeypatch)
+    run_stage(["pipeline.backbone_pretrain"], a, monkeypatch)
     rng = np.random.default_rng(0)
     for split in ("trainval", "test"):
         ps = ProposalSet(["ss"])
@@ -129,11 +120,11 @@ def test_stage_stopped_and_rerun_ends_as_an_unbroken_run(tmp_path, monkeypatch):
         save_proposals(a / f"proposals/ss/{split}.npz", ps)
     shutil.copytree(a, b)
     run = ["pipeline.wsod", "--method", "oicr", "--source", "ss"]
-    _stage([*run, "--stop-after", "0"], a, monkeypatch)  # "killed" after epoch 0
+    run_stage([*run, "--stop-after", "0"], a, monkeypatch)  # "killed" after epoch 0
     assert (a / "checkpoints/wsod_oicr_ss/last.pt").is_file()
     assert not (a / "wsod/oicr_ss/detections_test.json").exists()
-    _stage(run, a, monkeypatch)  # resumes at epoch 1
-    _stage(run, b, monkeypatch)  # unbroken
+    run_stage(run, a, monkeypatch)  # resumes at epoch 1
+    run_stage(run, b, monkeypatch)  # unbroken
     for f in ("wsod/oicr_ss/model.pt", "wsod/oicr_ss/detections_test.json",
               "wsod/oicr_ss/detections_trainval.json"):
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
