@@ -281,3 +281,8 @@ def test_resumed_run_gives_the_bytes_of_an_unbroken_run(tmp_path, monkeypatch):
     trained.clear()
     assert _run_logged(tmp_path / "o", "run", cfg) == unbroken
     assert trained == [0, 1, 2, 3, 4]
+    # the last step is saved too (5 is no multiple of 2): a finished run's checkpoint always
+    # exists (dvc.yaml declares it), and its rerun with the same fingerprint trains nothing
+    assert torch.load(tmp_path / "o/ck.pt", weights_only=True)["step"] == 5
+    trained.clear()
+    assert _run_logged(tmp_path / "o", "run", cfg) == unbroken and trained == []

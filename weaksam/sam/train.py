@@ -413,7 +413,8 @@ def pretrain(
 
     ``checkpoint`` (``checkpoint_every`` > 0): rank 0 writes ``{"model", "optimizer", "step",
     "curves", "fingerprint"}`` there after the window that reaches each multiple of
-    ``checkpoint_every`` steps; a run finding one with ``fingerprint`` (every process reads it)
+    ``checkpoint_every`` steps and after the last one (so the file exists for any step count);
+    a run finding one with ``fingerprint`` (every process reads it)
     continues after its step and first replays its curves (every ``(end, values)`` logged so
     far) through ``on_step``, so weights and curves are those of an unbroken run. Returns the
     last logged values plus ``seconds``.
@@ -477,8 +478,9 @@ def pretrain(
     def save(w: int, _: dict[str, float]) -> None:
         steps = window(w)
         if (rank != 0 or checkpoint is None or checkpoint_every <= 0
-                or steps.stop // checkpoint_every == steps.start // checkpoint_every):
-            return
+                or (steps.stop // checkpoint_every == steps.start // checkpoint_every
+                    and steps.stop < cfg.steps)):
+            return  # saved at each multiple of checkpoint_every and after the last step
         save_state(checkpoint, {"model": sam.state_dict(), "optimizer": opt.state_dict(),
                                 "step": steps.stop, "curves": curves,
                                 "fingerprint": fingerprint})
