@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 from torch import nn
 
 from weaksam.dryrun import flops as F
@@ -41,6 +44,16 @@ def test_wsod_head_flops_equal_the_analytic_count():
 def test_sam_decoder_flops_are_per_prompt():
     assert F.sam_decoder_gflops("vit_b", prompts=2) == pytest.approx(
         F.sam_decoder_gflops("vit_b", prompts=4))
+
+
+def test_small_sam_flops_come_from_the_params_architecture():
+    params = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
+    small = params["sam_pretrain"]["model"]
+    enc = F.sam_encoder_gflops("small", small)
+    assert 0 < enc < F.sam_encoder_gflops("vit_b")
+    assert F.sam_decoder_gflops("small", small=small) > 0
+    with pytest.raises(ValueError, match="architecture"):
+        F.sam_encoder_gflops("small")
 
 
 def test_rescaled_hw_follows_short_side_and_max_size():

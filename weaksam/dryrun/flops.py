@@ -87,9 +87,13 @@ def clues_vit_gflops(num_classes: int, hw: tuple[int, int], *, img_size: int, pa
 # ---- SAM (segment_anything registry models, weaksam.sam) ------------------------------------
 def _sam(model: str, small: dict[str, Any] | None) -> nn.Module:
     if model == "small":
+        from weaksam.config import from_section
         from weaksam.sam.model import SmallSamConfig, build_small_sam
 
-        return on_meta(lambda: build_small_sam(SmallSamConfig(**(small or {}))))
+        if small is None:
+            raise ValueError("the small SAM needs its architecture (params sam_pretrain.model)")
+        cfg = from_section(SmallSamConfig, small, "sam_pretrain.model")
+        return on_meta(lambda: build_small_sam(cfg))
     from segment_anything import sam_model_registry
 
     return on_meta(lambda: sam_model_registry[model]())
