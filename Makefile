@@ -79,9 +79,10 @@ dryrun-full: $(STAMP)
 		--out dryrun/full
 	$(MAKE) cost-model
 
-## make cost-model: docs/cost_model.md from the dry-run figures of COST_DRYRUN (the full run's
-## dryrun/full; COST_DRYRUN=dryrun/reduced for the reduced run's, labelled as such)
-COST_DRYRUN ?= dryrun/full
+## make cost-model: docs/cost_model.md from the dry-run figures in COST_DRYRUN, each profile's
+## from the first folder that has it (a full-resolution run before a reduced one; each table
+## says which it shows)
+COST_DRYRUN ?= dryrun/full dryrun/reduced
 cost-model: $(STAMP)
 	$(BIN)/python -m weaksam.dryrun.cost --profiles $(PAPER_PROFILES) --dryrun-dir $(COST_DRYRUN) \
 		--out docs/cost_model.md

@@ -128,3 +128,19 @@ def test_read_dryrun(tmp_path):
     bad.write_text(json.dumps({"stages": {"data": {"seconds": "fast"}}}))
     with pytest.raises(InputError, match="stages.json.*'data'"):
         C.read_dryrun(bad)
+
+
+def test_first_dryrun_prefers_the_first_folder_that_has_the_profile(tmp_path):
+    def write(folder: str, profile: str, resolution: str) -> None:
+        d = tmp_path / folder / profile
+        d.mkdir(parents=True)
+        (d / "stages.json").write_text(json.dumps(
+            {"resolution": resolution, "stages": {"data": {"seconds": 1, "peak_rss_mib": 2}}}))
+
+    write("full", "p1", "full")
+    write("reduced", "p1", "reduced")
+    write("reduced", "p2", "reduced")
+    dirs = [tmp_path / "full", tmp_path / "reduced"]
+    assert C.first_dryrun(dirs, "p1")["resolution"] == "full"
+    assert C.first_dryrun(dirs, "p2")["resolution"] == "reduced"
+    assert C.first_dryrun(dirs, "p3") is None
