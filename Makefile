@@ -98,6 +98,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/wsod_epoch_time.py --method mist
 	$(BIN)/python benchmarks/wsod_epoch_time.py --method oicr
 	$(BIN)/python benchmarks/synthetic_data.py
+	$(BIN)/python benchmarks/peak_suppression.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -123,3 +123,40 @@ def test_matches_literal_on_random_maps(k):
             m = rng.random((h, w)).astype(np.float32)
         tau = float(rng.choice([0.0, 0.3, 0.5, 0.9, 1.0]))
         assert _ours(m, k, tau) == literal_algorithm1(m, k, tau), (trial, k, tau)
+
+
+def _dense_suppress(pts: np.ndarray, radius: float) -> np.ndarray:
+    """Lines 7-23 with the full P x P distance matrix (the implementation before the grid)."""
+    pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+    keep = np.ones(len(pts), dtype=bool)
+    near = ((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1) <= radius * radius
+    for i in range(len(pts)):
+        if keep[i]:
+            keep[i + 1 :] &= ~near[i, i + 1 :]
+    return keep
+
+
+@pytest.mark.parametrize("radius", [0.0, 0.5, 1.0, 1.5, 2.0, 3.5, 6.5, 20.0])
+def test_suppress_equals_the_dense_distance_matrix(radius):
+    rng = np.random.default_rng(int(radius * 10))
+    for trial in range(30):
+        n = int(rng.integers(0, 300))
+        if trial % 3 == 0:  # integer pixels, many duplicates and exact-radius pairs
+            pts = rng.integers(-5, 25, size=(n, 2)).astype(np.int64)
+        elif trial % 3 == 1:  # non-integer coordinates, boundaries of cells
+            pts = rng.random((n, 2)) * 40 - 10
+        else:  # exact multiples of the radius along a line and a lattice
+            pts = np.stack([np.arange(n) * radius, (np.arange(n) % 3) * radius], 1)
+        assert suppress(pts, radius).tolist() == _dense_suppress(pts, radius).tolist(), trial
+
+
+def test_plateau_of_a_full_resolution_map_needs_no_pairwise_matrix():
+    # the paper_voc07 full dry run: one 375 x 500 map whose every pixel but one is its
+    # maximum (a saturated random-weight map) -> 187,499 plateau peaks; the P x P matrix of
+    # the old suppression needed 444 GiB. Kept points: the plateau thinned on a lattice.
+    m = torch.ones(1, 375, 500)
+    m[0, 0, 0] = 0.0
+    pts, vals = find_peaks(m, kernel=7, tau=0.5)[0]
+    assert len(pts) > 1000 and (vals == 1.0).all()
+    d2 = ((pts[:200, None, :] - pts[None, :200, :]) ** 2).sum(-1)
+    assert (d2[~np.eye(200, dtype=bool)] > 3.5 ** 2).all()  # no two kept within k / 2

@@ -64,17 +64,33 @@ def suppress(points: torch.Tensor | np.ndarray, radius: float) -> np.ndarray:
     """Greedy suppression of Algorithm 1 lines 7-23 on points already sorted by value
     (descending) and above tau: ``points (P, 2)`` -> keep mask ``(P,)`` bool. A kept point
     deletes every later point within ``radius`` (inclusive; squared distances are compared,
-    exact for integer pixel coordinates); deleted points do not suppress."""
+    exact for integer pixel coordinates); deleted points do not suppress.
+
+    Equivalently, a point is kept iff no earlier KEPT point lies within ``radius``: the kept
+    points are bucketed in square cells of side ``radius + 1``, so every kept point within
+    ``radius`` of a point lies in the 3 x 3 cells around it. Time and memory O(P) (a P x P
+    distance matrix needed 444 GiB for the 172,647 plateau peaks of one full-resolution map
+    in the paper_voc07 dry run)."""
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     p = len(pts)
     keep = np.ones(p, dtype=bool)
     if p < 2:
         return keep
-    d2 = ((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1)
-    near = d2 <= radius * radius  # (P, P)
-    for i in range(p):
-        if keep[i]:
-            keep[i + 1 :] &= ~near[i, i + 1 :]
+    r2 = radius * radius
+    # side > radius: |dx| <= radius spans at most one cell boundary, float rounding included
+    side = max(float(radius), 0.0) + 1.0
+    cells = np.floor(pts / side).astype(np.int64).tolist()
+    xs, ys = pts[:, 0].tolist(), pts[:, 1].tolist()
+    kept: dict[tuple[int, int], list[int]] = {}
+    for j in range(p):
+        x, y = xs[j], ys[j]
+        gx, gy = cells[j]
+        if any((x - xs[i]) ** 2 + (y - ys[i]) ** 2 <= r2
+               for ox in (-1, 0, 1) for oy in (-1, 0, 1)
+               for i in kept.get((gx + ox, gy + oy), ())):
+            keep[j] = False
+        else:
+            kept.setdefault((gx, gy), []).append(j)
     return keep
 
 
