@@ -71,12 +71,15 @@ dryrun-all: $(STAMP)
 		--out dryrun/reduced
 
 ## make dryrun-full: the full-resolution dry run (real image sizes, the profile's scales) of
-## DRYRUN_PROFILES, then the cost model of the paper run (docs/cost_model.md) from its figures
+## DRYRUN_PROFILES, then the cost model of the paper run (docs/cost_model.md) from its figures.
+## DRYRUN_FULL_STAGES: one instance of every stage kind (CI's list; the other instances differ
+## in params only); DRYRUN_FULL_STAGES= runs the whole DAG (several hours a profile here)
 DRYRUN_PROFILES ?= paper_voc07 paper_coco17
 DRYRUN_SAM ?= vit_b
+DRYRUN_FULL_STAGES ?= $(DRYRUN_CI_STAGES)
 dryrun-full: $(STAMP)
 	$(BIN)/weaksam dryrun $(DRYRUN_PROFILES) --resolution full --sam-model $(DRYRUN_SAM) \
-		--out dryrun/full
+		--out dryrun/full $(if $(strip $(DRYRUN_FULL_STAGES)),--stages $(DRYRUN_FULL_STAGES))
 	$(MAKE) cost-model
 
 ## make cost-model: docs/cost_model.md from the dry-run figures in COST_DRYRUN, each profile's
