@@ -100,7 +100,9 @@ def prepare(root: Path, ws: Path, profile: str, resolution: str, sam_model: str 
     params_path = ws / "params.yaml"
     apply_profile(profile, params_path, ws / "configs")
     params = yaml.safe_load(params_path.read_text())
-    over = dryrun_overrides(params, resolution, cores=os.cpu_count() or 1)
+    # the cores this process may use: a taskset mask counts, as for the stages' `auto`
+    # (pipeline/launch.py), so `taskset -c 0 weaksam dryrun ...` runs one worker per stage
+    over = dryrun_overrides(params, resolution, cores=len(os.sched_getaffinity(0)))
     if sam_model and params.get("sam", {}).get("model") != "small":
         over = deep_merge(over, {"sam": {"model": sam_model,
                                          "checkpoint": f"models/{SAM_FILES[sam_model]}"}})
