@@ -116,7 +116,7 @@ def cmd_dryrun(args: argparse.Namespace, root: Path) -> int:
             try:
                 report = dryrun(profile, root, out, workdir, resolution=args.resolution,
                                 sam_model=args.sam_model, images=images, keep=args.keep,
-                                stages=args.stages or ())
+                                stages=args.stages or (), resume=args.resume)
             except InputError as e:
                 print(f"weaksam dryrun: {e}", file=sys.stderr)
                 failed.append(profile)
@@ -216,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--out", default="dryrun", help="report folder, relative to the root")
     dr.add_argument("--workdir", help="scratch folder (default: a temporary one)")
     dr.add_argument("--keep", action="store_true", help="keep each scratch workspace")
+    dr.add_argument("--resume", action="store_true",
+                    help="continue the scratch workspace a failed run left in --workdir, with "
+                         "the current code (stages already run keep their figures)")
     dr.add_argument("--stages", nargs="+", help="only these stages and what they depend on "
                                                 "(default: the whole DAG)")
     dr.set_defaults(func=cmd_dryrun)

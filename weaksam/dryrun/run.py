@@ -145,11 +145,26 @@ def stages_not_run(ws: Path, stages: Sequence[str] = ()) -> list[str]:
     return [s for s in (stages or stage_commands(ws)) if s not in lock]
 
 
+def refresh_code(root: Path, ws: Path) -> dict[str, Any]:
+    """Copy the workspace's current code into the kept scratch workspace ``ws`` of an earlier
+    run (its dry-run ``params.yaml`` kept; DVC reruns the stages whose code changed); returns
+    those params."""
+    params_path = ws / "params.yaml"
+    text = params_path.read_text()
+    copy_code(root, ws)
+    params_path.write_text(text)
+    return yaml.safe_load(text)
+
+
 def dryrun(profile: str, root: Path, out: Path, workdir: Path, resolution: str = "full",
            sam_model: str | None = None, images: tuple[int, int] | None = None,
-           keep: bool = False, stages: Sequence[str] = ()) -> dict[str, Any]:
+           keep: bool = False, stages: Sequence[str] = (), resume: bool = False
+           ) -> dict[str, Any]:
     """Dry-run ``profile`` (module docstring); write and return ``out/<profile>/stages.json``.
-    ``stages``: only these stages (with what they depend on; default: the whole DAG). Raises
+    ``stages``: only these stages (with what they depend on; default: the whole DAG).
+    ``resume``: continue the kept scratch workspace of a failed run (``workdir/<profile>``)
+    with the current code: ``dvc repro`` runs what has not run or changed, and the earlier
+    figures of the stages it does not rerun are kept. Raises
     :class:`~weaksam.errors.InputError` naming the log when ``dvc repro`` fails or a stage did
     not run."""
     images = images or IMAGES[resolution]
@@ -157,23 +172,34 @@ def dryrun(profile: str, root: Path, out: Path, workdir: Path, resolution: str =
     rep_dir = out / profile
     rep_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    params = prepare(root, ws, profile, resolution, sam_model, images, stages=stages)
+    earlier = None
+    if resume and (ws / "params.yaml").is_file():
+        params = refresh_code(root, ws)
+        earlier = json.loads((rep_dir / "stages.json").read_text()) \
+            if (rep_dir / "stages.json").is_file() else None
+    else:
+        params = prepare(root, ws, profile, resolution, sam_model, images, stages=stages)
     setup_s = time.monotonic() - t0
     log = rep_dir / "repro.log"
+    if earlier is not None and log.is_file():
+        log.rename(rep_dir / f"repro.{int(time.time())}.log")
     code, wall, mon = run_repro(ws, log, stages)
     missing = stages_not_run(ws, stages)
+    figures = dict((earlier or {}).get("stages", {}))
+    figures.update({s: {"seconds": round(u.seconds, 1), "peak_rss_mib": round(u.peak_rss_mib, 1)}
+                    for s, u in mon.usage.items()})
     report = {
         "profile": profile,
         "resolution": resolution,
         "images": {"train": images[0], "test": images[1]},
         "sam_model": params["sam"]["model"],
         "stages_asked": list(stages) or "all",
-        "setup_seconds": round(setup_s, 1),
-        "repro_seconds": round(wall, 1),
+        "setup_seconds": round(setup_s + (earlier or {}).get("setup_seconds", 0.0), 1),
+        "repro_seconds": round(wall + (earlier or {}).get("repro_seconds", 0.0), 1),
+        "resumed": int((earlier or {}).get("resumed", 0)) + (earlier is not None),
         "exit_status": code,
         "stages_not_run": missing,
-        "stages": {s: {"seconds": round(u.seconds, 1), "peak_rss_mib": round(u.peak_rss_mib, 1)}
-                   for s, u in sorted(mon.usage.items())},
+        "stages": dict(sorted(figures.items())),
     }
     with atomic_path(rep_dir / "stages.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
