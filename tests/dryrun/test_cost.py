@@ -144,3 +144,17 @@ def test_first_dryrun_prefers_the_first_folder_that_has_the_profile(tmp_path):
     assert C.first_dryrun(dirs, "p1")["resolution"] == "full"
     assert C.first_dryrun(dirs, "p2")["resolution"] == "reduced"
     assert C.first_dryrun(dirs, "p3") is None
+
+
+@pytest.mark.long
+@pytest.mark.xdist_group("dag")  # beside the whole-DAG tests, not the dry run's core
+def test_committed_cost_model_is_what_the_profiles_and_dry_runs_give_now(monkeypatch):
+    # a profile edit (e.g. a schedule) or new dry-run figures without `make cost-model` left
+    # docs/cost_model.md projecting the old run (it once kept 14 query-detector epochs for 42)
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docs/cost_model.md").read_text()
+    profiles = text.split("--profiles ", 1)[1].split(" --dryrun-dir", 1)[0].split()
+    monkeypatch.chdir(root)
+    got = C.build_markdown(profiles, Path("configs"), Path("params.yaml"), Path("dvc.yaml"),
+                           [Path("dryrun/full"), Path("dryrun/reduced")], C.Throughput())
+    assert got == text, "docs/cost_model.md is stale: run make cost-model"
