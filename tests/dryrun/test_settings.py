@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from weaksam.dryrun.settings import REDUCED_SCALE, dryrun_overrides
+from weaksam.dryrun.settings import (
+    REDUCED_MAX_SIZE,
+    REDUCED_SCALE,
+    RELATIVE_SCALES,
+    dryrun_overrides,
+)
 from weaksam.profiles import deep_merge, list_profiles, resolve_profile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,3 +101,32 @@ def test_the_settings_each_stage_reads_are_the_shortened_ones(profile: str,
         assert int(merged["wsis"][model].get("iterations") or 0) <= 2
     if resolution == "reduced":
         assert all(s <= REDUCED_SCALE for s in merged["retrain"]["tta"]["frcnn"]["scales"])
+
+
+
+
+@pytest.mark.parametrize("profile", PAPER)
+def test_reduced_dry_run_leaves_no_setting_at_the_paper_size(profile: str) -> None:
+    """Regression: the reduced run cut the scale keys it listed and missed the query
+    detector's test-time scales (488..1200 px, 10 passes of 900 queries), its crop branch
+    (400..600 px) and Mask2Former's 1024 px LSJ crop under bfloat16 autocast (emulated on
+    this CPU): a ``paper_voc12_wsis`` Mask2Former epoch of 3 small images ran 14 min and more.
+    Every pixel-size key of the resolved profile, named as the stages read them, is checked."""
+    p = _params(profile)
+    merged = _leaves(deep_merge(p, dryrun_overrides(p, "reduced", cores=2)))
+    bad = {}
+    for key, v in merged.items():
+        name = key.rsplit(".", 1)[-1]
+        if key in RELATIVE_SCALES or v is None:
+            continue
+        if name == "amp" and v:
+            bad[key] = v
+        elif name.endswith("scales") and (len(v) != 1 or v[0] > REDUCED_SCALE):
+            bad[key] = v
+        elif name in ("test_scale", "short_side") and v > REDUCED_SCALE:
+            bad[key] = v
+        elif name in ("max_size", "image_size") and v > REDUCED_MAX_SIZE:
+            bad[key] = v
+        elif key.endswith("crop.size") and max(v) > REDUCED_SCALE:
+            bad[key] = v
+    assert not bad, bad

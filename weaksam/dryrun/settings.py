@@ -84,37 +84,47 @@ def wsod_sections(p: dict[str, Any], method: str) -> list[str]:
     return [key] + ([f"{key}.recipes.{recipe}"] if recipe else [])
 
 
+#: scale lists in factors of the image's own size, left as they are (the reduced run's images
+#: are small already)
+RELATIVE_SCALES = frozenset({"clues.scales"})
+
+
+def _leaves(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        out += _leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+    return out
+
+
 def _reduced_scales(p: dict[str, Any], o: dict[str, Any]) -> None:
-    """Each scale list and short side at most :data:`REDUCED_SCALE` (one scale per list), each
-    long-side cap at most :data:`REDUCED_MAX_SIZE`; the SAM grid at :data:`REDUCED_AMG_SIDE`;
-    ``amp`` off (bfloat16 is emulated on a CPU without AVX512-BF16, as on this project's
-    machines: a DeiT-S step costs 10x or more; the full dry run keeps the amp path)."""
+    """Every pixel size of the profile cut, found by its key's name wherever it sits (a new
+    section's sizes are cut without a list to extend): a list named ``*scales`` to one scale
+    of at most :data:`REDUCED_SCALE` (the query detector's test-time and crop scales
+    included), ``test_scale`` and ``short_side`` and a ``crop.size`` range to at most
+    :data:`REDUCED_SCALE`, ``max_size`` and ``image_size`` (Mask2Former's LSJ crop) to at most
+    :data:`REDUCED_MAX_SIZE`; the SAM grid at :data:`REDUCED_AMG_SIDE`; every ``amp`` off
+    (bfloat16 is emulated on a CPU without AVX512-BF16, as on this project's machines: a
+    DeiT-S step costs 10x or more; the full dry run keeps the amp path)."""
     s, m = REDUCED_SCALE, REDUCED_MAX_SIZE
-    lists = ["wsod.train_scales", "wsod.test_scales", "retrain.frcnn.model.train_scales",
-             "retrain.detr.model.train_scales", "retrain.tta.frcnn.scales"]
-    for method in ("oicr", "mist"):
-        lists += [f"{k}.{which}" for k in wsod_sections(p, method)
-                  for which in ("train_scales", "test_scales")]
-    for key in lists:
-        scales = _get(p, key)
-        if scales:
-            _put(o, key, [min(s, min(int(v) for v in scales))])
-    for key in ("retrain.frcnn.model.test_scale", "retrain.detr.model.test_scale",
-                "retrain.features.short_side", "wsis.short_side"):
-        v = _get(p, key)
-        if v:
+    for key, v in _leaves(p):
+        name = key.rsplit(".", 1)[-1]
+        if v is None or key in RELATIVE_SCALES:
+            continue
+        if name == "amp":
+            if v:
+                _put(o, key, False)
+        elif name.endswith("scales"):
+            if v:
+                _put(o, key, [min(s, min(int(x) for x in v))])
+        elif name in ("test_scale", "short_side"):
             _put(o, key, min(s, int(v)))
-    for key in ("wsod.max_size", "retrain.frcnn.model.max_size", "retrain.detr.model.max_size",
-                "retrain.features.max_size", "wsis.max_size", "retrain.tta.frcnn.max_size"):
-        v = _get(p, key)
-        if v:
+        elif name in ("max_size", "image_size"):
             _put(o, key, min(m, int(v)))
+        elif key.endswith("crop.size"):
+            _put(o, key, [min(s, int(x)) for x in v])
     if _get(p, "proposals.dense_mode") == "amg":
         side = int(_get(p, "proposals.amg.points_per_side", 32))
         _put(o, "proposals.amg.points_per_side", min(side, REDUCED_AMG_SIDE))
-    for key in ("clues_train.amp", "clues.amp"):
-        if _get(p, key):
-            _put(o, key, False)
 
 
 def dryrun_overrides(params: dict[str, Any], resolution: str = "full",
