@@ -39,6 +39,24 @@ def test_markdown_says_not_run_for_stages_without_dry_run_figures():
     assert "wsod@mist-ss" in md.split("Paper Table 6")[0]
 
 
+def test_a_stage_the_full_run_did_not_reach_takes_the_reduced_figures_marked():
+    """Regression: a full-resolution run stopped part-way (out of memory) hid every reduced
+    figure of its profile, since the table took one run per profile."""
+    ds = C.DataSet("voc", 5011, 4952, "VOC2007 trainval / test")
+    costs = [C.StageCost(s, [], "no network") for s in ("data", "wsis@mask_rcnn", "report")]
+    full = {"resolution": "full", "images": {"train": 4, "test": 2}, "sam_model": "vit_b",
+            "stages": {"data": {"seconds": 12.5, "peak_rss_mib": 300.0}}}
+    reduced = {"resolution": "reduced", "images": {"train": 3, "test": 2}, "sam_model": "vit_b",
+               "stages": {"data": {"seconds": 2.0, "peak_rss_mib": 200.0},
+                          "wsis@mask_rcnn": {"seconds": 37.1, "peak_rss_mib": 2013.7}}}
+    md = C.profile_table("p", costs, ds, [full, reduced], C.Throughput(fp32=1.0, amp=1.0))
+    rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    assert "| 12.5 | 300 |" in rows["data"]
+    assert "| 37.1 (reduced) | 2014 (reduced) |" in rows["wsis@mask_rcnn"]
+    assert "n/a: not run | n/a: not run" in rows["report"]
+    assert "full resolution" in md and "did not run: reduced resolution" in md
+
+
 def test_wsod_stage_counts_image_passes_of_the_schedule():
     cfg = {"proposals_ss": {"max_per_image": 2001},
            "wsod": {"backbone": "vgg16", "max_proposals": 2001, "roi_size": 7, "hidden": 4096,
@@ -144,6 +162,7 @@ def test_first_dryrun_prefers_the_first_folder_that_has_the_profile(tmp_path):
     assert C.first_dryrun(dirs, "p1")["resolution"] == "full"
     assert C.first_dryrun(dirs, "p2")["resolution"] == "reduced"
     assert C.first_dryrun(dirs, "p3") is None
+    assert [r["resolution"] for r in C.dryruns(dirs, "p1")] == ["full", "reduced"]
 
 
 @pytest.mark.long
