@@ -148,7 +148,7 @@ def test_read_dryrun(tmp_path):
         C.read_dryrun(bad)
 
 
-def test_first_dryrun_prefers_the_first_folder_that_has_the_profile(tmp_path):
+def test_dryruns_lists_the_folders_that_have_the_profile_in_order(tmp_path):
     def write(folder: str, profile: str, resolution: str) -> None:
         d = tmp_path / folder / profile
         d.mkdir(parents=True)
@@ -159,10 +159,9 @@ def test_first_dryrun_prefers_the_first_folder_that_has_the_profile(tmp_path):
     write("reduced", "p1", "reduced")
     write("reduced", "p2", "reduced")
     dirs = [tmp_path / "full", tmp_path / "reduced"]
-    assert C.first_dryrun(dirs, "p1")["resolution"] == "full"
-    assert C.first_dryrun(dirs, "p2")["resolution"] == "reduced"
-    assert C.first_dryrun(dirs, "p3") is None
     assert [r["resolution"] for r in C.dryruns(dirs, "p1")] == ["full", "reduced"]
+    assert [r["resolution"] for r in C.dryruns(dirs, "p2")] == ["reduced"]
+    assert C.dryruns(dirs, "p3") == []
 
 
 @pytest.mark.long

@@ -103,8 +103,6 @@ def test_the_settings_each_stage_reads_are_the_shortened_ones(profile: str,
         assert all(s <= REDUCED_SCALE for s in merged["retrain"]["tta"]["frcnn"]["scales"])
 
 
-
-
 @pytest.mark.parametrize("profile", PAPER)
 def test_reduced_dry_run_leaves_no_setting_at_the_paper_size(profile: str) -> None:
     """Regression: the reduced run cut the scale keys it listed and missed the query

@@ -617,13 +617,6 @@ def dryruns(dirs: Sequence[Path], profile: str) -> list[dict[str, Any]]:
     return [r for r in runs if r is not None]
 
 
-def first_dryrun(dirs: Sequence[Path], profile: str) -> dict[str, Any] | None:
-    """The figures of ``profile`` from the first of ``dirs`` that holds its ``stages.json``,
-    None when none does."""
-    runs = dryruns(dirs, profile)
-    return runs[0] if runs else None
-
-
 def build_markdown(profiles: Sequence[str], configs_dir: Path, params: Path, dvc_yaml: Path,
                    dryrun_dirs: Sequence[Path], tput: Throughput) -> str:
     """The whole ``docs/cost_model.md``; each stage's figures from the first of
