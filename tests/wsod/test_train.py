@@ -128,6 +128,23 @@ def test_mist_trains_with_dropblock_after_warmup():
     assert np.all(b[:, 0] >= 0) and np.all(b[:, 2] <= 32)  # regressed boxes clipped
 
 
+def test_cdb_schedule_waiting_for_its_start_epoch_does_not_warn(recwarn):
+    """Before ``cdb_start_epoch`` the CDB's scheduler follows the global iteration while its
+    optimiser does not step: PyTorch's order warning is silenced there, and only there."""
+    model = MIST(tiny_backbone(), 3, roi_size=3, hidden=16, cdb_net="light")
+    seen: list[int] = []
+    run_wsod(model, tiny_items(4), **{**KW, **dict(
+        epochs=0, schedule="multistep", iterations=4, lr_steps=(3,), warmup_iters=0,
+        optimizer="sgd", cdb_start_epoch=1, cdb_lr=0.1, cdb_warmup_iters=0)},
+        on_epoch=lambda e, m: seen.append(e))
+    assert model.cdb_active and seen == [0, 1]
+    assert not [w for w in recwarn if "lr_scheduler.step()" in str(w.message)]
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), lambda it: 1.0)
+    with pytest.warns(UserWarning, match="before `optimizer.step"):  # elsewhere it still warns
+        sched.step()
+
+
 def test_multistep_factor_is_wetectrons_warmup_multistep():
     # WarmupMultiStepLR: linear warm-up from 1/3 over 200 iterations, x0.1 at 20k and 26.7k
     f = [multistep_factor(i, [20000, 26700], 0.1, 200, 1 / 3)

@@ -47,6 +47,7 @@ W processes (``torch.distributed`` world size; 1 without it), C classes.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -495,7 +496,14 @@ def train_wsod(
             if adversary:
                 cdb_opt.step()
             if cdb_sched is not None:
-                cdb_sched.step()
+                # the CDB's lr follows the one global iteration (wetectron's single counter),
+                # also while the CDB waits for cdb_start_epoch and its optimiser does not step:
+                # PyTorch's "lr_scheduler.step() before optimizer.step()" does not apply then
+                with warnings.catch_warnings():
+                    if not adversary:
+                        warnings.filterwarnings("ignore", message=r"Detected call of "
+                                                r"`lr_scheduler\.step\(\)` before")
+                    cdb_sched.step()
             sched.step()
             step += 1
             for k, v in zip(names, vec.tolist(), strict=True):
