@@ -1,11 +1,14 @@
-"""Wall seconds of training stages with 1 and with 2 processes (issue 22): the figures behind the
-default profile's ``runtime.nproc``.
+"""Wall seconds of stages with 1 and with 2 processes (issue 22): the figures behind the default
+profile's ``runtime.nproc`` (training stages, through ``pipeline.launch``) and ``runtime.workers``
+(per-image stages: Selective Search, prompts, SAM prompting; their outputs do not depend on it).
 
     python benchmarks/stage_processes.py --workspace DIR [--rounds 2] [--procs 1 2] [--stages ...]
 
 ``DIR`` is a workspace whose inputs exist (a clone after ``dvc checkout`` or ``make repro``; the
 stages rewrite their own outputs there, so not the repository you work in). Each stage runs as
-DVC runs it, ``python -m pipeline.launch N -m pipeline.<stage> ...``, in interleaved rounds (every
+DVC runs it, ``python -m pipeline.launch N -m pipeline.<stage> ...`` (a per-image stage:
+``python -m pipeline.<stage> --params P``, ``P`` the workspace's params with
+``runtime.workers: N``), in interleaved rounds (every
 process count of a stage back to back, the order reversed every other round, so drift of the
 machine's load falls on both), and the script prints the fastest and the median of each, the
 speed-up of the fastest, and writes them as JSON (``--out``).
@@ -22,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
 from tqdm import tqdm
 
 # (label, module, stage args): one row per stage kind of the default profile that can run
@@ -42,16 +46,42 @@ STAGES = {
     "wsis@mask_rcnn": ("pipeline.wsis", ["--model", "mask_rcnn"]),
     "wsis@mask2former": ("pipeline.wsis", ["--model", "mask2former"]),
 }
+# per-image stages: N worker processes from runtime.workers (one process of the stage's own pool)
+WORKER_STAGES = {
+    "proposals_ss": "pipeline.proposals_ss",
+    "prompts": "pipeline.prompts",
+    "proposals": "pipeline.proposals",
+}
 # checkpoints a finished run would resume from (a second round would then train nothing)
 RESUMED = {"pipeline.wsis": lambda args: [f"checkpoints/wsis_{args[-1]}"],
            "pipeline.clues_train": lambda args: ["checkpoints/clues_train"]}
 
 
-def run_once(workspace: Path, module: str, args: list[str], nproc: int) -> float:
+def workers_params(workspace: Path, n: int) -> Path:
+    """The workspace's params with ``runtime.workers: n``, written beside them."""
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["runtime"]["workers"] = n
+    path = workspace / f".bench_params_workers{n}.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def command(workspace: Path, stage: str, nproc: int) -> list[str]:
+    """The stage's command with ``nproc`` processes, as DVC would run it."""
+    if stage in WORKER_STAGES:
+        return [sys.executable, "-m", WORKER_STAGES[stage], "--params",
+                workers_params(workspace, nproc).name]
+    module, args = STAGES[stage]
+    return [sys.executable, "-m", "pipeline.launch", str(nproc), "-m", module, *args]
+
+
+def run_once(workspace: Path, stage: str, nproc: int) -> float:
     """Wall seconds of one stage run with ``nproc`` processes (raises if it fails)."""
-    for path in RESUMED.get(module, lambda a: [])(args):
-        shutil.rmtree(workspace / path, ignore_errors=True)
-    cmd = [sys.executable, "-m", "pipeline.launch", str(nproc), "-m", module, *args]
+    if stage in STAGES:
+        module, args = STAGES[stage]
+        for path in RESUMED.get(module, lambda a: [])(args):
+            shutil.rmtree(workspace / path, ignore_errors=True)
+    cmd = command(workspace, stage, nproc)
     t0 = time.perf_counter()
     done = subprocess.run(cmd, cwd=workspace, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
@@ -65,15 +95,15 @@ def main() -> None:
     p.add_argument("--workspace", type=Path, required=True)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--procs", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES))
+    p.add_argument("--stages", nargs="+", default=list(STAGES),
+                   choices=[*STAGES, *WORKER_STAGES])
     p.add_argument("--out", type=Path, default=Path("benchmarks/stage_processes.json"))
     a = p.parse_args()
     times: dict[str, dict[int, list[float]]] = {s: {n: [] for n in a.procs} for s in a.stages}
     runs = [(r, s) for r in range(a.rounds) for s in a.stages]
     for r, stage in tqdm(runs, desc="rounds x stages", unit="stage"):
-        module, args = STAGES[stage]
         for n in (a.procs if r % 2 == 0 else list(reversed(a.procs))):
-            times[stage][n].append(run_once(a.workspace, module, args, n))
+            times[stage][n].append(run_once(a.workspace, stage, n))
     rows = {}
     print(f"{'stage':24s} " + " ".join(f"{f'{n} proc fastest / median':>26s}" for n in a.procs)
           + "  speed-up")
