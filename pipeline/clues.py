@@ -14,15 +14,23 @@ Writes ``clues/{trainval,test}.npz`` (layout: ``weaksam/clues/store.py``) and
     pointing_accuracy  % of cam_fine Algorithm 1 points (``prompts.kernel``/``prompts.tau``) on
                        trainval inside a ground-truth instance MASK of their class
     pointing_accuracy_coarse: the same for cam_coarse points
-    points_per_image_cam_fine, num_images, seconds
+    points_per_image_cam_fine, num_images, seconds, workers (processes computing the maps)
 Ground truth is read for these evaluation numbers only. Runs on ``runtime.device``;
 ``clues.amp``: float16 autocast on CUDA (WeakTr's map generation), ignored on the CPU.
+
+On the CPU the batches of equal-size images are shared among ``runtime.workers`` processes, each
+with the model loaded from ``models/clues/model.pt`` and ``runtime.threads`` threads; a batch's
+maps are the same bytes whichever process computes it, so the output does not depend on the
+worker count (one process on CUDA: the card takes whole batches).
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,21 +63,52 @@ OUT_DIR = Path("clues")
 METRICS = Path("metrics/clues.json")
 
 
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(model_path: str, threads: int) -> None:
+    """A map process: its own copy of the model, ``threads`` intra-op threads (0: torch's)."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+    _WORKER["model"] = load_model(model_path)[0]
+
+
+def _batch_maps(job: tuple[torch.Tensor, dict[str, Any]]) -> dict[str, np.ndarray]:
+    imgs, kw = job
+    with torch.inference_mode():
+        return {k: v.numpy() for k, v in multiscale_maps(_WORKER["model"], imgs, **kw).items()}
+
+
 def split_clues(model, view: WeakView, *, use_labels: bool, resize: str, input_size: int,
                 scales, flip: bool, cross_heads: str, threshold: float, batch_size: int,
-                device: torch.device, amp: bool):
+                device: torch.device, amp: bool, pool=None):
     """Clues of every image of ``view`` -> (CluesSet, probs (M, C)). Images of equal base size
-    are batched together; results keep the split order."""
+    are batched together; results keep the split order. ``pool``: processes started by
+    :func:`_init_worker` compute the batches' maps (CPU), else ``model`` here."""
     p = model.patch_size
     sizes = [base_size(it.height, it.width, resize, input_size, p) for it in view]
     records: list[ImageClues | None] = [None] * len(view)
     probs: list[np.ndarray | None] = [None] * len(view)
     cat_ids = np.asarray(view.category_ids, dtype=np.int64)
-    for batch in tqdm(group_by_size(sizes, batch_size), desc="clues", disable=None):
-        imgs = torch.stack([torch.from_numpy(resize_image(view.read(i), sizes[i])).permute(2, 0, 1)
-                            for i in batch])
-        maps = multiscale_maps(model, imgs, scales, flip, cross_heads, device, amp)
-        maps = {k: v.numpy() for k, v in maps.items()}
+    batches = group_by_size(sizes, batch_size)
+    kw = dict(scales=scales, flip=flip, cross_heads=cross_heads, device=device, amp=amp)
+
+    def images(batch: list[int]) -> torch.Tensor:  # (B, 3, H, W) uint8 at the base size
+        return torch.stack([torch.from_numpy(resize_image(view.read(i), sizes[i]))
+                            .permute(2, 0, 1) for i in batch])
+
+    def results() -> Iterator[dict[str, np.ndarray]]:
+        if pool is None:
+            for batch in batches:
+                maps = multiscale_maps(model, images(batch), **kw)
+                yield {k: v.numpy() for k, v in maps.items()}
+            return
+        window = 4 * pool._processes  # images read ahead: a few batches per process
+        for w in range(0, len(batches), window):
+            yield from pool.imap(_batch_maps, [(images(b), kw) for b in batches[w:w + window]])
+
+    for batch, maps in tqdm(zip(batches, results(), strict=True), total=len(batches),
+                            desc="clues", disable=None):
         for j, i in enumerate(batch):
             item = view[i]
             pr = maps["probs"][j]
@@ -103,7 +142,26 @@ def main() -> None:
     t0 = time.time()
     model, cat_ids = load_model(MODEL)
     model.to(device)
-    metrics: dict[str, float | int] = {}
+    workers = max(int(params["runtime"].get("workers", 1) or 1), 1) if device.type == "cpu" else 1
+    # spawn, never fork (a fork after torch's thread pools started can deadlock)
+    pool = mp.get_context("spawn").Pool(
+        workers, initializer=_init_worker,
+        initargs=(str(MODEL), int(params["runtime"].get("threads", 0) or 0))) \
+        if workers > 1 else None
+    try:
+        metrics = _run(params, cfg, pcfg, model, cat_ids, input_size, device, pool, log)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    metrics["workers"] = workers
+    metrics["seconds"] = round(time.time() - t0, 2)
+    write_json(METRICS, metrics)
+    log.info("clues done in %.1f s: %s", time.time() - t0, metrics)
+
+
+def _run(params, cfg, pcfg, model, cat_ids, input_size, device, pool, log) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
     sets = {}
     for split in SPLITS:
         ann = Path(f"data/annotations/{split}.json")
@@ -118,7 +176,7 @@ def main() -> None:
                 input_size=input_size, scales=[float(s) for s in cfg["scales"]],
                 flip=bool(cfg["flip"]), cross_heads=str(cfg["cross_heads"]),
                 threshold=float(cfg["test_threshold"]), batch_size=int(cfg["batch_size"]),
-                device=device, amp=bool(cfg["amp"]))
+                device=device, amp=bool(cfg["amp"]), pool=pool)
         save_clues(OUT_DIR / f"{split}.npz", clues)
         sets[split] = (index, clues)
         key = "cls_map" if split == "test" else "cls_map_trainval"
@@ -147,9 +205,7 @@ def main() -> None:
     metrics["points_per_image_cam_fine"] = round(
         float(np.mean([len(h) for h in hits["cam_fine"]])), 3)
     metrics["num_images"] = {s: len(sets[s][1]) for s in SPLITS}
-    metrics["seconds"] = round(time.time() - t0, 2)
-    write_json(METRICS, metrics)
-    log.info("clues done in %.1f s: %s", time.time() - t0, metrics)
+    return metrics
 
 
 if __name__ == "__main__":
