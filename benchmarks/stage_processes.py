@@ -1,6 +1,7 @@
 """Wall seconds of stages with 1 and with 2 processes (issue 22): the figures behind the default
 profile's ``runtime.nproc`` (training stages, through ``pipeline.launch``) and ``runtime.workers``
-(per-image stages: Selective Search, prompts, SAM prompting; their outputs do not depend on it).
+(per-image stages: Selective Search, the clue maps, prompts, SAM prompting; their outputs do not
+depend on it).
 
     python benchmarks/stage_processes.py --workspace DIR [--rounds 2] [--procs 1 2] [--stages ...]
 
@@ -49,6 +50,7 @@ STAGES = {
 # per-image stages: N worker processes from runtime.workers (one process of the stage's own pool)
 WORKER_STAGES = {
     "proposals_ss": "pipeline.proposals_ss",
+    "clues": "pipeline.clues",
     "prompts": "pipeline.prompts",
     "proposals": "pipeline.proposals",
 }
