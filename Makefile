@@ -51,8 +51,8 @@ test-long: $(STAMP)
 ## Each finished seed is saved as reports/seeds/runs/seed-<s>.json (commit it: experiments stay
 ## in the workspace that ran them); a seed run here or saved for the same code (the stages'
 ## code deps, params and commands in HEAD's dvc.lock) is skipped and aggregated, so
-## a rerun, a later session or another clone adds seeds. 61 min a seed here; two side by side
-## (weaksam seeds --seeds 1 2 --jobs 2) 99 min, both measured with other work on the machine.
+## a rerun, a later session or another clone adds seeds. 52 to 54 min a seed here (idle); two side by side
+## (weaksam seeds --seeds 1 2 --jobs 2) 99 min with other work on the machine.
 SEEDS ?= 1 2
 seeds: $(STAMP)
 	$(BIN)/weaksam seeds --seeds $(SEEDS)
