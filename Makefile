@@ -15,8 +15,8 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # mirror that lacks it), pip installs the same lock.
 UV_VERSION := 0.13.10
 PIP_SOURCES = --index-strategy unsafe-best-match \
-	$(foreach u,$(shell $(PYTHON) -m pip config get global.extra-index-url 2>/dev/null) $(PIP_EXTRA_INDEX_URL),--extra-index-url $(u)) \
-	$(foreach d,$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null) $(PIP_FIND_LINKS),--find-links $(d))
+	$(foreach u,$(sort $(shell $(PYTHON) -m pip config get global.extra-index-url 2>/dev/null) $(PIP_EXTRA_INDEX_URL)),--extra-index-url $(u)) \
+	$(foreach d,$(sort $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null) $(PIP_FIND_LINKS)),--find-links $(d))
 UV_PIP = $(BIN)/uv pip install -q --python $(BIN)/python $(PIP_SOURCES)
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
